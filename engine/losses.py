@@ -1,0 +1,268 @@
+"""Loss functions and their gradients, registered by the name the API exposes.
+
+Each loss returns ``(loss, grad)`` where ``grad`` is shaped like the predictions (or logits) it
+was taken with respect to. Pairing sigmoid with binary cross-entropy and softmax with
+cross-entropy makes the gradient with respect to the logits ``y_pred - y`` — the seed's
+∂L/∂z = ŷ − y that gives ∂L/∂w = mean((ŷ − y)·x) and ∂L/∂b = mean(ŷ − y).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.activations import sigmoid, softmax
+
+Array = np.ndarray[Any, Any]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(per_sample: Array, reduction: str) -> tuple[float | Array, float]:
+    """Reduce per-sample losses; also return the factor every per-sample gradient is scaled by."""
+    if reduction == "mean":
+        return float(np.mean(per_sample)), 1.0 / per_sample.shape[0]
+    if reduction == "sum":
+        return float(np.sum(per_sample)), 1.0
+    if reduction == "none":
+        return per_sample, 1.0
+    raise ValueError(f"unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}")
+
+
+def _check_binary_labels(y_true: Array) -> None:
+    if not np.all((y_true == 0) | (y_true == 1)):
+        bad = y_true[(y_true != 0) & (y_true != 1)].ravel()[:5].tolist()
+        raise ValueError(f"y_true must hold labels 0 or 1 for binary_cross_entropy, got {bad}")
+
+
+def _check_same_shape(y_true: Array, other: Array, other_name: str) -> None:
+    if y_true.shape != other.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but {other_name} has shape {other.shape}")
+    if y_true.ndim == 0 or y_true.shape[0] == 0:
+        raise ValueError(f"y_true must hold at least one sample, got shape {y_true.shape}")
+
+
+def binary_cross_entropy(
+    y_true: Array, y_pred: Array, reduction: str = "mean"
+) -> tuple[float | Array, Array]:
+    """Binary cross-entropy −[y log ŷ + (1 − y) log(1 − ŷ)] from probabilities.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Labels, each 0 or 1.
+    y_pred : ndarray of the same shape
+        Predicted probabilities in [0, 1].
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray shaped like y_pred
+        ∂loss/∂y_pred.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    _check_same_shape(y_true, y_pred, "y_pred")
+    _check_binary_labels(y_true)
+    if np.any((y_pred < 0) | (y_pred > 1)):
+        raise ValueError("y_pred must hold probabilities in [0, 1]; pass logits to use raw scores")
+    # Clip inside the logs only, by the dtype's eps: a confident wrong prediction costs −log(eps),
+    # large and finite, while ŷ = y still costs exactly 0 (0·log(eps) = 0 and log(1) = 0).
+    eps = np.finfo(y_pred.dtype if y_pred.dtype.kind == "f" else np.float64).eps
+    p = y_pred.astype(np.result_type(y_pred.dtype, np.float32), copy=False)
+    elementwise = -(y_true * np.log(np.maximum(p, eps)) + (1 - y_true) * np.log1p(-np.minimum(p, 1 - eps)))
+    p_safe = np.clip(p, eps, 1 - eps)
+    grad_elem = (p_safe - y_true) / (p_safe * (1 - p_safe))
+    return _finish(elementwise, grad_elem, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    y_true: Array, logits: Array, reduction: str = "mean"
+) -> tuple[float | Array, Array]:
+    """Binary cross-entropy of sigmoid(logits), in the stable form softplus(z) − y·z.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Labels, each 0 or 1.
+    logits : ndarray of the same shape
+        Raw scores z; the probabilities are sigmoid(z).
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray shaped like logits
+        ∂loss/∂z = sigmoid(z) − y, scaled by the reduction.
+    """
+    y_true, z = np.asarray(y_true), np.asarray(logits)
+    _check_same_shape(y_true, z, "logits")
+    _check_binary_labels(y_true)
+    # softplus(z) = max(z, 0) + log1p(exp(−|z|)) never overflows.
+    elementwise = np.maximum(z, 0) - y_true * z + np.log1p(np.exp(-np.abs(z)))
+    return _finish(elementwise, sigmoid(z) - y_true, reduction)
+
+
+def _class_targets(y_true: Array, shape: tuple[int, ...]) -> Array:
+    """Turn class indices of shape (n,) or one-hot/soft targets of shape (n, k) into (n, k) targets."""
+    n, k = shape
+    if y_true.ndim == 1:
+        if y_true.shape[0] != n:
+            raise ValueError(f"y_true has {y_true.shape[0]} labels but the predictions have {n} rows")
+        if not np.all((y_true == np.round(y_true)) & (y_true >= 0) & (y_true < k)):
+            bad = y_true[(y_true != np.round(y_true)) | (y_true < 0) | (y_true >= k)][:5].tolist()
+            raise ValueError(f"class indices in y_true must be integers in [0, {k - 1}], got {bad}")
+        target = np.zeros(shape)
+        target[np.arange(n), y_true.astype(np.intp)] = 1
+        return target
+    if y_true.shape != shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but the predictions have shape {shape}")
+    if np.any((y_true < 0) | (y_true > 1)) or not np.allclose(y_true.sum(axis=1), 1):
+        raise ValueError("one-hot y_true rows must hold values in [0, 1] that sum to 1")
+    return y_true
+
+
+def _check_2d(a: Array, name: str) -> None:
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_classes) with n_classes >= 2, got {a.shape}")
+
+
+def cross_entropy(y_true: Array, y_pred: Array, reduction: str = "mean") -> tuple[float | Array, Array]:
+    """Cross-entropy −Σ_k y_k log ŷ_k from class probabilities.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,) of class indices, or (n_samples, n_classes) one-hot
+    y_pred : ndarray of shape (n_samples, n_classes)
+        Probabilities, each row summing to 1.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray of shape (n_samples, n_classes)
+    """
+    y_true, p = np.asarray(y_true), np.asarray(y_pred)
+    _check_2d(p, "y_pred")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("y_pred must hold probabilities in [0, 1]; pass logits to use raw scores")
+    target = _class_targets(y_true, p.shape)
+    eps = np.finfo(p.dtype if p.dtype.kind == "f" else np.float64).eps
+    p_safe = np.maximum(p, eps)
+    # 0·log(eps) = 0 keeps classes with zero target weight out of the sum exactly.
+    per_sample = -np.sum(target * np.log(p_safe), axis=1)
+    return _finish(per_sample, -target / p_safe, reduction)
+
+
+def cross_entropy_with_logits(
+    y_true: Array, logits: Array, reduction: str = "mean"
+) -> tuple[float | Array, Array]:
+    """Cross-entropy of softmax(logits), via logsumexp: no overflow for large logits.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,) of class indices, or (n_samples, n_classes) one-hot
+    logits : ndarray of shape (n_samples, n_classes)
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray of shape (n_samples, n_classes)
+        softmax(logits) − y, scaled by the reduction.
+    """
+    y_true, z = np.asarray(y_true), np.asarray(logits)
+    _check_2d(z, "logits")
+    target = _class_targets(y_true, z.shape)
+    shifted = z - np.max(z, axis=1, keepdims=True)
+    log_sum = np.log(np.sum(np.exp(shifted), axis=1))
+    per_sample = log_sum - np.sum(target * shifted, axis=1)
+    return _finish(per_sample, softmax(z) - target, reduction)
+
+
+def mean_squared_error(y_true: Array, y_pred: Array, reduction: str = "mean") -> tuple[float | Array, Array]:
+    """Squared error (ŷ − y)², averaged over the outputs of each sample.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+    y_pred : ndarray of the same shape
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray shaped like y_pred
+        2(ŷ − y) / n_outputs, scaled by the reduction.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    _check_same_shape(y_true, y_pred, "y_pred")
+    diff = y_pred - y_true
+    n_outputs = 1 if diff.ndim == 1 else int(np.prod(diff.shape[1:]))
+    return _finish(diff * diff / n_outputs, 2 * diff / n_outputs, reduction)
+
+
+def _finish(elementwise: Array, grad: Array, reduction: str) -> tuple[float | Array, Array]:
+    """Sum elementwise losses to per-sample losses, reduce them, and scale the gradient to match."""
+    per_sample = (
+        elementwise if elementwise.ndim <= 1 else elementwise.reshape(len(elementwise), -1).sum(axis=1)
+    )
+    loss, scale = _reduce(per_sample, reduction)
+    return loss, grad * scale
+
+
+LossFunction = Callable[[Array, Array, str], tuple[float | Array, Array]]
+
+LOSSES: dict[str, LossFunction] = {
+    "binary_cross_entropy": binary_cross_entropy,
+    "cross_entropy": cross_entropy,
+    "mean_squared_error": mean_squared_error,
+}
+LOSSES_FROM_LOGITS: dict[str, LossFunction] = {
+    "binary_cross_entropy": binary_cross_entropy_with_logits,
+    "cross_entropy": cross_entropy_with_logits,
+}
+# The output activation whose logits each loss can take directly.
+LOGIT_ACTIVATION = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
+
+
+def compute_loss(
+    name: str,
+    y_true: Array,
+    y_pred: Array | None = None,
+    *,
+    logits: Array | None = None,
+    reduction: str = "mean",
+) -> tuple[float | Array, Array]:
+    """Evaluate the loss ``name`` from predictions or from logits.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``LOSSES``.
+    y_true : ndarray
+    y_pred : ndarray, optional
+        Predictions (probabilities for the cross-entropies); exactly one of y_pred and logits.
+    logits : ndarray, optional
+        Raw scores for binary_cross_entropy (sigmoid) or cross_entropy (softmax).
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (n_samples,) for reduction="none"
+    grad : ndarray
+        With respect to y_pred, or to logits when logits were given.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}")
+    if (y_pred is None) == (logits is None):
+        raise ValueError("give exactly one of y_pred and logits")
+    if logits is not None:
+        if name not in LOSSES_FROM_LOGITS:
+            allowed = ", ".join(sorted(LOSSES_FROM_LOGITS))
+            raise ValueError(f"loss {name!r} takes y_pred, not logits; logits are for: {allowed}")
+        return LOSSES_FROM_LOGITS[name](y_true, logits, reduction)
+    return LOSSES[name](y_true, np.asarray(y_pred), reduction)
