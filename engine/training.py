@@ -8,6 +8,8 @@ never interrupted. It knows nothing of jobs, stores or HTTP.
 
 from __future__ import annotations
 
+import functools
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,17 +59,20 @@ class FitConfig:
     max_runtime_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer of at least 1, got {self.epochs!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive or null for full batch, got {self.batch_size}")
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise ValueError(
+                f"batch_size must be a positive integer or null for full batch, got {self.batch_size!r}"
+            )
         if self.optimizer == "gd" and self.batch_size is not None:
             raise ValueError(
-                f"optimizer 'gd' is full-batch gradient descent; batch_size must be null, got {self.batch_size}"
+                "optimizer 'gd' is full-batch gradient descent; "
+                f"batch_size must be null, got {self.batch_size}"
             )
         if not (np.isfinite(self.l2) and self.l2 >= 0):
             raise ValueError(f"l2 must be non-negative, got {self.l2}")
@@ -77,13 +82,22 @@ class FitConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.max_runtime_s is not None and not self.max_runtime_s > 0:
             raise ValueError(f"max_runtime_s must be positive, got {self.max_runtime_s}")
-        if self.early_stopping is not None and self.early_stopping.patience < 1:
-            raise ValueError(
-                f"early_stopping.patience must be at least 1, got {self.early_stopping.patience}"
-            )
+        if self.early_stopping is not None:
+            patience, min_delta = self.early_stopping.patience, self.early_stopping.min_delta
+            if not _is_int(patience) or patience < 1:
+                raise ValueError(
+                    f"early_stopping.patience must be an integer of at least 1, got {patience!r}"
+                )
+            # A negative min_delta would count a worse epoch as an improvement.
+            if not (np.isfinite(min_delta) and min_delta >= 0):
+                raise ValueError(f"early_stopping.min_delta must be non-negative, got {min_delta!r}")
         # Fail now, not at the first epoch, on bad optimizer or schedule options.
         make_optimizer(self.optimizer, 1, np.float64, **self.optimizer_params)
         learning_rate_at(self.learning_rate, 0, self.epochs, self.schedule, **self.schedule_params)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -176,7 +190,7 @@ def train_validation_split(
     train, val = [], []
     for idx in groups:
         idx = rng.permutation(idx)
-        n_val = int(round(fraction * len(idx)))
+        n_val = round(fraction * len(idx))
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     train_idx, val_idx = np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
@@ -192,7 +206,8 @@ def _metrics(architecture: Architecture, output: Array, labels: Array | None) ->
     if labels is None:
         return None
     if architecture.n_outputs == 1:
-        return float(np.count_nonzero((output[:, 0] > 0.5) == labels)) / len(labels)
+        # >= as in models.predict, so the reported accuracy is that of the model's predictions.
+        return float(np.count_nonzero((output[:, 0] >= 0.5) == labels)) / len(labels)
     return float(np.count_nonzero(np.argmax(output, axis=1) == labels)) / len(labels)
 
 
@@ -233,7 +248,8 @@ def fit(
     on_epoch : callable, optional
         Called after every epoch with an EpochState; returning False cancels the run.
     should_stop : callable, optional
-        Polled between mini-batches (at most every 50 ms); returning True cancels the run.
+        Polled between mini-batches (between epochs for full batch), at most every 50 ms;
+        returning True cancels the run.
     resume : Checkpoint, optional
         Continue a run from this checkpoint (same data, config and seed).
     initial_params : ndarray of shape (n_parameters,), optional
@@ -287,12 +303,13 @@ def fit(
     optimizer: Optimizer = make_optimizer(
         config.optimizer, architecture.n_parameters, dtype, **config.optimizer_params
     )
+    # Accuracy needs class indices: one-hot or probability targets give losses only.
     history: dict[str, list[float]] = {"train_loss": []}
-    if classifier:
+    if labels_all is not None:
         history["train_accuracy"] = []
     if has_val:
         history["val_loss"] = []
-        if classifier:
+        if labels_all is not None:
             history["val_accuracy"] = []
     best_params = params.copy(architecture)
     best_epoch, best_loss, bad_epochs, start = 0, float("inf"), 0, 0
@@ -314,7 +331,7 @@ def fit(
             epoch,
             params.flat.copy(),
             optimizer.state_dict(),
-            shuffle_rng.bit_generator.state,
+            dict(shuffle_rng.bit_generator.state),
             best_params.flat.copy(),
             best_epoch,
             best_loss,
@@ -330,45 +347,54 @@ def fit(
     began = last_poll = time.perf_counter()
     deadline = began + config.max_runtime_s if config.max_runtime_s else None
     epoch = start
-    while epoch < config.epochs:
+    if resume is not None and config.early_stopping is not None:
+        # A checkpoint taken in the epoch that triggered early stopping ends the resumed run too.
+        if bad_epochs >= config.early_stopping.patience:
+            stop_reason = "early_stopped"
+    while stop_reason == "completed" and epoch < config.epochs:
         lr = learning_rate_at(
             config.learning_rate, epoch, config.epochs, config.schedule, **config.schedule_params
         )
         np.copyto(epoch_start, params.flat)
         loss_sum, correct, interrupted = 0.0, 0.0, ""
-        if batch == n:
-            loss, _, output = loss_and_gradient(architecture, params, X_train, Y_train, config.l2, grads)
-            acc = _metrics(architecture, output, labels_train)
-            if np.isfinite(loss):
-                optimizer.step(params.flat, grads.flat, lr)
-            loss_sum, correct = loss * n, (acc or 0.0) * n
-        else:
-            order = shuffle_rng.permutation(n)
-            for lo in range(0, n, batch):
-                idx = order[lo : lo + batch]
-                loss, _, output = loss_and_gradient(
-                    architecture, params, X_train[idx], Y_train[idx], config.l2, grads
-                )
-                if not np.isfinite(loss):
-                    loss_sum = loss
-                    break
-                optimizer.step(params.flat, grads.flat, lr)
-                loss_sum += loss * len(idx)
-                if labels_train is not None:
-                    correct += (_metrics(architecture, output, labels_train[idx]) or 0.0) * len(idx)
-                now = time.perf_counter()
-                if deadline is not None and now > deadline:
-                    interrupted = "deadline_exceeded"
-                    break
-                if should_stop is not None and now - last_poll >= _POLL_INTERVAL_S:
-                    last_poll = now
-                    if should_stop():
-                        interrupted = "cancelled"
+        # Divergence is detected below and reported as a stop reason, so the overflow on the way
+        # there is expected rather than a warning for the caller.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if batch == n:
+                loss, _, output = loss_and_gradient(architecture, params, X_train, Y_train, config.l2, grads)
+                acc = _metrics(architecture, output, labels_train)
+                if np.isfinite(loss):
+                    optimizer.step(params.flat, grads.flat, lr)
+                loss_sum, correct = loss * n, (acc or 0.0) * n
+            else:
+                order = shuffle_rng.permutation(n)
+                for lo in range(0, n, batch):
+                    idx = order[lo : lo + batch]
+                    loss, _, output = loss_and_gradient(
+                        architecture, params, X_train[idx], Y_train[idx], config.l2, grads
+                    )
+                    if not np.isfinite(loss):
+                        loss_sum = loss
                         break
-        if not np.isfinite(loss_sum):
-            # Keep the last weights whose loss was finite: those at the start of this epoch.
+                    optimizer.step(params.flat, grads.flat, lr)
+                    loss_sum += loss * len(idx)
+                    if labels_train is not None:
+                        correct += (_metrics(architecture, output, labels_train[idx]) or 0.0) * len(idx)
+                    now = time.perf_counter()
+                    if deadline is not None and now > deadline:
+                        interrupted = "deadline_exceeded"
+                        break
+                    if should_stop is not None and now - last_poll >= _POLL_INTERVAL_S:
+                        last_poll = now
+                        if should_stop():
+                            interrupted = "cancelled"
+                            break
+        # A finite loss can still take a step to inf weights (huge learning rate), so check both.
+        if not np.isfinite(loss_sum) or not np.isfinite(params.flat).all():
+            # Every epoch ends with finite weights, so those at the start of this one are finite.
             np.copyto(params.flat, epoch_start)
-            stop_reason, detail = "diverged", f"the training loss became non-finite in epoch {epoch + 1}"
+            what = "training loss" if not np.isfinite(loss_sum) else "weights"
+            stop_reason, detail = "diverged", f"the {what} became non-finite in epoch {epoch + 1}"
             break
         if interrupted:
             stop_reason = interrupted
@@ -378,7 +404,8 @@ def fit(
         if labels_train is not None:
             metrics["train_accuracy"] = correct / n
         if has_val:
-            val = evaluate(architecture, params, X_val, Y_val, labels_val)
+            with np.errstate(over="ignore", invalid="ignore"):
+                val = evaluate(architecture, params, X_val, Y_val, labels_val)
             metrics["val_loss"] = val["loss"]
             if "accuracy" in val:
                 metrics["val_accuracy"] = val["accuracy"]
@@ -402,9 +429,15 @@ def fit(
                 best_epoch,
                 best_loss,
                 now - began,
-                lambda e=epoch: checkpoint(e),
+                functools.partial(checkpoint, epoch),
             )
             if on_epoch(state) is False:
+                stop_reason = "cancelled"
+                break
+        # A full batch is a whole epoch, so between epochs is between its mini-batches.
+        if should_stop is not None and batch == n and now - last_poll >= _POLL_INTERVAL_S:
+            last_poll = now
+            if should_stop():
                 stop_reason = "cancelled"
                 break
         if config.early_stopping is not None and bad_epochs >= config.early_stopping.patience:

@@ -1,0 +1,220 @@
+"""Engine speed, side by side with its references, on one BLAS thread.
+
+1. Logistic regression, full-batch GD, N = 100,000, D = 20: the engine's time per epoch against
+   the floor measured in the same run (the bare X @ w, sigmoid, X.T @ r of one step).
+2. MLP 20→64→64→1, ReLU, Adam, N = 100,000, float32, batch 256 and 32: the engine against
+   PyTorch (CPU) and scikit-learn's MLPClassifier with the same architecture, batch and epochs,
+   each when installed (`pip install -e '.[bench]'`; PyTorch separately).
+3. Memory: the peak NumPy allocation while training on an N × D float32 dataset, in copies of X.
+
+Run: python benchmarks/engine.py [--quick]. Prints a Markdown report for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# This file is named like the package it measures: import the package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+from engine.datasets import make_dataset  # noqa: E402
+from engine.models import build_architecture  # noqa: E402
+from engine.training import FitConfig, fit  # noqa: E402
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of fn over repeats runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def logistic_floor(X: np.ndarray, y: np.ndarray, epochs: int) -> Callable[[], None]:
+    """The bare arithmetic of full-batch GD epochs: X @ w, sigmoid, X.T @ r, nothing else."""
+    w = np.zeros(X.shape[1], dtype=X.dtype)
+    lr = X.dtype.type(0.1)
+    n = X.dtype.type(len(X))
+
+    def run() -> None:
+        nonlocal w
+        w[:] = 0
+        for _ in range(epochs):
+            z = X @ w
+            with np.errstate(over="ignore"):
+                p = 1 / (1 + np.exp(-z))
+            r = p - y
+            w -= lr * (X.T @ r) / n
+
+    return run
+
+
+def bench_logistic(n: int, epochs: int, repeats: int) -> list[str]:
+    rows = []
+    rng = np.random.default_rng(0)
+    X64 = rng.normal(size=(n, 20))
+    y = (X64 @ rng.normal(size=20) + rng.normal(size=n) > 0).astype(np.int64)
+    arch = build_architecture("logistic_regression", 20)
+    for dtype in ("float32", "float64"):
+        X = X64.astype(dtype)
+        floor = timed(logistic_floor(X, y.astype(dtype), epochs), repeats) / epochs
+        config = FitConfig(epochs=epochs, optimizer="gd", learning_rate=0.1, dtype=dtype)
+        engine = timed(lambda X=X, config=config: fit(arch, X, y, config, np.random.default_rng(0)), repeats)
+        engine /= epochs
+        rows.append(
+            f"| logistic regression GD, N={n:,}, D=20, {dtype} | {engine * 1e3:.3f} ms | "
+            f"{floor * 1e3:.3f} ms (floor) | {engine / floor:.2f}× | ≤ 1.25× |"
+        )
+    return rows
+
+
+def bench_mlp(n: int, epochs: int, batch: int) -> dict[str, float]:
+    """Seconds per epoch for each implementation that is installed."""
+    X, y = make_dataset("blobs", n, n_classes=2, n_features=20, noise=2.0, rng=np.random.default_rng(0))
+    X = X.astype(np.float32)
+    results: dict[str, float] = {}
+    arch = build_architecture("mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid")
+    config = FitConfig(epochs=epochs, optimizer="adam", learning_rate=1e-3, batch_size=batch, dtype="float32")
+    t0 = time.perf_counter()
+    fit(arch, X, y, config, np.random.default_rng(0))
+    results["engine"] = (time.perf_counter() - t0) / epochs
+
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(20, 64),
+            torch.nn.ReLU(),
+            torch.nn.Linear(64, 64),
+            torch.nn.ReLU(),
+            torch.nn.Linear(64, 1),
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            order = torch.randperm(n)
+            for lo in range(0, n, batch):
+                idx = order[lo : lo + batch]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(Xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+        results["pytorch"] = (time.perf_counter() - t0) / epochs
+
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        pass
+    else:
+        import warnings
+
+        clf = MLPClassifier(
+            hidden_layer_sizes=(64, 64),
+            activation="relu",
+            solver="adam",
+            learning_rate_init=1e-3,
+            batch_size=batch,
+            max_iter=epochs,
+            tol=0.0,
+            n_iter_no_change=10**9,
+            alpha=0.0,
+            random_state=0,
+        )
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        results["sklearn"] = (time.perf_counter() - t0) / epochs
+    return results
+
+
+def bench_memory(n: int) -> str:
+    X, y = make_dataset("blobs", n, n_classes=2, n_features=20, noise=2.0, rng=np.random.default_rng(0))
+    X = X.astype(np.float32)
+    arch = build_architecture("mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid")
+    config = FitConfig(
+        epochs=1, optimizer="adam", learning_rate=1e-3, batch_size=256, dtype="float32", validation_fraction=0.2
+    )
+    tracemalloc.start()
+    fit(arch, X, y, config, np.random.default_rng(0))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    copies = 1 + peak / X.nbytes  # the caller's X plus what training allocated at its peak
+    return (
+        f"| memory: MLP training on {n:,} × 20 float32 (X = {X.nbytes / 2**20:.1f} MiB), validation 20% | "
+        f"peak {peak / 2**20:.1f} MiB allocated | {copies:.2f} copies of X | | ≤ ~3 copies |"
+    )
+
+
+def machine() -> str:
+    blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    torch_version = "not installed"
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"BLAS: {'; '.join(blas)}; PyTorch {torch_version}; one BLAS thread"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    n = 10_000 if args.quick else 100_000
+    print(f"Machine: {machine()}\n")
+    print("| benchmark | Descent | reference | ratio | target |")
+    print("|---|---|---|---|---|")
+    with threadpool_limits(1):
+        for row in bench_logistic(n, epochs=20 if args.quick else 50, repeats=3 if args.quick else 7):
+            print(row, flush=True)
+        for batch, torch_target, sk_target in ((256, 2.0, 2.5), (32, 3.5, None)):
+            res = bench_mlp(n, epochs=1, batch=batch)
+            for ref, target in (("pytorch", torch_target), ("sklearn", sk_target)):
+                if ref not in res:
+                    continue
+                speedup = res[ref] / res["engine"]
+                goal = f"≥ {target}× faster" if target else "(no target)"
+                print(
+                    f"| MLP 20→64→64→1 ReLU Adam, N={n:,}, float32, batch {batch}, per epoch | "
+                    f"{res['engine']:.3f} s | {res[ref]:.3f} s ({ref}) | {speedup:.2f}× faster | {goal} |",
+                    flush=True,
+                )
+        print(bench_memory(n))
+
+
+if __name__ == "__main__":
+    main()
