@@ -1,0 +1,103 @@
+"""Persistence of the service: datasets, jobs and their runs, models, idempotency keys.
+
+SQLAlchemy 2 (sync) over a SQLite file by default or PostgreSQL; the schema is managed by Alembic and
+brought up to date by :func:`open_store`. Repository functions take the :class:`Store` first, run one
+transaction each, return frozen records and raise the domain errors of :mod:`service.store.errors`.
+
+Where things are: ``db.py`` (engine, sessions, migrations, ids), ``tables.py`` (schema), ``records.py``
+(returned values), ``blobs.py`` (``.npz`` bytes), ``datasets.py``, ``jobs.py`` (client side of jobs),
+``runs.py`` (what a run writes, fenced on its attempt, and the reaper), ``models.py``, ``idempotency.py``.
+"""
+
+from service.store.blobs import decode_npz, encode_npz
+from service.store.datasets import (
+    create_dataset,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    load_dataset_arrays,
+)
+from service.store.db import DEFAULT_URL, Store, open_store
+from service.store.errors import Conflict, NotFound, QueueFull, StaleAttempt, StoreError, StoreUnavailable
+from service.store.idempotency import recall, remember
+from service.store.jobs import (
+    create_job,
+    events_since,
+    get_job,
+    list_job_metrics,
+    list_jobs,
+    queue_position,
+    queued_job_ids,
+    request_cancel,
+)
+from service.store.models import create_model, delete_model, get_model, list_models, load_model_parameters
+from service.store.records import (
+    Checkpoint,
+    DatasetRecord,
+    EpochMetrics,
+    EventRecord,
+    JobRecord,
+    ModelRecord,
+    Remembered,
+)
+from service.store.runs import (
+    claim_job,
+    finish_job,
+    heartbeat,
+    load_checkpoint,
+    reap_stale,
+    record_progress,
+    requeue_job,
+    save_checkpoint,
+    truncate_metrics_after,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "Checkpoint",
+    "Conflict",
+    "DatasetRecord",
+    "EpochMetrics",
+    "EventRecord",
+    "JobRecord",
+    "ModelRecord",
+    "NotFound",
+    "QueueFull",
+    "Remembered",
+    "StaleAttempt",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "claim_job",
+    "create_dataset",
+    "create_job",
+    "create_model",
+    "decode_npz",
+    "delete_dataset",
+    "delete_model",
+    "encode_npz",
+    "events_since",
+    "finish_job",
+    "get_dataset",
+    "get_job",
+    "get_model",
+    "heartbeat",
+    "list_datasets",
+    "list_job_metrics",
+    "list_jobs",
+    "list_models",
+    "load_checkpoint",
+    "load_dataset_arrays",
+    "load_model_parameters",
+    "open_store",
+    "queue_position",
+    "queued_job_ids",
+    "reap_stale",
+    "recall",
+    "record_progress",
+    "remember",
+    "request_cancel",
+    "requeue_job",
+    "save_checkpoint",
+    "truncate_metrics_after",
+]

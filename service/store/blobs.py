@@ -1,0 +1,94 @@
+"""``.npz`` encoding of arrays and the ``blobs`` table that holds the bytes.
+
+Arrays are written with ``np.savez`` (an uncompressed zip of ``.npy`` members, each with the fixed zip
+timestamp of 1980) and read with ``np.load(..., allow_pickle=False)``. The bytes depend only on the member
+names, their order, and each array's dtype, shape and data, so equal arrays always hash to the same sha256;
+a test guards that, because dataset and model hashes rely on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.store.db import new_id, utcnow
+from service.store.tables import BlobRow
+
+# np.savez takes member names as keyword arguments, so these two cannot be member names.
+_SAVEZ_ARGUMENTS = ("file", "allow_pickle")
+
+
+def encode_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Serialise named arrays to ``.npz`` bytes, deterministically and without pickle.
+
+    Parameters
+    ----------
+    arrays : mapping of str to ndarray
+        Member names (non-empty, no ``/``) to arrays of any shape and of a non-object dtype.
+
+    Returns
+    -------
+    data : bytes
+        The ``np.savez`` archive, which ``np.load(io.BytesIO(data), allow_pickle=False)`` reads back bit for
+        bit.
+
+    Raises
+    ------
+    ValueError
+        For an empty, path-like or reserved member name, or an array of object dtype (it would need pickle).
+    """
+    for name, array in arrays.items():
+        if not isinstance(name, str) or not name or "/" in name or name in _SAVEZ_ARGUMENTS:
+            raise ValueError(
+                f"array names must be non-empty strings without '/' other than {list(_SAVEZ_ARGUMENTS)}, "
+                f"got {name!r}"
+            )
+        if np.asarray(array).dtype.hasobject:
+            raise ValueError(f"array {name!r} has dtype object, which cannot be stored without pickle")
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def decode_npz(data: bytes) -> dict[str, np.ndarray]:
+    """Read ``.npz`` bytes back into named arrays (never unpickling anything).
+
+    Parameters
+    ----------
+    data : bytes
+        Bytes written by :func:`encode_npz` or ``np.savez``.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        In the archive's order.
+    """
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put_blob(session: Session, data: bytes) -> BlobRow:
+    """Insert ``data`` as a new blob in the session's transaction."""
+    row = BlobRow(
+        id=new_id("blob"), sha256=sha256_hex(data), nbytes=len(data), data=data, created_at=utcnow()
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def blob_data(session: Session, blob_id: str) -> bytes | None:
+    return session.scalar(select(BlobRow.data).where(BlobRow.id == blob_id))
+
+
+def delete_blob(session: Session, blob_id: str) -> None:
+    session.execute(delete(BlobRow).where(BlobRow.id == blob_id))

@@ -1,0 +1,279 @@
+"""Engine, sessions, migrations and the small helpers every repository module shares.
+
+``open_store(url)`` is the one entry point: it builds the engine (SQLite file or PostgreSQL), brings the
+schema to the latest Alembic revision and returns a :class:`Store`. The repository functions take that
+``Store`` first and open one short transaction each through :meth:`Store.write` or :meth:`Store.read`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, Select, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+
+from service.store.errors import StoreUnavailable
+
+DEFAULT_URL = "sqlite:///./data/descent.db"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Transaction-level advisory lock keys (PostgreSQL): one for migrations, one for admission to the queue.
+MIGRATION_LOCK_KEY = 0x64657363_00000001
+QUEUE_LOCK_KEY = 0x64657363_00000002
+
+ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb"}
+_ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+)_[0-9a-f]{24}$")
+
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+
+
+class Store:
+    """A database engine with its session factories.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        Engine built by :func:`create_store_engine` (it installs the SQLite transaction handling that
+        :meth:`write` relies on).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        # SQLite: a write transaction takes the write lock at BEGIN (IMMEDIATE). A deferred transaction that
+        # reads and then writes fails at once with "database is locked" when another writer committed in
+        # between, whatever the busy timeout; IMMEDIATE makes it wait instead.
+        self.sessionmaker = sessionmaker(
+            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+        )
+        self.read_sessionmaker = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One read-write transaction: commits on success, rolls back on any exception."""
+        with unavailable_on_failure(), self.sessionmaker.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """One read-only transaction (a consistent snapshot on both backends)."""
+        with unavailable_on_failure(), self.read_sessionmaker.begin() as session:
+            yield session
+
+    def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1``."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+@contextmanager
+def unavailable_on_failure() -> Iterator[None]:
+    """Turn connection failures, timeouts and lock waits that ran out into ``StoreUnavailable``."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first_line = (str(orig).strip().splitlines() or [""])[0][:200]
+        raise StoreUnavailable(f"database unavailable ({type(orig).__name__}: {first_line})") from exc
+
+
+def create_store_engine(url: str) -> Engine:
+    """Build the engine for a SQLite file or a PostgreSQL URL.
+
+    Parameters
+    ----------
+    url : str
+        ``sqlite:///path/to/file.db`` (the parent folder is created) or ``postgresql+psycopg://...``.
+
+    Returns
+    -------
+    engine : sqlalchemy.Engine
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise ValueError(f"the store needs a SQLite file path, got {url!r}")
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        _install_sqlite_events(engine)
+        return engine
+    if backend == "postgresql":
+        # pre_ping: a connection the server dropped (restart, idle timeout) is replaced, not handed out.
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///... or postgresql+psycopg://...")
+
+
+def _install_sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The sqlite3 module's own transaction handling skips BEGIN before SELECT and DDL; turn it off and
+        # emit BEGIN ourselves (below) so every transaction, migrations included, is a real one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # With WAL, NORMAL still survives a crash of the process; only a power loss may drop the last commits.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` in one transaction; a no-op when it is already there."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with unavailable_on_failure(), engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several processes (API, workers) may start together against an empty database.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def open_store(url: str = DEFAULT_URL) -> Store:
+    """Open the store at ``url`` and bring its schema up to date.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL: ``sqlite:///./data/descent.db`` (default) or ``postgresql+psycopg://user@host/db``.
+
+    Returns
+    -------
+    store : Store
+
+    Raises
+    ------
+    ValueError
+        When the URL names an unsupported backend or an in-memory SQLite database.
+    StoreUnavailable
+        When the database cannot be reached.
+    """
+    engine = create_store_engine(url)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)
+
+
+# --- shared helpers -----------------------------------------------------------------------------------
+
+_id_lock = threading.Lock()
+_last_id_us = 0
+
+
+def new_id(kind: str) -> str:
+    """A new id for ``kind``: prefix, 14 hex digits of UTC time in µs, 10 random hex digits.
+
+    Ids sort in creation order (strictly within a process, to the clock across processes), which lets a
+    list page on the id alone. The random part only has to make ids unique, not unpredictable to a model
+    of the data, so it comes from ``secrets`` rather than a seeded generator.
+    """
+    global _last_id_us
+    prefix = ID_PREFIXES[kind]
+    with _id_lock:
+        now_us = max(time.time_ns() // 1000, _last_id_us + 1)
+        _last_id_us = now_us
+    return f"{prefix}_{now_us:014x}{secrets.token_hex(5)}"
+
+
+def check_id(kind: str, value: str, what: str = "cursor") -> str:
+    """Return ``value`` if it has the shape of a ``kind`` id, else raise ``ValueError``."""
+    match = _ID_PATTERN.match(value) if isinstance(value, str) else None
+    if match is None or match["prefix"] != ID_PREFIXES[kind]:
+        raise ValueError(f"{what} must be a {kind} id, got {value!r}")
+    return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    return limit
+
+
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    id_column: InstrumentedAttribute[str],
+    kind: str,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """Newest-first page of ``stmt``: rows with an id below ``cursor``, and the cursor of the next page."""
+    check_limit(limit)
+    if cursor is not None:
+        stmt = stmt.where(id_column < check_id(kind, cursor))
+    rows = list(session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)))
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, getattr(rows[-1], id_column.key)
+    return rows, None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: NumPy scalars and arrays become Python values, tuples become lists.
+
+    Non-finite floats become ``None``: JSON has no NaN or infinity (PostgreSQL refuses them), and the API
+    promises finite numbers only; a diverged epoch's loss is therefore stored as null.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise ValueError(f"cannot store a {type(value).__name__} as JSON: {value!r}")
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A metric value as a finite float, or ``None`` when it is missing or not finite."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,262 @@
+"""Training jobs as clients see them: create, read, list, cancel, events and metric history.
+
+What a run writes while it owns a job (claim, progress, checkpoints, finish) is in ``runs.py``.
+
+Event ordering: every transaction that appends events for a job first locks that job's row (by inserting
+it, updating it, or ``SELECT ... FOR UPDATE``). Events of one job are therefore committed in the order of
+their ids, so a reader that resumes after the last id it saw never skips one, even on PostgreSQL where ids
+of concurrent transactions may commit out of order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
+from service.store.errors import Conflict, NotFound, QueueFull
+from service.store.records import EpochMetrics, EventRecord, JobRecord
+from service.store.tables import (
+    DEFAULT_OWNER,
+    JOB_STATUSES,
+    CheckpointRow,
+    DatasetRow,
+    JobEventRow,
+    JobMetricRow,
+    JobRow,
+)
+
+
+def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
+    """Append an event; the caller must hold the job's row (see the module docstring)."""
+    session.add(JobEventRow(job_id=job_id, kind=kind, data=jsonable(data), created_at=utcnow()))
+    session.flush()
+
+
+def lock_job(session: Session, job_id: str, owner: str | None = None) -> JobRow:
+    """The job's row, locked until the transaction ends; ``NotFound`` when missing or not ``owner``'s."""
+    row = session.scalar(
+        select(JobRow).where(JobRow.id == job_id).with_for_update().execution_options(populate_existing=True)
+    )
+    if row is None or (owner is not None and row.owner != owner):
+        raise NotFound("job", job_id)
+    return row
+
+
+def end_job(
+    session: Session,
+    row: JobRow,
+    status: str,
+    *,
+    error_type: str | None = None,
+    error_detail: str | None = None,
+    model_id: str | None = None,
+) -> None:
+    """Move a locked job to a terminal state, drop its checkpoint, and append 'status' then 'end'."""
+    row.status = status
+    row.finished_at = utcnow()
+    row.error_type = error_type
+    row.error_detail = error_detail
+    row.model_id = model_id
+    session.flush()
+    # A finished job is never resumed, so its checkpoint is dead weight.
+    session.execute(delete(CheckpointRow).where(CheckpointRow.job_id == row.id))
+    error = None if error_type is None else {"type": error_type, "detail": error_detail}
+    payload = {"status": status, "attempt": row.attempt, "model_id": model_id, "error": error}
+    append_event(session, row.id, "status", payload)
+    append_event(session, row.id, "end", payload)
+
+
+def create_job(
+    store: Store,
+    *,
+    owner: str = DEFAULT_OWNER,
+    config: dict[str, Any],
+    config_hash: str,
+    dataset_id: str | None,
+    max_retries: int = 0,
+    max_queued: int,
+) -> JobRecord:
+    """Queue a job, unless ``max_queued`` jobs are already queued.
+
+    Parameters
+    ----------
+    store : Store
+    owner : str
+    config : dict
+        The resolved training configuration (defaults filled, seed chosen).
+    config_hash : str
+    dataset_id : str or None
+        The dataset to train on, which must be ``owner``'s. Inline data in a request is stored as a dataset
+        first, so jobs created by the API always have one; the column only becomes None when a finished
+        job's dataset is deleted.
+    max_retries : int
+        How many times the job is requeued after its worker is lost.
+    max_queued : int
+        Queue capacity; counted and enforced in the same transaction as the insert (serialised by an
+        advisory lock on PostgreSQL and by the write lock on SQLite).
+
+    Returns
+    -------
+    record : JobRecord
+        Status 'queued', attempt 0; a 'status' event is appended.
+
+    Raises
+    ------
+    QueueFull
+    NotFound
+        When the dataset does not exist or is not ``owner``'s.
+    """
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+    if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 0:
+        raise ValueError(f"max_queued must be a non-negative integer, got {max_queued!r}")
+    try:
+        with store.write() as session:
+            if store.dialect == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
+            if dataset_id is not None:
+                # FOR KEY SHARE: the dataset cannot be deleted until this transaction ends.
+                dataset_owner = session.scalar(
+                    select(DatasetRow.owner)
+                    .where(DatasetRow.id == dataset_id)
+                    .with_for_update(read=True, key_share=True)
+                )
+                if dataset_owner is None or dataset_owner != owner:
+                    raise NotFound("dataset", dataset_id)
+            queued = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
+            if queued is not None and queued >= max_queued:
+                raise QueueFull(max_queued)
+            row = JobRow(
+                id=new_id("job"),
+                owner=owner,
+                status="queued",
+                config=jsonable(config),
+                config_hash=config_hash,
+                dataset_id=dataset_id,
+                created_at=utcnow(),
+                attempt=0,
+                max_retries=max_retries,
+                cancel_requested=False,
+            )
+            session.add(row)
+            session.flush()
+            append_event(session, row.id, "status", {"status": "queued", "attempt": 0})
+            return JobRecord.from_row(row)
+    except IntegrityError as exc:
+        # Only the dataset foreign key can fail here: the dataset was deleted concurrently.
+        raise NotFound("dataset", str(dataset_id)) from exc
+
+
+def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
+    """The job ``job_id``; ``NotFound`` when missing or, if ``owner`` is given, someone else's."""
+    with store.read() as session:
+        row = session.get(JobRow, job_id)
+        if row is None or (owner is not None and row.owner != owner):
+            raise NotFound("job", job_id)
+        return JobRecord.from_row(row)
+
+
+def list_jobs(
+    store: Store,
+    owner: str = DEFAULT_OWNER,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[JobRecord], str | None]:
+    """One page of ``owner``'s jobs (optionally of one status), newest first, and the next cursor.
+
+    Raises
+    ------
+    ValueError
+        For an unknown status, a non-positive limit or a cursor that is not a job id.
+    """
+    if status is not None and status not in JOB_STATUSES:
+        raise ValueError(f"status must be one of {list(JOB_STATUSES)}, got {status!r}")
+    with store.read() as session:
+        stmt = select(JobRow).where(JobRow.owner == owner)
+        if status is not None:
+            stmt = stmt.where(JobRow.status == status)
+        rows, next_cursor = paginate(session, stmt, JobRow.id, "job", limit, cursor)
+        return [JobRecord.from_row(row) for row in rows], next_cursor
+
+
+def queue_position(store: Store, job: JobRecord) -> int | None:
+    """How many queued jobs were created before ``job`` (0 = next), or None when it is not queued."""
+    with store.read() as session:
+        status = session.scalar(select(JobRow.status).where(JobRow.id == job.id))
+        if status != "queued":
+            return None
+        ahead = session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.status == "queued", JobRow.id < job.id)
+        )
+        return int(ahead or 0)
+
+
+def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
+    """Ids of queued jobs, oldest first (the order they should run in)."""
+    check_limit(limit)
+    with store.read() as session:
+        stmt = select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.id).limit(limit)
+        return list(session.scalars(stmt))
+
+
+def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
+    """Ask a job to stop.
+
+    A queued job is cancelled at once ('status' and 'end' events); a running one becomes 'cancelling' with
+    ``cancel_requested`` set (a 'status' event) and its run ends it; a job already 'cancelling' is
+    returned unchanged.
+
+    Raises
+    ------
+    NotFound
+    Conflict
+        When the job is already terminal.
+    """
+    with store.write() as session:
+        row = lock_job(session, job_id, owner)
+        if row.status == "queued":
+            end_job(session, row, "cancelled")
+        elif row.status == "running":
+            row.status = "cancelling"
+            row.cancel_requested = True
+            session.flush()
+            append_event(session, row.id, "status", {"status": "cancelling", "attempt": row.attempt})
+        elif row.status != "cancelling":
+            raise Conflict(f"job {job_id!r} is already {row.status}")
+        return JobRecord.from_row(row)
+
+
+def events_since(store: Store, job_id: str, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
+    """The job's events with an id above ``after_id``, oldest first, at most ``limit``."""
+    check_limit(limit)
+    if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
+        raise ValueError(f"after_id must be a non-negative integer, got {after_id!r}")
+    with store.read() as session:
+        stmt = (
+            select(JobEventRow)
+            .where(JobEventRow.job_id == job_id, JobEventRow.id > after_id)
+            .order_by(JobEventRow.id)
+            .limit(limit)
+        )
+        return [EventRecord.from_row(row) for row in session.scalars(stmt)]
+
+
+def list_job_metrics(store: Store, job_id: str, after_epoch: int | None = None) -> list[EpochMetrics]:
+    """The job's per-epoch history in epoch order, only epochs above ``after_epoch`` when given.
+
+    Raises
+    ------
+    NotFound
+    """
+    with store.read() as session:
+        if session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
+            raise NotFound("job", job_id)
+        stmt = select(JobMetricRow).where(JobMetricRow.job_id == job_id)
+        if after_epoch is not None:
+            stmt = stmt.where(JobMetricRow.epoch > after_epoch)
+        return [EpochMetrics.from_row(row) for row in session.scalars(stmt.order_by(JobMetricRow.epoch))]

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import CheckConstraint, create_engine, inspect, text
+
+from service.store import StoreUnavailable, get_dataset, list_datasets, open_store
+from service.store.db import Store, create_store_engine
+from service.store.tables import Base
+from tests import pg
+from tests.service.store.factories import make_dataset
+
+TABLES = {
+    "alembic_version",
+    "blobs",
+    "checkpoints",
+    "datasets",
+    "idempotency_keys",
+    "job_events",
+    "job_metrics",
+    "jobs",
+    "models",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pg.create_temp_database()
+    yield url
+    pg.drop_database(url)
+
+
+def _revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def test_open_store_creates_the_schema_at_head(fresh_url: str) -> None:
+    store = open_store(fresh_url)
+    try:
+        assert set(inspect(store.engine).get_table_names()) == TABLES
+        assert _revision(store) == "0001"
+    finally:
+        store.close()
+
+
+def test_upgrade_again_is_a_no_op_that_keeps_data(fresh_url: str) -> None:
+    store = open_store(fresh_url)
+    record = make_dataset(store)
+    store.close()
+
+    again = open_store(fresh_url)
+    try:
+        assert _revision(again) == "0001"
+        assert get_dataset(again, record.id) == record
+        assert [item.id for item in list_datasets(again)[0]] == [record.id]
+    finally:
+        again.close()
+
+
+def test_migrated_schema_matches_the_orm_tables(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_constraint_names_follow_the_naming_convention(store: Store) -> None:
+    # Later migrations (batch mode on SQLite) find constraints by these names.
+    inspector = inspect(store.engine)
+    for table in Base.metadata.sorted_tables:
+        expected_checks = {c.name for c in table.constraints if isinstance(c, CheckConstraint)}
+        expected_fks = {fk.name for fk in table.foreign_key_constraints}
+        assert {c["name"] for c in inspector.get_check_constraints(table.name)} == expected_checks
+        assert {fk["name"] for fk in inspector.get_foreign_keys(table.name)} == expected_fks
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert (conn.execute(text("PRAGMA busy_timeout")).scalar() or 0) >= 5000
+    finally:
+        store.close()
+
+
+def test_sqlite_parent_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "descent.db"
+    store = open_store(f"sqlite:///{path}")
+    store.close()
+    assert path.is_file()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    conn.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://u@127.0.0.1/x"])
+def test_unsupported_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite"):
+        create_store_engine(url)
+
+
+def test_unreachable_postgresql_raises_store_unavailable() -> None:
+    # Port 1 on the loopback interface: nothing listens there, so the connection is refused at once.
+    with pytest.raises(StoreUnavailable, match="database unavailable"):
+        open_store("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_ping_reports_reachability(store: Store) -> None:
+    assert store.ping() is True
+    dead = Store(create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"))
+    try:
+        assert dead.ping() is False
+    finally:
+        dead.close()
+
+
+def test_a_database_lost_while_open_raises_store_unavailable() -> None:
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pg.create_temp_database()
+    store = open_store(url)
+    try:
+        assert store.ping() is True
+        pg.drop_database(url)  # also terminates the store's pooled connections
+        with pytest.raises(StoreUnavailable):
+            list_datasets(store)
+        assert store.ping() is False
+    finally:
+        store.close()
