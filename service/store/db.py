@@ -164,13 +164,15 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def open_store(url: str = DEFAULT_URL) -> Store:
+def open_store(url: str = DEFAULT_URL, *, migrate_schema: bool = True) -> Store:
     """Open the store at ``url`` and bring its schema up to date.
 
     Parameters
     ----------
     url : str
         SQLAlchemy URL: ``sqlite:///./data/descent.db`` (default) or ``postgresql+psycopg://user@host/db``.
+    migrate_schema : bool
+        Run the migrations; processes started after the API (workers) skip them.
 
     Returns
     -------
@@ -184,6 +186,8 @@ def open_store(url: str = DEFAULT_URL) -> Store:
         When the database cannot be reached.
     """
     engine = create_store_engine(url)
+    if not migrate_schema:
+        return Store(engine)
     try:
         migrate(engine)
     except BaseException:

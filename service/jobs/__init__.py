@@ -1,0 +1,1 @@
+"""Training jobs: configuration resolution, the stored artifacts, and ``run_job`` itself."""

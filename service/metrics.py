@@ -1,0 +1,78 @@
+"""Request counts and latency histograms, rendered in the Prometheus text format (version 0.0.4).
+
+Written by hand: two metric families do not justify a dependency. Values live in this process; with
+several server processes each answers for itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+# Upper bounds in seconds: from sub-millisecond compute calls up to multi-second uploads.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class _Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """HTTP request metrics of one process, updated from the event loop thread only."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.in_progress = 0
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], _Histogram] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        key = (method, route, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        hist = self._latency.get((method, route))
+        if hist is None:
+            hist = self._latency[(method, route)] = _Histogram()
+        hist.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        hist.total += seconds
+
+    def render(self) -> str:
+        """The metrics in the Prometheus text exposition format."""
+        lines = [
+            "# HELP descent_http_requests_total HTTP requests answered, by method, route template and status.",
+            "# TYPE descent_http_requests_total counter",
+        ]
+        for (method, route, status), count in sorted(self._requests.items()):
+            lines.append(
+                f'descent_http_requests_total{{method="{method}",route="{_label(route)}",status="{status}"}} {count}'
+            )
+        lines += [
+            "# HELP descent_http_request_duration_seconds Time from request start to the end of the response.",
+            "# TYPE descent_http_request_duration_seconds histogram",
+        ]
+        for (method, route), hist in sorted(self._latency.items()):
+            labels = f'method="{method}",route="{_label(route)}"'
+            cumulative = 0
+            for bound, count in zip(LATENCY_BUCKETS, hist.counts, strict=False):
+                cumulative += count
+                lines.append(f'descent_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {cumulative}')
+            cumulative += hist.counts[-1]
+            lines.append(f'descent_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {cumulative}')
+            lines.append(f"descent_http_request_duration_seconds_sum{{{labels}}} {hist.total!r}")
+            lines.append(f"descent_http_request_duration_seconds_count{{{labels}}} {cumulative}")
+        lines += [
+            "# HELP descent_http_requests_in_progress HTTP requests being handled now.",
+            "# TYPE descent_http_requests_in_progress gauge",
+            f"descent_http_requests_in_progress {self.in_progress}",
+            "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.",
+            "# TYPE process_start_time_seconds gauge",
+            f"process_start_time_seconds {self.started_at!r}",
+        ]
+        return "\n".join(lines) + "\n"

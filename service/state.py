@@ -1,0 +1,80 @@
+"""The stateful half of the service: the store and the job runner, opened and closed with the app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+
+from service.jobs.run import RunSettings
+from service.runner import NoRunner, Runner
+from service.settings import Settings
+from service.store import Store, open_store
+
+log = logging.getLogger("descent.state")
+
+
+def make_runner(settings: Settings, store: Store) -> Runner:
+    """The runner the settings ask for."""
+    if settings.runner == "celery":
+        from service.runner.distributed import CeleryRunner
+
+        return CeleryRunner(store, settings)
+    if settings.workers == 0:
+        return NoRunner()
+    from service.runner.embedded import EmbeddedRunner
+
+    return EmbeddedRunner(
+        store,
+        settings.database_url,
+        settings.workers,
+        RunSettings(settings.progress_interval_s, settings.checkpoint_interval_s),
+        stale_after_s=settings.heartbeat_timeout_s,
+        grace_s=settings.shutdown_grace_s,
+    )
+
+
+async def open_state(app: FastAPI) -> None:
+    """Open the store (running migrations) and start the runner; called by the lifespan."""
+    settings: Settings = app.state.settings
+    store = await anyio.to_thread.run_sync(open_store, settings.database_url)
+    runner = make_runner(settings, store)
+    await anyio.to_thread.run_sync(runner.start)
+    app.state.store, app.state.runner = store, runner
+
+    async def store_check() -> None:
+        if not await anyio.to_thread.run_sync(store.ping):
+            raise ConnectionError("the database does not answer")
+
+    async def runner_check() -> None:
+        if not await anyio.to_thread.run_sync(runner.ready):
+            raise ConnectionError(runner.describe_unready())
+
+    store_check.__name__, runner_check.__name__ = "store", "runner"
+    app.state.readiness_checks.extend([store_check, runner_check])
+
+
+async def close_state(app: FastAPI) -> None:
+    """Stop the runner (running jobs checkpoint and go back to the queue), then close the store."""
+    runner: Runner | None = getattr(app.state, "runner", None)
+    if runner is not None:
+        await anyio.to_thread.run_sync(runner.stop)
+    store: Store | None = getattr(app.state, "store", None)
+    if store is not None:
+        store.close()
+
+
+async def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def get_runner(request: Request) -> Runner:
+    runner: Runner = request.app.state.runner
+    return runner
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
