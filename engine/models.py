@@ -350,6 +350,37 @@ def loss_and_gradient(
     return loss, grads, output
 
 
+def loss_and_output(
+    architecture: Architecture, params: Parameters, X: Array, Y: Array, chunk: int = 8192
+) -> tuple[float, Array]:
+    """Mean loss (no penalty) and outputs, without gradients, in chunks of rows to bound memory.
+
+    Parameters
+    ----------
+    architecture : Architecture
+    params : Parameters
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs)
+    chunk : int
+        Rows per forward pass: the hidden activations held at once are chunk × units.
+
+    Returns
+    -------
+    loss : float
+    output : ndarray of shape (n_samples, n_outputs)
+    """
+    n = len(X)
+    output = np.empty((n, architecture.n_outputs), dtype=params.flat.dtype)
+    total = 0.0
+    for lo in range(0, n, chunk):
+        layers = _forward(architecture, params, X[lo : lo + chunk])
+        z, a = layers[-1]
+        part_loss, _, _ = _output_error(architecture, z, a, Y[lo : lo + chunk])
+        total += part_loss * len(a)
+        output[lo : lo + chunk] = a
+    return total / n, output
+
+
 @functools.lru_cache(maxsize=16)
 def _ones(n: int, dtype: np.dtype[Any]) -> Array:
     ones = np.ones(n, dtype=dtype)
