@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +12,8 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import Schema
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
@@ -20,7 +24,7 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.routers import ROUTERS
-from service.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX
+from service.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
 from service.settings import Settings
 from service.state import close_state, open_state
 
@@ -131,11 +135,30 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         separate_input_output_schemas=False,
     )
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
+    _document_validation_errors_as_problems(schema)
     _, defs = models_json_schema(
         [(model, "validation") for model in DOCUMENTED_MODELS.values()], ref_template=REF_PREFIX + "{model}"
     )
     for name, model_schema in {**defs.get("$defs", {}), **EXTRA_SCHEMAS}.items():
-        if components.setdefault(name, model_schema) != model_schema:
+        # Normalized as get_openapi normalizes its own (nulls dropped, numbers typed), so that a model
+        # FastAPI documents too (e.g. as a response) compares equal.
+        normalized = jsonable_encoder(Schema(**model_schema), by_alias=True, exclude_none=True)
+        if components.setdefault(name, normalized) != normalized:
             raise RuntimeError(f"two different schemas are named {name!r} in the OpenAPI document")
     schema["components"]["schemas"] = dict(sorted(components.items()))
     return schema
+
+
+def _document_validation_errors_as_problems(schema: dict[str, Any]) -> None:
+    """Replace FastAPI's default 422 (HTTPValidationError) by the problem+json the service really sends."""
+    default_ref = REF_PREFIX + "HTTPValidationError"
+    problem = problem_responses(422)[422]
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            response = operation.get("responses", {}).get("422", {})
+            if response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == default_ref:
+                operation["responses"]["422"] = copy.deepcopy(problem)
+    components = schema.get("components", {}).get("schemas", {})
+    if default_ref not in json.dumps(schema.get("paths", {})):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)

@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``descent`` console command."""
     parser = argparse.ArgumentParser(prog="descent", description="Descent: gradient descent as a service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the HTTP service with uvicorn (settings from DESCENT_* variables)")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP service with uvicorn (settings from DESCENT_* variables)"
+    )
     serve.add_argument("--host", help="interface to bind (default: DESCENT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: DESCENT_PORT or 8000)")
     serve.add_argument(

@@ -8,8 +8,7 @@ call, and so do non-finite results.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -32,15 +31,28 @@ MAX_CHECK_PARAMETERS = 5_000
 MAX_CHECK_WORK = 2e8
 
 
-@contextmanager
-def engine_errors(name: str = "") -> Iterator[None]:
+class engine_errors:
     """Turn the engine's ValueErrors into 422 (``name`` is the field they concern) and let overflow
-    produce inf silently: results are checked for finiteness before they are sent."""
-    try:
-        with np.errstate(all="ignore"):
-            yield
-    except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"loc": field_loc(name), "msg": str(exc)}]) from None
+    produce inf silently: results are checked for finiteness before they are sent.
+
+    A class rather than ``@contextmanager``: it sits on every compute call and costs half as much.
+    """
+
+    __slots__ = ("_errstate", "name")
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._errstate = np.errstate(all="ignore")
+
+    def __enter__(self) -> None:
+        self._errstate.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._errstate.__exit__(kind, exc, tb)
+        if isinstance(exc, ValueError):
+            raise InvalidInput(str(exc), errors=[{"loc": field_loc(self.name), "msg": str(exc)}]) from None
 
 
 def _number_or_array(a: Array) -> float | Array:
@@ -70,14 +82,23 @@ def evaluate_activation(name: str, body: JSONBody, settings: Settings) -> dict[s
     x = to_array(request.x, "x", max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans)
     act = ACTIVATIONS[name]
     if not act.elementwise and x.ndim == 0:
-        raise field_error("x", f"must be an array for {name}, which works along the last axis; got a single number")
-    with engine_errors("params"):
+        raise field_error(
+            "x", f"must be an array for {name}, which works along the last axis; got a single number"
+        )
+    try:
         params = resolve_params(name, request.params)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), errors=[{"loc": ["body", "params"], "msg": str(exc)}]) from None
     with engine_errors("x"):
         y = act.function(x, **params)
         # The derivative reuses y, as backpropagation does, rather than recomputing φ(x).
         dy = act.derivative(x, y, **params) if request.derivative else None
-    content: dict[str, Any] = {"activation": name, "params": params, "shape": list(x.shape), "y": _number_or_array(y)}
+    content: dict[str, Any] = {
+        "activation": name,
+        "params": params,
+        "shape": list(x.shape),
+        "y": _number_or_array(y),
+    }
     if dy is not None:
         content["dy"] = _number_or_array(dy)
     ensure_finite(content)

@@ -197,7 +197,13 @@ def validation_error(raw: Sequence[Mapping[str, Any]], prefix: Loc = ()) -> Inva
 async def _problem_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
     return problem_response(
-        request.scope, exc.status, exc.title, exc.detail, type=exc.type, errors=exc.errors, headers=exc.headers
+        request.scope,
+        exc.status,
+        exc.title,
+        exc.detail,
+        type=exc.type,
+        errors=exc.errors,
+        headers=exc.headers,
     )
 
 

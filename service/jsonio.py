@@ -86,7 +86,8 @@ def parse_json(raw: bytes) -> JSONBody:
         reason = exc.msg.split(": line ")[0] if exc.msg else "invalid JSON"
         position = f"line {exc.lineno}, column {exc.colno} (byte {exc.pos})"
         raise InvalidInput(
-            f"malformed JSON at {position}: {reason}", errors=[{"loc": ["body"], "msg": f"{reason} at {position}"}]
+            f"malformed JSON at {position}: {reason}",
+            errors=[{"loc": ["body"], "msg": f"{reason} at {position}"}],
         ) from None
     if not isinstance(data, dict):
         raise field_error("", f"must be a JSON object, got {_json_type(data)}")

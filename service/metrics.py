@@ -46,15 +46,14 @@ class Metrics:
     def render(self) -> str:
         """The metrics in the Prometheus text exposition format."""
         lines = [
-            "# HELP descent_http_requests_total HTTP requests answered, by method, route template and status.",
+            "# HELP descent_http_requests_total HTTP requests answered, by method, route and status.",
             "# TYPE descent_http_requests_total counter",
         ]
         for (method, route, status), count in sorted(self._requests.items()):
-            lines.append(
-                f'descent_http_requests_total{{method="{method}",route="{_label(route)}",status="{status}"}} {count}'
-            )
+            labels = f'method="{method}",route="{_label(route)}",status="{status}"'
+            lines.append(f"descent_http_requests_total{{{labels}}} {count}")
         lines += [
-            "# HELP descent_http_request_duration_seconds Time from request start to the end of the response.",
+            "# HELP descent_http_request_duration_seconds Time from request start to response end.",
             "# TYPE descent_http_request_duration_seconds histogram",
         ]
         for (method, route), hist in sorted(self._latency.items()):
@@ -62,7 +61,9 @@ class Metrics:
             cumulative = 0
             for bound, count in zip(LATENCY_BUCKETS, hist.counts, strict=False):
                 cumulative += count
-                lines.append(f'descent_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {cumulative}')
+                lines.append(
+                    f'descent_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {cumulative}'
+                )
             cumulative += hist.counts[-1]
             lines.append(f'descent_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {cumulative}')
             lines.append(f"descent_http_request_duration_seconds_sum{{{labels}}} {hist.total!r}")

@@ -81,21 +81,27 @@ def build_model(
     if isinstance(model, LogisticRegression | LinearRegression):
         w = array(model.weights, f"{prefix}.weights", 1)
         if w.shape[0] != n_features:
-            raise field_error(f"{prefix}.weights", f"has {w.shape[0]} entries but {source} has {n_features} columns")
+            raise field_error(
+                f"{prefix}.weights", f"has {w.shape[0]} entries but {source} has {n_features} columns"
+            )
         arch = _architecture(prefix, model.type, n_features, 1, loss=loss)
         weights, biases = [w.reshape(-1, 1)], [np.array([model.bias], dtype=np.float64)]
     elif isinstance(model, SoftmaxRegression):
         W = array(model.weights, f"{prefix}.weights", 2)
         b = array(model.bias, f"{prefix}.bias", 1)
         if W.shape[0] != n_features:
-            raise field_error(f"{prefix}.weights", f"has {W.shape[0]} rows but {source} has {n_features} columns")
+            raise field_error(
+                f"{prefix}.weights", f"has {W.shape[0]} rows but {source} has {n_features} columns"
+            )
         if W.shape[1] < 2:
             raise field_error(
-                f"{prefix}.weights", f"has {W.shape[1]} column; softmax regression needs one per class, at least 2"
+                f"{prefix}.weights",
+                f"has {W.shape[1]} column; softmax regression needs one per class, at least 2",
             )
         if b.shape[0] != W.shape[1]:
             raise field_error(
-                f"{prefix}.bias", f"has {b.shape[0]} entries but {prefix}.weights has {W.shape[1]} columns (classes)"
+                f"{prefix}.bias",
+                f"has {b.shape[0]} entries but {prefix}.weights has {W.shape[1]} columns (classes)",
             )
         arch = _architecture(prefix, model.type, n_features, W.shape[1], loss=loss)
         weights, biases = [W], [b]
@@ -119,10 +125,14 @@ def build_model(
     return ModelSpec(arch, params)
 
 
-def _mlp_arrays(model: MLP, n_features: int, array: Any, source: str, prefix: str) -> tuple[list[Array], list[Array]]:
+def _mlp_arrays(
+    model: MLP, n_features: int, array: Any, source: str, prefix: str
+) -> tuple[list[Array], list[Array]]:
     layers, parameters = model.layers, model.parameters
     if len(parameters) != len(layers):
-        raise field_error(f"{prefix}.parameters", f"has {len(parameters)} entries but {prefix}.layers has {len(layers)}")
+        raise field_error(
+            f"{prefix}.parameters", f"has {len(parameters)} entries but {prefix}.layers has {len(layers)}"
+        )
     weights, biases = [], []
     fan_in, fan_in_source = n_features, f"{source}'s columns"
     for i, (layer, p) in enumerate(zip(layers, parameters, strict=True)):
@@ -135,7 +145,9 @@ def _mlp_arrays(model: MLP, n_features: int, array: Any, source: str, prefix: st
                 f" ({fan_in_source}) by {layer.units} units ({prefix}.layers[{i}].units)",
             )
         if b.shape[0] != layer.units:
-            raise field_error(b_name, f"has {b.shape[0]} entries but {prefix}.layers[{i}] has {layer.units} units")
+            raise field_error(
+                b_name, f"has {b.shape[0]} entries but {prefix}.layers[{i}] has {layer.units} units"
+            )
         weights.append(W)
         biases.append(b)
         fan_in, fan_in_source = layer.units, f"{prefix}.layers[{i}].units"

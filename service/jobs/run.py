@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from service.store import (
     NotFound,
     StaleAttempt,
     Store,
+    StoreUnavailable,
     claim_job,
     finish_job,
     get_dataset,
@@ -46,6 +48,9 @@ from service.store import (
 )
 
 log = logging.getLogger("descent.jobs")
+T = TypeVar("T")
+# Backoff of the final writes of a run while the store is unreachable.
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class _Recorder:
         self.cancel_requested = False
         self.stopped_for_shutdown = False
         self.latest: EpochState | None = None
+        self.store_down = False
 
     def on_epoch(self, state: EpochState) -> bool:
         self.latest = state
@@ -80,14 +86,14 @@ class _Recorder:
         self.rows.append({"epoch": state.epoch, **state.metrics})
         now = time.monotonic()
         if self.shutdown.is_set():
-            self.flush(state)
-            self.save(state.checkpoint())
+            if self._tolerate_outage(self.flush, state):
+                self._tolerate_outage(self.save, state.checkpoint())
             self.stopped_for_shutdown = True
             return False
         if now - self.last_write >= self.settings.progress_interval_s:
-            self.flush(state)
-            if now - self.last_checkpoint >= self.settings.checkpoint_interval_s:
-                self.save(state.checkpoint())
+            flushed = self._tolerate_outage(self.flush, state)
+            if flushed and now - self.last_checkpoint >= self.settings.checkpoint_interval_s:
+                self._tolerate_outage(self.save, state.checkpoint())
         return not self.cancel_requested
 
     def should_stop(self) -> bool:
@@ -95,8 +101,32 @@ class _Recorder:
         now = time.monotonic()
         if now - self.last_contact >= self.settings.progress_interval_s:
             self.last_contact = now
-            self.cancel_requested = heartbeat(self.store, self.job_id, self.attempt) or self.cancel_requested
+            self._tolerate_outage(self._heartbeat)
         return self.cancel_requested
+
+    def _heartbeat(self) -> None:
+        self.cancel_requested = heartbeat(self.store, self.job_id, self.attempt) or self.cancel_requested
+
+    def _tolerate_outage(self, write: Callable[..., None], *args: Any) -> bool:
+        """Make a periodic write; while the store is unreachable, skip it and keep training.
+
+        The metrics stay buffered and go out with the next write that succeeds. Should the outage
+        outlast the heartbeat timeout, the reaper may give the job to another run, and this run's
+        next write then fails with StaleAttempt.
+        """
+        try:
+            write(*args)
+        except StoreUnavailable as exc:
+            if not self.store_down:
+                log.warning("job %s attempt %d: %s; training goes on", self.job_id, self.attempt, exc)
+            self.store_down = True
+            # Try again at the progress rate, not at every epoch.
+            self.last_write = self.last_contact = time.monotonic()
+            return False
+        if self.store_down:
+            log.info("job %s attempt %d: the store answers again", self.job_id, self.attempt)
+            self.store_down = False
+        return True
 
     def flush(self, state: EpochState | None = None) -> None:
         state = state or self.latest
@@ -114,14 +144,22 @@ class _Recorder:
         }
         best = {"epoch": state.best_epoch, "val_loss": state.best_loss if state.best_epoch else None}
         cancel = record_progress(
-            self.store, self.job_id, self.attempt, rows=self.rows, progress=progress, metrics=state.metrics, best=best
+            self.store,
+            self.job_id,
+            self.attempt,
+            rows=self.rows,
+            progress=progress,
+            metrics=state.metrics,
+            best=best,
         )
         self.cancel_requested = self.cancel_requested or cancel
         self.rows = []
         self.last_write = self.last_contact = time.monotonic()
 
     def save(self, checkpoint: Checkpoint) -> None:
-        save_checkpoint(self.store, self.job_id, self.attempt, checkpoint.epoch, checkpoint_to_bytes(checkpoint))
+        save_checkpoint(
+            self.store, self.job_id, self.attempt, checkpoint.epoch, checkpoint_to_bytes(checkpoint)
+        )
         self.last_checkpoint = time.monotonic()
 
 
@@ -158,11 +196,18 @@ def run_job(
         # Another run owns the job now (this one was presumed dead): it must not write anything more.
         log.warning("job %s attempt %d lost its claim", job_id, attempt)
         return None
+    except StoreUnavailable:
+        # Not the job's fault, so it is not failed: it stays with this attempt until the reaper, once
+        # the store answers, finds its heartbeat stale and queues it again.
+        log.warning("job %s attempt %d stopped: the store is unreachable", job_id, attempt)
+        raise
     except MemoryError:
         raise  # the worker process dies; the runner retries the job from its checkpoint
     except Exception as exc:
         log.exception("job %s attempt %d failed", job_id, attempt)
-        finish_job(store, job_id, attempt, status="failed", error_type="internal", error_detail=type(exc).__name__)
+        finish_job(
+            store, job_id, attempt, status="failed", error_type="internal", error_detail=type(exc).__name__
+        )
         return "failed"
 
 
@@ -204,11 +249,30 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
         return "failed"
     if recorder.stopped_for_shutdown:
         return requeue_job(store, job_id, attempt)
-    recorder.flush()
+    # The result exists only in this process: wait out a store outage rather than lose it.
+    run = f"job {job_id} attempt {attempt}"
+    _persist(recorder.flush, shutdown, run)
     # A cancel that arrives as the last epoch ends still ends the job cancelled, as promised.
-    if heartbeat(store, job_id, attempt) and result.stop_reason in ("completed", "early_stopped"):
+    cancel = _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)
+    if cancel and result.stop_reason in ("completed", "early_stopped"):
         result.stop_reason = "cancelled"
-    return _finish(store, job_id, attempt, result, dataset.task, dataset.classes)
+    return _persist(
+        lambda: _finish(store, job_id, attempt, result, dataset.task, dataset.classes), shutdown, run
+    )
+
+
+def _persist(write: Callable[[], T], shutdown: Any, run: str) -> T:
+    """``write()``, tried again with backoff while the store is unreachable, until shutdown is asked for."""
+    delay = _RETRY_FIRST_S
+    while True:
+        try:
+            return write()
+        except StoreUnavailable as exc:
+            if shutdown.is_set():
+                raise
+            log.warning("%s: %s; trying again in %.1f s", run, exc, delay)
+        time.sleep(delay)
+        delay = min(2 * delay, _RETRY_MAX_S)
 
 
 def _warm_start(store: Store, model_id: str, architecture: Any) -> np.ndarray:

@@ -56,7 +56,9 @@ def check_task(model_type: str, task: str, n_classes: int | None) -> None:
         raise ValueError("softmax_regression needs at least 2 classes")
 
 
-def architecture_for(resolved: dict[str, Any], task: str, n_features: int, n_classes: int | None) -> Architecture:
+def architecture_for(
+    resolved: dict[str, Any], task: str, n_features: int, n_classes: int | None
+) -> Architecture:
     """The architecture a resolved configuration trains on a dataset of the given task and shape."""
     model = resolved["model"]
     check_task(model["type"], task, n_classes)

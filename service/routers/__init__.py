@@ -1,7 +1,10 @@
 """One router per resource, each with its prefix and tags; ``ROUTERS`` is included by ``create_app``.
 
 The compute handlers read ``request.app.state.settings`` instead of depending on ``SettingsDep``:
-resolving a dependency costs about as much as evaluating a small activation.
+resolving a dependency costs about as much as evaluating a small activation. For the same reason
+the ``{name}`` path parameters are read from ``request.path_params`` and checked against the engine's
+registry by ``routers.params.registry_name`` (FastAPI's parameter validation costs more than the computation);
+their OpenAPI documentation, with the allowed names as an enum, comes from ``name_parameter``.
 """
 
 from __future__ import annotations

@@ -5,15 +5,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from service import compute
 from service.jsonio import JSONResponse, respond_json
-from service.schemas.common import problem_responses, request_body
+from service.routers.params import registry_name
+from service.schemas.common import name_parameter, problem_responses, request_body
 from service.schemas.compute import (
+    ACTIVATION_NAMES,
     ActivationList,
-    ActivationName,
     ActivationRequest,
     ActivationResult,
     CurveResult,
@@ -21,11 +22,7 @@ from service.schemas.compute import (
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
-NamePath = Annotated[
-    ActivationName,
-    Path(description="The activation; GET /v1/activations lists them.", examples=["sigmoid"]),
-]
-
+_NAME = name_parameter("The activation; GET /v1/activations lists them.", ACTIVATION_NAMES, "sigmoid")
 _LIST = compute.list_activations()
 
 
@@ -41,21 +38,29 @@ async def list_activations() -> Response:
     response_model=ActivationResult,
     summary="Evaluate an activation",
     responses=problem_responses(413, 415, 422),
-    openapi_extra=request_body(
-        ActivationRequest,
-        {
-            "sigmoid of a vector, with its derivative": {"x": [-2.0, 0.0, 2.0], "derivative": True},
-            "leaky_relu of a matrix with alpha": {"x": [[-1.0, 2.0], [3.0, -4.0]], "params": {"alpha": 0.1}},
-            "a single number": {"x": 0.0},
-        },
-    ),
+    openapi_extra={
+        "parameters": [_NAME],
+        **request_body(
+            ActivationRequest,
+            {
+                "sigmoid of a vector, with its derivative": {"x": [-2.0, 0.0, 2.0], "derivative": True},
+                "leaky_relu of a matrix with alpha": {
+                    "x": [[-1.0, 2.0], [3.0, -4.0]],
+                    "params": {"alpha": 0.1},
+                },
+                "a single number": {"x": 0.0},
+            },
+        ),
+    },
 )
-async def evaluate_activation(name: NamePath, request: Request) -> Response:
+async def evaluate_activation(request: Request) -> Response:
     """φ(x) for a number or nested array x, and dφ/dx with `derivative: true`; y and dy have x's shape.
 
     A single number gives a single number back (shape []). Softmax works along the last axis.
     """
-    return await respond_json(request, partial(compute.evaluate_activation, name, settings=request.app.state.settings))
+    name = registry_name(request, "activation", ACTIVATION_NAMES)
+    work = partial(compute.evaluate_activation, name, settings=request.app.state.settings)
+    return await respond_json(request, work)
 
 
 @router.get(
@@ -64,12 +69,15 @@ async def evaluate_activation(name: NamePath, request: Request) -> Response:
     response_model=CurveResult,
     summary="Sample an activation's curve",
     responses=problem_responses(422),
+    openapi_extra={"parameters": [_NAME]},
 )
 async def activation_curve(
-    name: NamePath,
+    request: Request,
     start: Annotated[
         float,
-        Query(ge=-1e6, le=1e6, allow_inf_nan=False, description="First x (must be below stop).", examples=[-5.0]),
+        Query(
+            ge=-1e6, le=1e6, allow_inf_nan=False, description="First x (must be below stop).", examples=[-5.0]
+        ),
     ] = -5.0,
     stop: Annotated[
         float, Query(ge=-1e6, le=1e6, allow_inf_nan=False, description="Last x.", examples=[5.0])
@@ -90,4 +98,5 @@ async def activation_curve(
 
     Softmax, which is not elementwise, is sampled as the first output of softmax([x, 0]) (= sigmoid(x)).
     """
+    name = registry_name(request, "activation", ACTIVATION_NAMES)
     return JSONResponse(compute.activation_curve(name, start, stop, num, alpha))

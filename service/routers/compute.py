@@ -16,11 +16,18 @@ router = APIRouter(prefix="/v1", tags=["compute"])
 
 _X = [[1.0, 2.0], [0.0, -1.0]]
 _LOGISTIC = {"type": "logistic_regression", "weights": [0.5, -0.25], "bias": 0.1}
-_SOFTMAX = {"type": "softmax_regression", "weights": [[1.0, -1.0, 0.0], [0.5, 0.0, -0.5]], "bias": [0.0, 0.1, 0.0]}
+_SOFTMAX = {
+    "type": "softmax_regression",
+    "weights": [[1.0, -1.0, 0.0], [0.5, 0.0, -0.5]],
+    "bias": [0.0, 0.1, 0.0],
+}
 _MLP = {
     "type": "mlp",
     "layers": [{"units": 2, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-    "parameters": [{"weights": [[1.0, -1.0], [0.5, 0.5]], "bias": [0.0, 0.1]}, {"weights": [[1.0], [-2.0]], "bias": [0.3]}],
+    "parameters": [
+        {"weights": [[1.0, -1.0], [0.5, 0.5]], "bias": [0.0, 0.1]},
+        {"weights": [[1.0], [-2.0]], "bias": [0.3]},
+    ],
 }
 
 
@@ -33,7 +40,11 @@ _MLP = {
     openapi_extra=request_body(
         ForwardRequest,
         {
-            "logistic regression, with intermediates": {"model": _LOGISTIC, "X": _X, "return_intermediates": True},
+            "logistic regression, with intermediates": {
+                "model": _LOGISTIC,
+                "X": _X,
+                "return_intermediates": True,
+            },
             "softmax regression": {"model": _SOFTMAX, "X": _X},
             "two-layer MLP": {"model": _MLP, "X": _X, "return_intermediates": True},
         },
@@ -66,4 +77,6 @@ async def gradients(request: Request) -> Response:
     With `check: true` they are compared with central finite differences.
     """
     # Always in a thread: even a small body can ask for a gradient check.
-    return await respond_json(request, partial(compute.gradients, settings=request.app.state.settings), offload=True)
+    return await respond_json(
+        request, partial(compute.gradients, settings=request.app.state.settings), offload=True
+    )

@@ -34,7 +34,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     """Every dependency answered."""
 
-    status: str = Field(description="Always 'ready' (otherwise the answer is a 503 problem).", examples=["ready"])
+    status: str = Field(
+        description="Always 'ready' (otherwise the answer is a 503 problem).", examples=["ready"]
+    )
     checks: dict[str, str] = Field(description="Each check by name, all 'ok'.", examples=[{"store": "ok"}])
 
 
@@ -66,7 +68,7 @@ async def _run_check(check: ReadinessCheck) -> str | None:
     responses=problem_responses(503),
 )
 async def readyz(request: Request) -> Response:
-    """200 when every dependency (store, broker) answers; otherwise 503 with Retry-After, naming the failures."""
+    """200 when every dependency (store, broker) answers; otherwise 503 + Retry-After naming the failures."""
     checks: list[ReadinessCheck] = list(getattr(request.app.state, "readiness_checks", []))
     results = await asyncio.gather(*(_run_check(check) for check in checks))
     failures = {_check_name(c): r for c, r in zip(checks, results, strict=True) if r is not None}
@@ -86,7 +88,7 @@ async def readyz(request: Request) -> Response:
     response_class=Response,
     responses={
         200: {
-            "description": "Request counts by method, route and status; latency histograms (text format 0.0.4).",
+            "description": "Request counts by method, route and status; latency histograms (format 0.0.4).",
             "content": {
                 PROMETHEUS_MEDIA_TYPE: {
                     "schema": {"type": "string"},

@@ -17,7 +17,7 @@ import redis
 
 from service.runner.celery_app import QUEUE, TASK_NAME, make_celery
 from service.settings import Settings
-from service.store import Store, queued_job_ids, reap_stale
+from service.store import Store, StoreUnavailable, queued_job_ids, reap_stale
 
 log = logging.getLogger("descent.runner")
 
@@ -33,6 +33,9 @@ class CeleryRunner:
         self._thread: threading.Thread | None = None
         self._reap = reap
         self._resent: dict[str, float] = {}
+        # No run can send heartbeats while the store is down: after an outage, the runs get a whole
+        # heartbeat timeout to be heard again before any of them is presumed lost.
+        self._reap_stale_after = 0.0
 
     def start(self) -> None:
         if self._reap:
@@ -67,10 +70,16 @@ class CeleryRunner:
 
     def reap_once(self) -> None:
         """Requeue lost runs, and send again queued jobs the broker may have lost."""
-        for job_id in reap_stale(self.store, self.settings.heartbeat_timeout_s):
+        try:
+            timeout = self.settings.heartbeat_timeout_s
+            stale = [] if time.monotonic() < self._reap_stale_after else reap_stale(self.store, timeout)
+            queued = queued_job_ids(self.store, limit=10_000)
+        except StoreUnavailable:
+            self._reap_stale_after = time.monotonic() + self.settings.heartbeat_timeout_s
+            raise
+        for job_id in stale:
             log.warning("job %s lost its worker; queued again", job_id)
             self.submit(job_id)
-        queued = queued_job_ids(self.store, limit=10_000)
         if not queued:
             self._resent.clear()
             return

@@ -104,7 +104,9 @@ class EmbeddedRunner:
             worker.process.join(max(0.0, deadline - time.monotonic()))
         for worker in self._workers:
             if worker.process.is_alive():
-                log.warning("worker %s did not stop within %.0f s; ending it", worker.process.pid, self.grace_s)
+                log.warning(
+                    "worker %s did not stop within %.0f s; ending it", worker.process.pid, self.grace_s
+                )
                 worker.process.kill()
                 worker.process.join(5)
                 self._release(worker, "the worker was ended at shutdown")

@@ -71,7 +71,9 @@ class Problem(BaseModel):
                     "detail": "model.weights has 3 entries but X has 2 columns",
                     "instance": "/v1/gradients",
                     "request_id": "3f1c9b2e-8d7a-4c55-9e0f-2a6b1d4c8e71",
-                    "errors": [{"loc": ["body", "model", "weights"], "msg": "has 3 entries but X has 2 columns"}],
+                    "errors": [
+                        {"loc": ["body", "model", "weights"], "msg": "has 3 entries but X has 2 columns"}
+                    ],
                 }
             ]
         }
@@ -106,7 +108,7 @@ _PROBLEM_DESCRIPTIONS = {
     409: "The resource's state does not allow this.",
     413: "The request body is over the configured limit (stated in the detail).",
     415: "The request body is not JSON.",
-    422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, a non-finite result.",
+    422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, overflow.",
     429: "Too many requests or the job queue is full; retry after Retry-After seconds.",
     500: "Unexpected error; the detail carries the request id.",
     503: "A dependency is down; retry after Retry-After seconds.",
@@ -142,4 +144,16 @@ def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, 
                 }
             },
         }
+    }
+
+
+def name_parameter(description: str, names: tuple[str, ...], example: str) -> dict[str, Any]:
+    """OpenAPI for a ``{name}`` path parameter whose values are checked by the handler (see routers)."""
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "enum": list(names), "title": "Name", "description": description},
+        "example": example,
     }

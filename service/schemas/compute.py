@@ -51,7 +51,8 @@ class ActivationInfo(BaseModel):
     formula: str = Field(description="φ(z).", examples=["1 / (1 + exp(-z))"])
     derivative_formula: str = Field(description="dφ/dz.", examples=["sigmoid(z) * (1 - sigmoid(z))"])
     output_range: OutputRange = Field(
-        description="The range of φ (approximate for gelu and silu minima).", examples=[{"min": 0.0, "max": 1.0}]
+        description="The range of φ (approximate for gelu and silu minima).",
+        examples=[{"min": 0.0, "max": 1.0}],
     )
     params: dict[str, float] = Field(
         description="Parameters the activation takes, with their defaults.", examples=[{"alpha": 0.01}]
@@ -114,7 +115,9 @@ class ActivationResult(BaseModel):
     activation: ActivationName = Field(description="The activation evaluated.", examples=["sigmoid"])
     params: dict[str, float] = Field(description="The parameters used, defaults filled in.", examples=[{}])
     shape: list[int] = Field(description="The shape of x, y and dy ([] for a single number).", examples=[[3]])
-    y: Annotated[Any, ArrayField(None, "φ(x), shaped like x.", [0.11920292202211755, 0.5, 0.8807970779778823])]
+    y: Annotated[
+        Any, ArrayField(None, "φ(x), shaped like x.", [0.11920292202211755, 0.5, 0.8807970779778823])
+    ]
     dy: Annotated[
         Any,
         ArrayField(
@@ -129,7 +132,9 @@ class ActivationResult(BaseModel):
 class CurvePoints(BaseModel):
     """The sampled curve as parallel arrays: point i is (x[i], y[i], dy[i])."""
 
-    x: list[float] = Field(description="Evenly spaced inputs from start to stop.", examples=[[-1.0, 0.0, 1.0]])
+    x: list[float] = Field(
+        description="Evenly spaced inputs from start to stop.", examples=[[-1.0, 0.0, 1.0]]
+    )
     y: list[float] = Field(description="φ at each x.", examples=[[0.0, 0.0, 1.0]])
     dy: list[float] = Field(description="dφ/dz at each x.", examples=[[0.0, 0.0, 1.0]])
 
@@ -154,7 +159,9 @@ class LossRequest(BaseModel):
     model_config = ConfigDict(
         **_REQUEST,
         json_schema_extra={
-            "examples": [{"y_true": [1, 0, 1], "y_pred": [0.9, 0.2, 0.6], "reduction": "mean", "gradient": True}]
+            "examples": [
+                {"y_true": [1, 0, 1], "y_pred": [0.9, 0.2, 0.6], "reduction": "mean", "gradient": True}
+            ]
         },
     )
 
@@ -188,7 +195,9 @@ class LossRequest(BaseModel):
         ),
     ]
     reduction: Reduction = Field(
-        "mean", description="Average or add the per-sample losses, or return them all ('none').", examples=["sum"]
+        "mean",
+        description="Average or add the per-sample losses, or return them all ('none').",
+        examples=["sum"],
     )
     gradient: bool = Field(
         False, description="Also return the gradient with respect to y_pred (or logits).", examples=[True]
@@ -199,7 +208,8 @@ class LossResult(BaseModel):
     """The loss, and its gradient when asked for."""
 
     loss: float | list[float] = Field(
-        description="The reduced loss, or one loss per sample for reduction 'none'.", examples=[0.2797765635793422]
+        description="The reduced loss, or one loss per sample for reduction 'none'.",
+        examples=[0.2797765635793422],
     )
     reduction: Reduction = Field(description="The reduction applied.", examples=["mean"])
     gradient: Annotated[
@@ -212,7 +222,9 @@ class LossResult(BaseModel):
         ),
     ]
     gradient_wrt: Literal["y_pred", "logits"] | SkipJsonSchema[None] = Field(
-        None, description="What the gradient is taken with respect to; present with the gradient.", examples=["y_pred"]
+        None,
+        description="What the gradient is taken with respect to; present with the gradient.",
+        examples=["y_pred"],
     )
 
 
@@ -226,7 +238,9 @@ class LogisticRegression(BaseModel):
 
     model_config = _REQUEST
 
-    type: Literal["logistic_regression"] = Field(description="The model type.", examples=["logistic_regression"])
+    type: Literal["logistic_regression"] = Field(
+        description="The model type.", examples=["logistic_regression"]
+    )
     weights: Annotated[Any, ArrayField(1, _VECTOR_WEIGHTS, [0.5, -0.25])]
     bias: float = Field(description="The intercept b.", examples=[0.1])
 
@@ -246,9 +260,14 @@ class SoftmaxRegression(BaseModel):
 
     model_config = _REQUEST
 
-    type: Literal["softmax_regression"] = Field(description="The model type.", examples=["softmax_regression"])
+    type: Literal["softmax_regression"] = Field(
+        description="The model type.", examples=["softmax_regression"]
+    )
     weights: Annotated[
-        Any, ArrayField(2, "W, shape [D, K]: one row per feature, one column per class (K ≥ 2).", [[1, -1], [0.5, 0]])
+        Any,
+        ArrayField(
+            2, "W, shape [D, K]: one row per feature, one column per class (K ≥ 2).", [[1, -1], [0.5, 0]]
+        ),
     ]
     bias: Annotated[Any, ArrayField(1, "b, shape [K]: one intercept per class.", [0.0, 0.1])]
 
@@ -258,7 +277,9 @@ class MLPLayer(BaseModel):
 
     model_config = _REQUEST
 
-    units: int = Field(ge=1, le=1_000_000, description="Number of units (outputs) of the layer.", examples=[4])
+    units: int = Field(
+        ge=1, le=1_000_000, description="Number of units (outputs) of the layer.", examples=[4]
+    )
     activation: ActivationName = Field(
         description="φ of the layer; softmax only on the last layer.", examples=["relu"]
     )
@@ -270,7 +291,10 @@ class LayerParameters(BaseModel):
     model_config = _REQUEST
 
     weights: Annotated[
-        Any, ArrayField(2, "W, shape [inputs, units]: inputs = X's columns or the previous layer's units.", [[0.1, -0.2]])
+        Any,
+        ArrayField(
+            2, "W, shape [inputs, units]: inputs = X's columns or the previous layer's units.", [[0.1, -0.2]]
+        ),
     ]
     bias: Annotated[Any, ArrayField(1, "b, shape [units].", [0.0, 0.0])]
 
@@ -292,7 +316,9 @@ class MLP(BaseModel):
         min_length=1,
         max_length=1000,
         description="One {weights, bias} per layer, in the same order.",
-        examples=[[{"weights": [[1.0, -1.0]], "bias": [0.0, 0.5]}, {"weights": [[1.0], [2.0]], "bias": [-0.5]}]],
+        examples=[
+            [{"weights": [[1.0, -1.0]], "bias": [0.0, 0.5]}, {"weights": [[1.0], [2.0]], "bias": [-0.5]}]
+        ],
     )
 
 
@@ -318,7 +344,9 @@ class ForwardRequest(BaseModel):
     model_config = ConfigDict(
         **_REQUEST,
         json_schema_extra={
-            "examples": [{"model": _LOGISTIC_EXAMPLE, "X": [[1.0, 2.0], [0.0, -1.0]], "return_intermediates": True}]
+            "examples": [
+                {"model": _LOGISTIC_EXAMPLE, "X": [[1.0, 2.0], [0.0, -1.0]], "return_intermediates": True}
+            ]
         },
     )
 
@@ -333,7 +361,12 @@ class LayerValues(BaseModel):
     """One layer of the forward pass: z = a_prev @ W + b, a = φ(z)."""
 
     z: Annotated[Any, ArrayField(2, "Pre-activations, shape [n_samples, units].", [[0.1], [0.35]])]
-    a: Annotated[Any, ArrayField(2, "Activations φ(z), shape [n_samples, units].", [[0.52497918747894], [0.5866175789173301]])]
+    a: Annotated[
+        Any,
+        ArrayField(
+            2, "Activations φ(z), shape [n_samples, units].", [[0.52497918747894], [0.5866175789173301]]
+        ),
+    ]
 
 
 class ForwardResult(BaseModel):
@@ -350,7 +383,7 @@ class ForwardResult(BaseModel):
     ]
     layers: list[LayerValues] | SkipJsonSchema[None] = Field(
         None,
-        description="z and a of every layer, input to output; present only when return_intermediates was true.",
+        description="z and a of every layer, input to output; present only with return_intermediates.",
         examples=[[{"z": [[0.1], [0.35]], "a": [[0.52497918747894], [0.5866175789173301]]}]],
     )
 
@@ -361,7 +394,9 @@ class GradientsRequest(BaseModel):
     model_config = ConfigDict(
         **_REQUEST,
         json_schema_extra={
-            "examples": [{"model": _LOGISTIC_EXAMPLE, "X": [[1.0, 2.0], [0.0, -1.0]], "y": [1, 0], "check": True}]
+            "examples": [
+                {"model": _LOGISTIC_EXAMPLE, "X": [[1.0, 2.0], [0.0, -1.0]], "y": [1, 0], "check": True}
+            ]
         },
     )
 
@@ -377,10 +412,16 @@ class GradientsRequest(BaseModel):
         ),
     ]
     loss: LossName | None = Field(
-        None, description="The loss; defaults to the one the output activation pairs with.", examples=["binary_cross_entropy"]
+        None,
+        description="The loss; defaults to the one the output activation pairs with.",
+        examples=["binary_cross_entropy"],
     )
     l2: float = Field(
-        0.0, ge=0.0, le=1e6, description="L2 penalty: the loss gains (l2 / 2)·Σ‖W‖² (weights only).", examples=[0.01]
+        0.0,
+        ge=0.0,
+        le=1e6,
+        description="L2 penalty: the loss gains (l2 / 2)·Σ‖W‖² (weights only).",
+        examples=[0.01],
     )
     check: bool = Field(
         False,
@@ -416,7 +457,9 @@ class MLPGradients(BaseModel):
 class GradientCheck(BaseModel):
     """The analytic gradient compared with central finite differences."""
 
-    max_abs_error: float = Field(description="max |analytic − numerical| over all parameters.", examples=[3.1e-11])
+    max_abs_error: float = Field(
+        description="max |analytic − numerical| over all parameters.", examples=[3.1e-11]
+    )
     max_rel_error: float = Field(
         description="max |analytic − numerical| / max(|analytic| + |numerical|, 1e-8).", examples=[2.4e-10]
     )
@@ -426,7 +469,9 @@ class GradientCheck(BaseModel):
 class GradientsResult(BaseModel):
     """Loss, gradients and predictions of a model on (X, y)."""
 
-    loss: float = Field(description="The mean loss, plus the L2 penalty if any.", examples=[0.763889407746174])
+    loss: float = Field(
+        description="The mean loss, plus the L2 penalty if any.", examples=[0.763889407746174]
+    )
     gradients: VectorGradients | MatrixGradients | MLPGradients = Field(
         description="∂loss/∂θ with the structure of the model's parameter fields (weights and bias,"
         " or parameters for an MLP).",

@@ -49,13 +49,18 @@ class InlineDataset(BaseModel):
 
     model_config = _STRICT
 
-    name: str = Field("inline", max_length=200, description="Name of the dataset created for the job.",
-                      examples=["xor-inline"])
+    name: str = Field(
+        "inline",
+        max_length=200,
+        description="Name of the dataset created for the job.",
+        examples=["xor-inline"],
+    )
     X: Annotated[Any, ArrayField(2, "Features, shape (n_samples, n_features).", [[0, 0], [1, 1]])] = None
     y: Annotated[Any, ArrayField(1, "Labels or targets, shape (n_samples,).", [0, 0])] = None
     generator: GeneratorSpec | None = Field(None, description="Generate the data instead of sending it.")
     task: Task | None = Field(
-        None, description="Override the inferred task (e.g. regression on integer targets).",
+        None,
+        description="Override the inferred task (e.g. regression on integer targets).",
         examples=["binary"],
     )
 
@@ -103,7 +108,11 @@ class OptimizerConfig(BaseModel):
     name: OptimizerName = Field("gd", description="Optimizer.", examples=["adam"])
     learning_rate: float = Field(0.1, gt=0, le=1e3, description="The step size η.", examples=[0.01])
     momentum: float | None = Field(
-        None, ge=0, lt=1, description="Momentum coefficient (momentum, nesterov; default 0.9).", examples=[0.9]
+        None,
+        ge=0,
+        lt=1,
+        description="Momentum coefficient (momentum, nesterov; default 0.9).",
+        examples=[0.9],
     )
     beta1: float | None = Field(None, ge=0, lt=1, description="Adam's β₁ (default 0.9).", examples=[0.9])
     beta2: float | None = Field(None, ge=0, lt=1, description="Adam's β₂ (default 0.999).", examples=[0.999])
@@ -128,11 +137,15 @@ class ScheduleConfig(BaseModel):
     model_config = _STRICT
 
     name: ScheduleName = Field("constant", description="Schedule.", examples=["cosine"])
-    step_size: int | None = Field(None, ge=1, description="Epochs per step (step; default 10).", examples=[10])
+    step_size: int | None = Field(
+        None, ge=1, description="Epochs per step (step; default 10).", examples=[10]
+    )
     gamma: float | None = Field(
         None, gt=0, le=1, description="Decay factor (step: 0.5, exponential: 0.95).", examples=[0.5]
     )
-    min_lr: float | None = Field(None, ge=0, description="Final learning rate (cosine; default 0).", examples=[0])
+    min_lr: float | None = Field(
+        None, ge=0, description="Final learning rate (cosine; default 0).", examples=[0]
+    )
 
     def options(self) -> dict[str, float]:
         allowed = SCHEDULE_OPTIONS[self.name]
@@ -150,10 +163,12 @@ class EarlyStoppingConfig(BaseModel):
 
     model_config = _STRICT
 
-    patience: int = Field(10, ge=1, le=100_000, description="Epochs without improvement before stopping.",
-                          examples=[10])
-    min_delta: float = Field(0.0, ge=0, description="Smallest decrease that counts as improvement.",
-                             examples=[0.0001])
+    patience: int = Field(
+        10, ge=1, le=100_000, description="Epochs without improvement before stopping.", examples=[10]
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Smallest decrease that counts as improvement.", examples=[0.0001]
+    )
     restore_best: bool = Field(True, description="End with the best epoch's weights.", examples=[True])
 
 
@@ -177,17 +192,24 @@ class TrainingConfig(BaseModel):
         },
     )
 
-    dataset_id: str | None = Field(None, description="A stored dataset's id.", examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"])
+    dataset_id: str | None = Field(
+        None, description="A stored dataset's id.", examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"]
+    )
     dataset: InlineDataset | None = Field(None, description="Inline data instead of dataset_id.")
     model: ModelConfig = Field(description="The model to train.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The update rule.")
     lr_schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule (default constant).")
     epochs: int = Field(100, ge=1, le=1_000_000, description="Passes over the training data.", examples=[200])
     batch_size: int | None = Field(
-        None, ge=1, le=1_000_000, description="Mini-batch size; null is full-batch gradient descent.",
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Mini-batch size; null is full-batch gradient descent.",
         examples=[32],
     )
-    l2: float = Field(0.0, ge=0, le=1e3, description="L2 penalty (l2/2)·Σ‖W‖² on the weights.", examples=[0.0001])
+    l2: float = Field(
+        0.0, ge=0, le=1e3, description="L2 penalty (l2/2)·Σ‖W‖² on the weights.", examples=[0.0001]
+    )
     validation_fraction: float = Field(
         0.0, ge=0, lt=1, description="Share of samples held out for validation (stratified).", examples=[0.2]
     )
@@ -195,12 +217,17 @@ class TrainingConfig(BaseModel):
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1, description="Seed of the run; chosen and returned when null.", examples=[42]
     )
-    dtype: Literal["float32", "float64"] = Field("float64", description="Floating-point type.", examples=["float64"])
+    dtype: Literal["float32", "float64"] = Field(
+        "float64", description="Floating-point type.", examples=["float64"]
+    )
     standardize: bool = Field(
         False, description="Standardise features with the training part's mean and std.", examples=[True]
     )
     max_runtime_s: float | None = Field(
-        None, gt=0, le=7 * 24 * 3600, description="Time budget; the job fails deadline_exceeded past it.",
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Time budget; the job fails deadline_exceeded past it.",
         examples=[60],
     )
     max_retries: int = Field(2, ge=0, le=10, description="Restarts after a lost worker.", examples=[2])

@@ -350,7 +350,9 @@ def release_lost_run(store: Store, job_id: str, attempt: int, detail: str) -> st
         elif row.attempt < row.max_retries + 1:
             row.status = "queued"
             session.flush()
-            append_event(session, row.id, "status", {"status": "queued", "attempt": attempt, "reason": detail})
+            append_event(
+                session, row.id, "status", {"status": "queued", "attempt": attempt, "reason": detail}
+            )
         else:
             end_job(
                 session,

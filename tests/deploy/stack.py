@@ -1,0 +1,710 @@
+"""The docker compose deployment, run without Docker: the same commands and settings, local services.
+
+:func:`read_compose` parses ``docker-compose.yml`` (YAML anchors resolved) into each service's command,
+environment and replica count. :class:`Stack` starts the ``migrate`` service's command, then the ``api``
+and ``worker`` ones as subprocesses of this virtual environment, with their environment pointed at a
+local PostgreSQL database and Redis: every URL whose host is a compose service (``postgres``, ``redis``)
+is replaced by the local one, and the API listens on 127.0.0.1 on a free port. :class:`RedisServer` and
+:class:`PostgresCluster` are private servers the fault tests may stop and restart without disturbing
+anything else on the machine.
+
+Every process runs in a process group of its own and receives SIGKILL if the process that started it
+dies (``PR_SET_PDEATHSIG``), so a crashed or interrupted test leaves nothing running; ``close`` kills
+whole groups. Logs go to files in the stack's work folder; :meth:`Stack.logs` gathers them for failure
+messages.
+
+Usage::
+
+    with RedisServer(workdir) as redis, Stack(database_url, redis.url, workdir) as stack:
+        stack.start()
+        httpx.get(stack.api_url + "/readyz")
+        stack.kill("worker-1")          # kill -9
+        stack.start_process("worker-1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import redis
+import yaml
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The console scripts of the environment the tests run in.
+BIN_DIR = Path(sys.executable).parent
+
+# Fast timings, so that a lost worker is noticed and a job resumed within seconds.
+FAST_TIMINGS = {
+    "DESCENT_HEARTBEAT_TIMEOUT_S": "4",
+    "DESCENT_PROGRESS_INTERVAL_S": "0.1",
+    "DESCENT_CHECKPOINT_INTERVAL_S": "0.3",
+    "DESCENT_SHUTDOWN_GRACE_S": "5",
+    "DESCENT_LOG_LEVEL": "info",
+}
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start or stop as expected (the message holds its log)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns a truthy value (returned); ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it when the test process dies, however it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run the child as ``user`` (and its group), or nothing."""
+    if user is None:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
+
+
+class Process:
+    """One command run in its own process group, its output appended to ``log_path``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+        user: str | None = None,
+    ) -> None:
+        self.name, self.argv, self.env, self.cwd, self.log_path = name, argv, dict(env), cwd, log_path
+        self.user = user
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.popen is None:
+            raise StackError(f"{self.name} was never started")
+        return self.popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            raise StackError(f"{self.name} is already running (pid {self.pid})")
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                **_as_user(self.user),
+            )
+
+    def send(self, sig: int) -> None:
+        """Send ``sig`` to the main process only, as ``docker stop`` does to a container's PID 1."""
+        if self.running:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (``kill -9``, ``docker kill``) and reap it."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit and return its exit code; ``StackError`` when it does not."""
+        if self.popen is None:
+            raise StackError(f"{self.name} was never started")
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise StackError(f"{self.name} did not exit within {timeout:g} s\n{self.tail()}") from None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL of the group after ``timeout``; the exit code (None if never started)."""
+        if self.popen is None:
+            return None
+        self.send(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        code = self.popen.poll()
+        # Children the main process left behind die with the group either way.
+        self.kill()
+        return code
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 40) -> str:
+        text = "\n".join(self.output().splitlines()[-lines:])
+        return f"--- {self.name} (last {lines} lines of {self.log_path}) ---\n{text}"
+
+    def wait_for_output(self, needle: str, timeout: float, *, after: int = 0) -> None:
+        """Until ``needle`` shows in the log after character ``after``; fails at once if the process exits."""
+
+        def seen() -> bool:
+            if needle in self.output()[after:]:
+                return True
+            if not self.running:
+                raise StackError(f"{self.name} exited while starting\n{self.tail()}")
+            return False
+
+        try:
+            wait_until(seen, timeout, f"{self.name} printing {needle!r}")
+        except TimeoutError as exc:
+            raise StackError(f"{exc}\n{self.tail()}") from None
+
+
+# --- docker-compose.yml -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComposeService:
+    """What a compose service runs: its command, its environment and how many replicas."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+
+
+def read_compose(path: Path = COMPOSE_FILE) -> dict[str, ComposeService]:
+    """The services of a compose file by name (anchors and ``<<`` merge keys resolved by PyYAML)."""
+    document = yaml.safe_load(path.read_text())
+    services: dict[str, ComposeService] = {}
+    for name, spec in (document.get("services") or {}).items():
+        command = spec.get("command") or []
+        if isinstance(command, str):
+            command = command.split()
+        environment = spec.get("environment") or {}
+        if isinstance(environment, list):  # the "KEY=value" form
+            environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
+        replicas = int(((spec.get("deploy") or {}).get("replicas")) or 1)
+        services[name] = ComposeService(
+            name,
+            [str(part) for part in command],
+            {str(k): "" if v is None else str(v) for k, v in environment.items()},
+            replicas,
+        )
+    return services
+
+
+def localize_environment(
+    environment: Mapping[str, str], service_names: set[str], *, database_url: str, broker_url: str
+) -> dict[str, str]:
+    """``environment`` with every URL that names a compose service replaced by the local equivalent.
+
+    A ``postgresql...://`` URL becomes ``database_url`` and a ``redis://`` URL ``broker_url``; a URL of
+    another scheme naming a service raises ``ValueError``, as does a database or broker URL naming a host
+    that is no service of the file (the containers could not resolve it).
+    """
+    local: dict[str, str] = {}
+    for key, value in environment.items():
+        parts = urlsplit(value) if "://" in value else None
+        host = parts.hostname if parts is not None else None
+        if parts is None or host is None:
+            local[key] = value
+            continue
+        if parts.scheme.startswith("postgresql"):
+            replacement = database_url
+        elif parts.scheme in ("redis", "rediss"):
+            replacement = broker_url
+        elif host in service_names:
+            raise ValueError(f"{key}={value}: no local replacement for a {parts.scheme}:// service")
+        else:
+            local[key] = value
+            continue
+        if host not in service_names:
+            raise ValueError(f"{key}={value}: host {host!r} is not a service of the compose file")
+        local[key] = replacement
+    return local
+
+
+def _with_option(argv: list[str], option: str, value: str) -> list[str]:
+    """``argv`` with ``option``'s value replaced (``--opt v`` or ``--opt=v``), or appended when absent."""
+    out = list(argv)
+    for i, part in enumerate(out):
+        if part == option and i + 1 < len(out):
+            out[i + 1] = value
+            return out
+        if part.startswith(option + "="):
+            out[i] = f"{option}={value}"
+            return out
+    return [*out, option, value]
+
+
+def _local_command(command: list[str]) -> list[str]:
+    """The command with its executable taken from this environment's ``bin`` folder when it is there."""
+    if not command:
+        raise ValueError("the compose service has no command")
+    executable = BIN_DIR / command[0]
+    return [str(executable) if executable.exists() else command[0], *command[1:]]
+
+
+# --- the stack ------------------------------------------------------------------------------------------
+
+
+class Stack:
+    """The compose file's ``api`` and ``worker`` services as local processes.
+
+    Parameters
+    ----------
+    database_url : str
+        The store every process uses (``postgresql+psycopg://...``).
+    broker_url : str
+        The Redis broker (``redis://127.0.0.1:<port>/0``).
+    workdir : Path
+        Folder for the processes' working directory and logs.
+    workers : int, optional
+        Worker processes; default: the compose file's ``worker`` replicas.
+    env : dict, optional
+        Variables set on top of the compose environment (e.g. :data:`FAST_TIMINGS`).
+    compose_file : Path
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        workdir: Path,
+        *,
+        workers: int | None = None,
+        env: Mapping[str, str] | None = None,
+        compose_file: Path = COMPOSE_FILE,
+    ) -> None:
+        self.services = read_compose(compose_file)
+        missing = {"api", "worker"} - set(self.services)
+        if missing:
+            raise ValueError(f"{compose_file} has no service named {sorted(missing)}")
+        self.database_url, self.broker_url = database_url, broker_url
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        self.extra_env = dict(env or {})
+        # Where each process's log stood when it was last started: readiness is looked for after it.
+        self._log_mark: dict[str, int] = {}
+        n_workers = self.services["worker"].replicas if workers is None else workers
+        self.processes: dict[str, Process] = {}
+        self.processes["api"] = self._process("api", self._api_command())
+        for i in range(1, n_workers + 1):
+            name = f"worker-{i}"
+            # Containers have distinct host names; here one host runs them all, so name the nodes.
+            command = _with_option(
+                _local_command(self.services["worker"].command), "--hostname", f"{name}@%h"
+            )
+            self.processes[name] = self._process(name, command, service="worker")
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [name for name in self.processes if name.startswith("worker-")]
+
+    def environment(self, service: str) -> dict[str, str]:
+        """The environment a service's process gets: the compose one, localized, plus ``env``."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("DESCENT_")}
+        base["PATH"] = f"{BIN_DIR}{os.pathsep}{base.get('PATH', '')}"
+        base["PYTHONUNBUFFERED"] = "1"
+        compose = localize_environment(
+            self.services[service].environment,
+            set(self.services),
+            database_url=self.database_url,
+            broker_url=self.broker_url,
+        )
+        return {
+            **base,
+            **compose,
+            "DESCENT_HOST": "127.0.0.1",
+            "DESCENT_PORT": str(self.port),
+            **self.extra_env,
+        }
+
+    def _api_command(self) -> list[str]:
+        command = _local_command(self.services["api"].command)
+        if "--host" in command or any(part.startswith("--host=") for part in command):
+            command = _with_option(command, "--host", "127.0.0.1")
+        if "--port" in command or any(part.startswith("--port=") for part in command):
+            command = _with_option(command, "--port", str(self.port))
+        return command
+
+    def _process(self, name: str, argv: list[str], service: str | None = None) -> Process:
+        cwd = self.workdir / "run"
+        cwd.mkdir(exist_ok=True)
+        env = self.environment(service or name)
+        return Process(name, argv, env=env, cwd=cwd, log_path=self.workdir / f"{name}.log")
+
+    # --- life cycle
+
+    def migrate(self, timeout: float = 60.0) -> None:
+        """Run the ``migrate`` service's command to completion (compose runs it before api and workers)."""
+        if "migrate" not in self.services:
+            return
+        process = self._process("migrate", _local_command(self.services["migrate"].command))
+        process.start()
+        code = process.wait(timeout)
+        if code != 0:
+            raise StackError(f"migrate exited with {code}\n{process.tail()}")
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        """Migrate, start the API and every worker, and wait until all of them are ready."""
+        self.migrate(timeout)
+        for name in self.processes:
+            self.start_process(name, wait=False)
+        for name in self.processes:
+            self.wait_started(name, timeout)
+        return self
+
+    def start_process(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
+        """Start (or start again) one process; with ``wait``, until it is ready."""
+        process = self.processes[name]
+        self._log_mark[name] = len(process.output())
+        process.start()
+        if wait:
+            self.wait_started(name, timeout)
+
+    def wait_started(self, name: str, timeout: float = 60.0) -> None:
+        """Until the API answers /readyz with 200, or the worker's Celery node says it is ready."""
+        process = self.processes[name]
+        if name == "api":
+            self.wait_ready(timeout)
+        else:
+            process.wait_for_output(" ready.", timeout, after=self._log_mark.get(name, 0))
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until GET /readyz answers 200."""
+        api = self.processes["api"]
+
+        def ready() -> bool:
+            if not api.running:
+                raise StackError(f"the API exited\n{api.tail()}")
+            return self.readyz() == 200
+
+        try:
+            wait_until(ready, timeout, "GET /readyz answering 200", interval=0.1)
+        except TimeoutError as exc:
+            raise StackError(f"{exc}\n{self.logs()}") from None
+
+    def readyz(self) -> int | None:
+        """The status code of GET /readyz, or None when the API does not answer."""
+        try:
+            return httpx.get(self.api_url + "/readyz", timeout=5).status_code
+        except httpx.TransportError:
+            return None
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` the process (its whole group)."""
+        self.processes[name].kill()
+
+    def terminate(self, name: str, timeout: float = 30.0) -> int:
+        """SIGTERM the process as ``docker stop`` does and wait for it to exit; its exit code."""
+        process = self.processes[name]
+        process.send(signal.SIGTERM)
+        code = process.wait(timeout)
+        process.kill()  # anything left in its group
+        return code
+
+    def cpu_seconds(self, name: str) -> float:
+        """CPU time (user + system) the process has used so far."""
+        with open(f"/proc/{self.processes[name].pid}/stat") as stat:
+            # The fields after the command name, which is in parentheses and may contain spaces.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def busy_worker(self, sample_s: float = 0.5) -> str:
+        """The worker that is running a job, told by its CPU use; ``StackError`` unless exactly one is."""
+        names = [name for name in self.worker_names if self.processes[name].running]
+        before = {name: self.cpu_seconds(name) for name in names}
+        time.sleep(sample_s)
+        used = {name: self.cpu_seconds(name) - before[name] for name in names}
+        ranked = sorted(used, key=lambda name: used[name], reverse=True)
+        # A worker waiting for messages only wakes up for its reaper's few queries.
+        if (
+            not ranked
+            or used[ranked[0]] < 0.2 * sample_s
+            or any(used[n] > 0.5 * used[ranked[0]] for n in ranked[1:])
+        ):
+            raise StackError(f"not exactly one busy worker; CPU seconds used in {sample_s:g} s: {used}")
+        return ranked[0]
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(process.tail(lines) for process in self.processes.values())
+
+    def close(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL of its group); safe to call more than once."""
+        for process in self.processes.values():
+            with contextlib.suppress(Exception):
+                process.stop(timeout=5)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- private Redis and PostgreSQL -----------------------------------------------------------------------
+
+
+def redis_unavailable_reason() -> str | None:
+    """Why a private Redis cannot be started here, or None."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt-get install redis-server)"
+    return None
+
+
+class RedisServer:
+    """A private ``redis-server`` without persistence on a free port: a restart loses every message."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError(redis_unavailable_reason() or "")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--daemonize", "no", "--dir", str(self.workdir)]
+        self.process = Process(
+            "redis", argv, env=os.environ, cwd=self.workdir, log_path=self.workdir / "redis.log"
+        )
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.process.start()
+        try:
+            wait_until(self.ping, timeout, f"redis-server on port {self.port} answering PING")
+        except TimeoutError as exc:
+            raise StackError(f"{exc}\n{self.process.tail()}") from None
+        return self
+
+    def ping(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self, downtime_s: float = 0.0) -> None:
+        """Kill the server (its messages are lost) and start it again on the same port."""
+        self.kill()
+        time.sleep(downtime_s)
+        self.start()
+
+    def close(self) -> None:
+        self.process.stop(timeout=5)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _postgres_bin_dir() -> Path | None:
+    """The newest PostgreSQL server installation's bin folder (with initdb and postgres)."""
+
+    def version(path: str) -> tuple[int, ...]:
+        name = Path(path).parent.parent.name
+        return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def postgres_unavailable_reason() -> str | None:
+    """Why a private PostgreSQL cluster cannot be started here, or None."""
+    bindir = _postgres_bin_dir()
+    if bindir is None or not (bindir / "postgres").exists():
+        return "the PostgreSQL server binaries (initdb, postgres) are not installed"
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, and there is no 'postgres' user to run PostgreSQL as"
+    return None
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (``initdb`` in a temporary folder) on a free port, that may be stopped.
+
+    The server runs in the foreground as a :class:`Process` (as the ``postgres`` user when the tests run
+    as root, since PostgreSQL refuses to run as root); :meth:`stop` is a fast shutdown, which disconnects
+    every client, and :meth:`start` brings it back on the same port with the same data.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        reason = postgres_unavailable_reason()
+        bindir = _postgres_bin_dir()
+        if reason is not None or bindir is None:
+            raise StackError(reason or "no PostgreSQL")
+        self.bindir = bindir
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.port = port or free_port()
+        # Not under pytest's tmp_path: the postgres user must be able to reach it.
+        self.base = Path(tempfile.mkdtemp(prefix="descent-pg-"))
+        self.datadir, self.sockdir = self.base / "data", self.base / "socket"
+        self.sockdir.mkdir()
+        if self.user is not None:
+            for path in (self.base, self.sockdir):
+                shutil.chown(path, self.user, self.user)
+        init = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            cwd=self.base,
+            check=False,
+            **_as_user(self.user),
+        )
+        if init.returncode != 0:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise StackError(f"initdb failed ({init.returncode}): {init.stderr.decode(errors='replace')}")
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.sockdir),
+        ]
+        # Durability is not under test here; fsync off keeps the cluster fast on a busy machine.
+        for setting in (
+            "listen_addresses=127.0.0.1",
+            "fsync=off",
+            "synchronous_commit=off",
+            "max_connections=200",
+        ):
+            argv += ["-c", setting]
+        self.process = Process(
+            "postgres",
+            argv,
+            env=os.environ,
+            cwd=self.base,
+            log_path=self.base / "postgres.log",
+            user=self.user,
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def ping(self) -> bool:
+        try:
+            with psycopg.connect(
+                host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", connect_timeout=1
+            ):
+                return True
+        except psycopg.Error:
+            return False
+
+    def start(self, timeout: float = 30.0) -> PostgresCluster:
+        self.process.start()
+        try:
+            wait_until(self.ping, timeout, f"PostgreSQL on port {self.port} accepting connections", 0.1)
+        except TimeoutError as exc:
+            raise StackError(f"{exc}\n{self.process.tail()}") from None
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, the data stays."""
+        self.process.send(signal.SIGINT)
+        self.process.wait(timeout)
+
+    def create_database(self, name: str | None = None) -> str:
+        """Create a database and return its URL."""
+        name = name or f"descent_{secrets.token_hex(4)}"
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def close(self) -> None:
+        """Stop the server (immediately) and delete its files."""
+        with contextlib.suppress(Exception):
+            self.process.send(signal.SIGQUIT)
+            self.process.wait(5)
+        self.process.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> PostgresCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,112 @@
+"""Fixtures for in-process API tests: an httpx client on the ASGI app, with its lifespan.
+
+The client is synchronous (pytest-anyio is not a dependency): it drives an ``httpx.AsyncClient``
+over ``httpx.ASGITransport`` with one ``asyncio.Runner``, so the app's lifespan and every request
+run on the same event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.settings import Settings
+
+
+class Client:
+    """A synchronous front for ``httpx.AsyncClient(transport=ASGITransport(app))``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._runner = asyncio.Runner()
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        self._lifespan = app.router.lifespan_context(app)
+        self._runner.run(self._lifespan.__aenter__())
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._runner.run(self._client.request(method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def run(self, coroutine: Any) -> Any:
+        """Run a coroutine on the client's event loop (e.g. a request with a streaming body)."""
+        return self._runner.run(coroutine)
+
+    @property
+    def httpx(self) -> httpx.AsyncClient:
+        return self._client
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._lifespan.__aexit__(None, None, None))
+            self._runner.run(self._client.aclose())
+        finally:
+            self._runner.close()
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for tests: a throwaway SQLite file and no job workers."""
+    values: dict[str, Any] = {"database_url": f"sqlite:///{tmp_path / 'descent.db'}", "workers": 0}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[Client]:
+    c = Client(app)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Any]:
+    """Build clients on apps with custom settings, e.g. ``make_client(max_body_bytes=100)``."""
+    clients: list[Client] = []
+
+    def make(**overrides: Any) -> Client:
+        c = Client(create_app(make_settings(tmp_path, **overrides)))
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def assert_problem(response: httpx.Response, status: int, *fragments: str) -> dict[str, Any]:
+    """Check an RFC 9457 problem response: status, media type, members, and the detail's content."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["instance"] == response.request.url.path
+    assert "Traceback" not in response.text
+    for fragment in fragments:
+        assert fragment in body["detail"], (fragment, body["detail"])
+    return body

@@ -1,0 +1,645 @@
+"""The /v1/datasets resource over HTTP: JSON, CSV, .npz and generator uploads, reads, pages, deletes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from engine.datasets import make_dataset
+from service.app import create_app
+from service.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
+from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
+from tests.service.conftest import Client, assert_problem, make_settings
+
+CSV_TYPE = {"content-type": "text/csv"}
+NPZ_TYPE = {"content-type": "application/x-npz"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    running = Client(create_app(make_settings(tmp_path_factory.mktemp("datasets"))))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """An app with tiny dataset and body limits."""
+    settings = make_settings(
+        tmp_path_factory.mktemp("small"),
+        max_dataset_rows=10,
+        max_dataset_features=3,
+        max_dataset_elements=20,
+        max_body_bytes=4096,
+    )
+    running = Client(create_app(settings))
+    yield running
+    running.close()
+
+
+def created(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert response.headers["location"] == f"/v1/datasets/{body['id']}"
+    return body
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def stored(client: Client, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays: tuple[np.ndarray, np.ndarray] = load_dataset_arrays(client.app.state.store, dataset_id)
+    return arrays
+
+
+# ---- JSON ---------------------------------------------------------------------------------------
+
+
+def test_json_dataset_is_created_with_its_description(client: Client) -> None:
+    X = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    body = created(client.post("/v1/datasets", json={"name": "and", "X": X, "y": [0, 0, 0, 1]}))
+    assert body["id"].startswith("ds_")
+    assert (body["name"], body["n_samples"], body["n_features"]) == ("and", 4, 2)
+    assert (body["task"], body["classes"], body["class_counts"]) == ("binary", [0, 1], [3, 1])
+    assert body["source"] == {"kind": "json"}
+    created_at = datetime.fromisoformat(body["created_at"])
+    assert created_at.utcoffset() is not None and created_at.utcoffset() == UTC.utcoffset(None)
+    # The hash is that of the stored arrays: X as float64, y as int64 class indices.
+    expected = encode_npz({"X": np.array(X, dtype=np.float64), "y": np.array([0, 0, 0, 1], dtype=np.int64)})
+    assert body["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert client.get(f"/v1/datasets/{body['id']}").json() == body
+
+
+@pytest.mark.parametrize(
+    ("y", "task", "classes", "counts"),
+    [
+        ([0, 1, 1, 0], "binary", [0, 1], [2, 2]),
+        ([7.0, 2.0, 7.0, 7.0], "binary", [2, 7], [1, 3]),
+        ([3, 1, 2, 1], "multiclass", [1, 2, 3], [2, 1, 1]),
+        (["dog", "cat", "emu", "cat"], "multiclass", ["cat", "dog", "emu"], [2, 1, 1]),
+        (["yes", "no", "no", "yes"], "binary", ["no", "yes"], [2, 2]),
+        ([0.5, 1.0, 2.25, -3.0], "regression", None, None),
+    ],
+)
+def test_task_is_inferred_from_labels(
+    client: Client, y: list[Any], task: str, classes: list[Any] | None, counts: list[int] | None
+) -> None:
+    body = created(client.post("/v1/datasets", json={"name": "t", "X": [[1.0], [2.0], [3.0], [4.0]], "y": y}))
+    assert (body["task"], body["classes"], body["class_counts"]) == (task, classes, counts)
+
+
+@pytest.mark.parametrize(("n_distinct", "task"), [(100, "multiclass"), (101, "regression")])
+def test_integer_labels_with_many_values_are_regression(client: Client, n_distinct: int, task: str) -> None:
+    y = list(range(n_distinct))
+    body = created(client.post("/v1/datasets", json={"name": "ints", "X": [[float(v)] for v in y], "y": y}))
+    assert body["task"] == task
+    assert body["classes"] == (y if task == "multiclass" else None)
+
+
+def test_stored_arrays_follow_the_training_conventions(client: Client) -> None:
+    classified = created(
+        client.post("/v1/datasets", json={"name": "c", "X": [[1], [2], [3]], "y": ["b", "a", "b"]})
+    )
+    X, y = stored(client, classified["id"])
+    assert X.dtype == np.float64 and X.shape == (3, 1)
+    assert y.dtype == np.int64 and y.tolist() == [1, 0, 1]
+    regression = created(client.post("/v1/datasets", json={"name": "r", "X": [[1], [2]], "y": [0.5, 1.5]}))
+    X, y = stored(client, regression["id"])
+    assert y.dtype == np.float64 and y.tolist() == [0.5, 1.5]
+
+
+def test_task_field_overrides_inference(client: Client) -> None:
+    body = created(
+        client.post(
+            "/v1/datasets", json={"name": "r", "X": [[1], [2], [3]], "y": [1, 2, 1], "task": "regression"}
+        )
+    )
+    assert (body["task"], body["classes"], body["class_counts"]) == ("regression", None, None)
+    _, y = stored(client, body["id"])
+    assert y.dtype == np.float64 and y.tolist() == [1.0, 2.0, 1.0]
+
+
+def test_binary_task_with_three_classes_names_them(client: Client) -> None:
+    response = client.post(
+        "/v1/datasets", json={"name": "b", "X": [[1], [2], [3]], "y": [0, 1, 2], "task": "binary"}
+    )
+    body = assert_problem(response, 422, "exactly 2 classes", "found 3", "[0, 1, 2]")
+    assert body["errors"][0]["loc"] == ["body", "y"]
+
+
+def test_classification_needs_two_classes(client: Client) -> None:
+    assert_problem(
+        client.post("/v1/datasets", json={"name": "one", "X": [[1], [2]], "y": [4, 4]}),
+        422,
+        "single class",
+        "4",
+    )
+    assert_problem(
+        client.post("/v1/datasets", json={"name": "one", "X": [[1], [2]], "y": ["a", "a"]}),
+        422,
+        "single class",
+        "'a'",
+    )
+
+
+def test_string_labels_cannot_be_regression_targets(client: Client) -> None:
+    response = client.post(
+        "/v1/datasets", json={"name": "s", "X": [[1], [2]], "y": ["a", "b"], "task": "regression"}
+    )
+    assert_problem(response, 422, "must hold numbers for task 'regression'")
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragments"),
+    [
+        ({"name": "x", "X": [[1, 2], [3]], "y": [0, 1]}, ("ragged", "X[1]")),
+        ({"name": "x", "X": [[1, 2], [3, True]], "y": [0, 1]}, ("X[1][1]", "boolean")),
+        ({"name": "x", "X": [[1], [2], [3]], "y": [0, 1]}, ("y has 2 entries but X has 3 rows",)),
+        ({"name": "x", "X": [[1], [2]], "y": [0, "a"]}, ("y[1]", "must be a number")),
+        ({"name": "x", "X": [[1], [2]], "y": ["a", 1]}, ("y[1]", "must be a string")),
+        ({"name": "x", "X": [[1]], "y": [0]}, ("at least 2 samples",)),
+        ({"name": "x", "X": [1, 2], "y": [0, 1]}, ("X must have 2 dimension(s)",)),
+        ({"name": "x", "X": [[1], [2]]}, ("give both X and y",)),
+        ({"name": "x"}, ("give either X and y, or a generator",)),
+        ({"name": "", "X": [[1], [2]], "y": [0, 1]}, ("name",)),
+        ({"name": "x", "X": [[1], [2]], "y": [0, 1], "colour": "red"}, ("colour",)),
+        ({"name": "x", "X": [[1], [2]], "y": [0, 1], "task": "ordinal"}, ("task",)),
+        ({"name": "x", "X": [[1], [2]], "y": [0, 1], "generator": {"kind": "xor"}}, ("give either",)),
+    ],
+)
+def test_invalid_json_datasets_are_422(
+    client: Client, payload: dict[str, Any], fragments: tuple[str]
+) -> None:
+    assert_problem(client.post("/v1/datasets", json=payload), 422, *fragments)
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"1e999"])
+def test_non_finite_json_numbers_are_422(client: Client, token: bytes) -> None:
+    raw = b'{"name": "nan", "X": [[1.0], [' + token + b']], "y": [0, 1]}'
+    assert_problem(
+        client.post("/v1/datasets", content=raw, headers={"content-type": "application/json"}), 422
+    )
+
+
+def test_query_parameters_are_refused_with_a_json_body(client: Client) -> None:
+    response = client.post("/v1/datasets?label=y", json={"name": "x", "X": [[1], [2]], "y": [0, 1]})
+    body = assert_problem(response, 422, "label")
+    assert body["errors"] == [{"loc": ["query", "label"], "msg": "not used with a JSON body"}]
+
+
+def test_unknown_content_type_is_415(client: Client) -> None:
+    response = client.post("/v1/datasets", content=b"<xml/>", headers={"content-type": "application/xml"})
+    assert_problem(response, 415, "application/json", "text/csv", "application/x-npz")
+
+
+# ---- generators ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("generator", "task", "classes", "n_features"),
+    [
+        ({"kind": "xor", "n_samples": 40, "noise": 0.1, "seed": 3}, "binary", [0, 1], 2),
+        ({"kind": "spiral", "n_samples": 31, "n_classes": 4, "seed": 5}, "multiclass", [0, 1, 2, 3], 2),
+        ({"kind": "blobs", "n_samples": 30, "n_features": 3, "seed": 1}, "multiclass", [0, 1, 2], 3),
+        (
+            {"kind": "linear", "n_samples": 25, "n_features": 4, "noise": 0.5, "seed": 2},
+            "regression",
+            None,
+            4,
+        ),
+    ],
+)
+def test_generator_datasets_have_the_generators_task_and_arrays(
+    client: Client, generator: dict[str, Any], task: str, classes: list[int] | None, n_features: int
+) -> None:
+    body = created(client.post("/v1/datasets", json={"name": generator["kind"], "generator": generator}))
+    assert (body["task"], body["classes"], body["n_features"]) == (task, classes, n_features)
+    assert body["source"]["kind"] == "generator" and body["source"]["generator"]["seed"] == generator["seed"]
+    expected_X, expected_y = make_dataset(
+        generator["kind"],
+        generator["n_samples"],
+        noise=generator.get("noise", 0.1),
+        n_classes=generator.get("n_classes"),
+        n_features=generator.get("n_features"),
+        rng=np.random.default_rng(generator["seed"]),
+    )
+    X, y = stored(client, body["id"])
+    np.testing.assert_array_equal(X, expected_X)
+    np.testing.assert_array_equal(y, expected_y)
+    if classes is not None:
+        assert body["class_counts"] == np.bincount(expected_y).tolist()
+        # Balanced classes: sizes differ by at most one and add up to n_samples.
+        assert sum(body["class_counts"]) == generator["n_samples"]
+        assert max(body["class_counts"]) - min(body["class_counts"]) <= 1
+
+
+def test_inconsistent_generator_is_422_naming_it(client: Client) -> None:
+    response = client.post(
+        "/v1/datasets", json={"name": "x", "generator": {"kind": "xor", "n_classes": 3, "seed": 1}}
+    )
+    body = assert_problem(response, 422, "generator", "binary")
+    assert body["errors"][0]["loc"] == ["body", "generator"]
+    response = client.post("/v1/datasets", json={"name": "x", "generator": {"kind": "checkers"}})
+    assert_problem(response, 422, "generator.kind", "spiral")
+
+
+# ---- CSV ----------------------------------------------------------------------------------------
+
+IRIS_CSV = (
+    "sepal_length,species,sepal_width\n"
+    "5.1,setosa,3.5\n"
+    "7.0,versicolor,3.2\n"
+    "6.3,virginica,3.3\n"
+    "4.9,setosa,3.0\n"
+    '5.5,"versicolor, large",2.5\n'
+)
+
+
+def test_csv_with_string_labels_round_trips_through_data_as_csv(client: Client) -> None:
+    body = created(
+        client.post("/v1/datasets?label=species&name=iris", content=IRIS_CSV.encode(), headers=CSV_TYPE)
+    )
+    assert (body["name"], body["n_samples"], body["n_features"], body["task"]) == ("iris", 5, 2, "multiclass")
+    assert body["classes"] == ["setosa", "versicolor", "versicolor, large", "virginica"]
+    assert body["class_counts"] == [2, 1, 1, 1]
+    assert body["source"] == {
+        "kind": "csv",
+        "columns": ["sepal_length", "species", "sepal_width"],
+        "label": "species",
+    }
+
+    response = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    original = list(csv.reader(io.StringIO(IRIS_CSV)))
+    assert rows[0] == original[0]
+    for got, sent in zip(rows[1:], original[1:], strict=True):
+        assert got[1] == sent[1]
+        assert [float(got[0]), float(got[2])] == [float(sent[0]), float(sent[2])]
+
+    again = created(
+        client.post("/v1/datasets?label=species&name=iris", content=response.content, headers=CSV_TYPE)
+    )
+    assert again["id"] != body["id"]
+    assert (again["sha256"], again["classes"]) == (body["sha256"], body["classes"])
+
+
+def test_csv_round_trips_floats_exactly(client: Client) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6, 2)) * 10.0 ** rng.integers(-300, 300, size=(6, 2))
+    y = rng.normal(size=6)
+    body = created(client.post("/v1/datasets", json={"name": "f", "X": X.tolist(), "y": y.tolist()}))
+    text = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"}).text
+    assert text.splitlines()[0] == "x0,x1,y"
+    again = created(client.post("/v1/datasets", content=text.encode(), headers=CSV_TYPE))
+    assert again["sha256"] == body["sha256"]
+    X2, y2 = stored(client, again["id"])
+    assert X2.tobytes() == X.tobytes() and y2.tobytes() == y.tobytes()
+
+
+def test_csv_label_defaults_to_the_last_column_and_numbers_stay_numbers(client: Client) -> None:
+    text = "a,b,label\n1,2,0\n3,4,1\n5,6,1\n"
+    body = created(client.post("/v1/datasets", content=text.encode(), headers=CSV_TYPE))
+    assert (body["name"], body["task"], body["classes"], body["class_counts"]) == (
+        "upload",
+        "binary",
+        [0, 1],
+        [1, 2],
+    )
+    X, _ = stored(client, body["id"])
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4], [5, 6]])
+    data = client.get(f"/v1/datasets/{body['id']}/data").json()
+    assert data == {"X": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "y": [0, 1, 1]}
+
+
+def test_csv_task_query_overrides_inference(client: Client) -> None:
+    text = "a,y\n1,0\n2,1\n3,2\n"
+    body = created(client.post("/v1/datasets?task=regression", content=text.encode(), headers=CSV_TYPE))
+    assert (body["task"], body["classes"]) == ("regression", None)
+    response = client.post("/v1/datasets?task=binary", content=text.encode(), headers=CSV_TYPE)
+    assert_problem(response, 422, "exactly 2 classes", "[0, 1, 2]")
+
+
+def test_csv_byte_order_mark_and_crlf_are_accepted(client: Client) -> None:
+    raw = "\ufeffa,b,y\r\n1,2,x\r\n\r\n3,4,z\r\n".encode()
+    body = created(
+        client.post("/v1/datasets", content=raw, headers={"content-type": "text/csv; charset=utf-8"})
+    )
+    assert (body["n_samples"], body["classes"], body["source"]["columns"]) == (2, ["x", "z"], ["a", "b", "y"])
+
+
+@pytest.mark.parametrize(
+    ("text", "query", "fragments"),
+    [
+        ("", "", ("is empty",)),
+        ("\n\n", "", ("is empty",)),
+        ("a,b,y\n", "", ("no data rows",)),
+        ("a,b,y\n1,2,0\n3,oops,1\n", "", ("row 2 (line 3)", "column 'b'", "'oops'")),
+        ("a,b,y\n1,2,0\n3,,1\n", "", ("row 2 (line 3)", "column 'b'", "''")),
+        ("a,b,y\n1,nan,0\n3,4,1\n", "", ("row 1 (line 2)", "column 'b'", "'nan'")),
+        ("a,b,y\n1,2,0\n3,4\n", "", ("row 2 (line 3) has 2 fields but the header has 3",)),
+        ("a,b,y\n1,2,0,9\n3,4,1\n", "", ("row 1 (line 2) has 4 fields",)),
+        (
+            "a,b,y\n1,2,0\n3,4,1\n",
+            "?label=target",
+            ("label column 'target' is not in the header", "['a', 'b', 'y']"),
+        ),
+        ("a,b,y\n1,2,0\n3,4, \n", "", ("row 2 (line 3) has an empty label",)),
+        ("a,a,y\n1,2,0\n3,4,1\n", "", ("more than once", "['a']")),
+        ("y\n0\n1\n", "", ("at least one feature column",)),
+        ('a,y\n1,0\n"2,1\n', "", ("malformed",)),
+        ("a,y\n1,0\n2,inf\n", "", ("row 2, label column 'y'", "'inf'")),
+    ],
+)
+def test_malformed_csv_is_422_naming_the_place(
+    client: Client, text: str, query: str, fragments: tuple[str, ...]
+) -> None:
+    assert_problem(
+        client.post(f"/v1/datasets{query}", content=text.encode(), headers=CSV_TYPE),
+        422,
+        "CSV body",
+        *fragments,
+    )
+
+
+def test_csv_that_is_not_utf8_is_422(client: Client) -> None:
+    response = client.post("/v1/datasets", content="a,y\n1,é\n2,b\n".encode("latin-1"), headers=CSV_TYPE)
+    assert_problem(response, 422, "UTF-8")
+    response = client.post(
+        "/v1/datasets", content=b"a,y\n", headers={"content-type": "text/csv; charset=latin-1"}
+    )
+    assert_problem(response, 415, "UTF-8")
+
+
+# ---- npz ----------------------------------------------------------------------------------------
+
+
+def test_npz_upload_with_string_labels(client: Client) -> None:
+    X = np.arange(12, dtype=np.int32).reshape(4, 3)
+    raw = npz_bytes(X=X, y=np.array(["b", "a", "c", "a"]))
+    body = created(client.post("/v1/datasets?name=arrays", content=raw, headers=NPZ_TYPE))
+    assert (body["name"], body["n_samples"], body["n_features"]) == ("arrays", 4, 3)
+    assert (body["task"], body["classes"], body["class_counts"]) == ("multiclass", ["a", "b", "c"], [2, 1, 1])
+    assert body["source"] == {"kind": "npz"}
+    stored_X, stored_y = stored(client, body["id"])
+    assert stored_X.dtype == np.float64
+    np.testing.assert_array_equal(stored_X, X)
+    assert stored_y.tolist() == [1, 0, 2, 0]
+    assert client.get(f"/v1/datasets/{body['id']}/data").json()["y"] == ["b", "a", "c", "a"]
+
+
+def test_npz_upload_as_octet_stream_keeps_float_targets_bit_for_bit(client: Client) -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 2)), rng.normal(size=5)
+    response = client.post(
+        "/v1/datasets", content=npz_bytes(X=X, y=y), headers={"content-type": "application/octet-stream"}
+    )
+    body = created(response)
+    assert body["task"] == "regression"
+    stored_X, stored_y = stored(client, body["id"])
+    assert stored_X.tobytes() == X.tobytes() and stored_y.tobytes() == y.tobytes()
+    data = client.get(f"/v1/datasets/{body['id']}/data").json()
+    assert data["X"] == X.tolist() and data["y"] == y.tolist()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        (b"X,y\n1,2\n", ("not an .npz archive",)),
+        (b"PK\x03\x04truncated", ("not a readable .npz archive",)),
+        (npz_bytes(X=np.ones((2, 2))), ("exactly the arrays 'X' and 'y'", "['X']")),
+        (npz_bytes(X=np.ones((2, 2)), y=np.ones(2), w=np.ones(2)), ("exactly the arrays 'X' and 'y'",)),
+        (npz_bytes(X=np.array([[1.0], [np.nan]]), y=np.array([0, 1])), ("X[1][0]", "finite")),
+        (npz_bytes(X=np.ones(3), y=np.array([0, 1, 1])), ("X must have 2 dimensions",)),
+        (npz_bytes(X=np.ones((2, 1), dtype=np.complex128), y=np.array([0, 1])), ("real numbers",)),
+        (npz_bytes(X=np.ones((2, 1)), y=np.array([[0], [1]])), ("y must have 1 dimension",)),
+    ],
+)
+def test_invalid_npz_is_422(client: Client, raw: bytes, fragments: tuple[str, ...]) -> None:
+    assert_problem(client.post("/v1/datasets", content=raw, headers=NPZ_TYPE), 422, *fragments)
+
+
+def test_npz_with_object_arrays_is_refused_without_unpickling(client: Client) -> None:
+    buffer = io.BytesIO()
+    labels = np.array([{"a": 1}, {"b": 2}], dtype=object)
+    np.savez(buffer, X=np.ones((2, 1)), y=labels, allow_pickle=True)
+    response = client.post("/v1/datasets", content=buffer.getvalue(), headers=NPZ_TYPE)
+    assert_problem(response, 422, "member 'y'", "dtype object", "never unpickled")
+
+
+# ---- idempotency --------------------------------------------------------------------------------
+
+
+def test_same_idempotency_key_and_body_returns_the_original_dataset(client: Client) -> None:
+    payload = {"name": "once", "X": [[1], [2]], "y": [0, 1]}
+    headers = {"Idempotency-Key": "upload-once-1"}
+    first = created(client.post("/v1/datasets", json=payload, headers=headers))
+    replay = client.post("/v1/datasets", json=payload, headers=headers)
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["location"] == f"/v1/datasets/{first['id']}"
+    assert replay.json() == first
+    assert "idempotent-replayed" not in client.post("/v1/datasets", json=payload).headers
+
+
+def test_same_idempotency_key_with_another_body_is_409(client: Client) -> None:
+    headers = {"Idempotency-Key": "upload-twice-1"}
+    first = created(
+        client.post("/v1/datasets", json={"name": "a", "X": [[1], [2]], "y": [0, 1]}, headers=headers)
+    )
+    response = client.post("/v1/datasets", json={"name": "b", "X": [[1], [2]], "y": [0, 1]}, headers=headers)
+    assert_problem(response, 409, "upload-twice-1", "different request", first["id"])
+    # The query decides the dataset too: the same CSV with another label column is another request.
+    csv_headers = {**CSV_TYPE, "Idempotency-Key": "csv-1"}
+    text = b"a,b\n1,0\n2,1\n"
+    created(client.post("/v1/datasets?label=b", content=text, headers=csv_headers))
+    assert_problem(
+        client.post("/v1/datasets?label=a", content=text, headers=csv_headers), 409, "different request"
+    )
+
+
+def test_idempotency_key_of_a_deleted_dataset_is_409(client: Client) -> None:
+    payload = {"name": "gone", "X": [[1], [2]], "y": [0, 1]}
+    headers = {"Idempotency-Key": "deleted-1"}
+    first = created(client.post("/v1/datasets", json=payload, headers=headers))
+    assert client.request("DELETE", f"/v1/datasets/{first['id']}").status_code == 204
+    assert_problem(client.post("/v1/datasets", json=payload, headers=headers), 409, "deleted")
+
+
+def test_failed_request_does_not_use_up_its_idempotency_key(client: Client) -> None:
+    headers = {"Idempotency-Key": "retry-after-fix"}
+    assert_problem(
+        client.post("/v1/datasets", json={"name": "x", "X": [[1]], "y": [0]}, headers=headers), 422
+    )
+    created(client.post("/v1/datasets", json={"name": "x", "X": [[1], [2]], "y": [0, 1]}, headers=headers))
+
+
+def test_idempotency_race_loser_answers_with_the_winners_dataset(client: Client) -> None:
+    store, settings = client.app.state.store, client.app.state.settings
+    X, y = np.array([[1.0], [2.0]]), np.array([0, 1])
+    winner = ingest_arrays(store, settings, owner="default", name="w", X=X, y=y, task=None, source={})
+    losers: list[str] = []
+
+    def create() -> DatasetRecord:
+        # A concurrent request with the same key and body stores its dataset and key first.
+        remember(store, "default", IDEMPOTENCY_SCOPE, "race-1", "same", winner.id, 201)
+        loser = ingest_arrays(store, settings, owner="default", name="l", X=X, y=y, task=None, source={})
+        losers.append(loser.id)
+        return loser
+
+    record, replayed = create_once(store, owner="default", key="race-1", fingerprint="same", create=create)
+    assert (record.id, replayed) == (winner.id, True)
+    assert_problem(client.get(f"/v1/datasets/{losers[0]}"), 404)
+
+
+# ---- list, get, data, delete ------------------------------------------------------------------------
+
+
+def test_pagination_yields_every_dataset_exactly_once(make_client: Callable[..., Client]) -> None:
+    fresh = make_client()
+    ids = [
+        created(fresh.post("/v1/datasets", json={"name": f"d{i}", "X": [[i], [i + 1]], "y": [0, 1]}))["id"]
+        for i in range(7)
+    ]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        response = fresh.get("/v1/datasets", params={"limit": 3, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200
+        page = response.json()
+        assert len(page["items"]) <= 3
+        seen += [item["id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == ids[::-1]  # newest first, each exactly once
+    everything = fresh.get("/v1/datasets").json()
+    assert [item["id"] for item in everything["items"]] == ids[::-1] and everything["next_cursor"] is None
+    assert everything["items"][0]["name"] == "d6"
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=bogus", "cursor"),
+        ("cursor=mdl_066124c74d730951d85760b6", "dataset id"),
+    ],
+)
+def test_bad_list_parameters_are_422(client: Client, query: str, fragment: str) -> None:
+    assert_problem(client.get(f"/v1/datasets?{query}"), 422, fragment)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", ""), ("GET", "/data"), ("DELETE", "")],
+)
+def test_unknown_dataset_is_404(client: Client, method: str, path: str) -> None:
+    response = client.request(method, f"/v1/datasets/ds_0000000000000000000000ff{path}")
+    assert_problem(response, 404, "ds_0000000000000000000000ff")
+
+
+def test_data_answers_json_unless_csv_is_preferred(client: Client) -> None:
+    body = created(client.post("/v1/datasets", json={"name": "n", "X": [[1.5], [2.5]], "y": [3, 9]}))
+    url = f"/v1/datasets/{body['id']}/data"
+    assert client.get(url).json() == {"X": [[1.5], [2.5]], "y": [3, 9]}
+    for accept in ("application/json", "*/*", "text/csv;q=0.5, application/json", "image/png"):
+        response = client.get(url, headers={"accept": accept})
+        assert response.headers["content-type"] == "application/json", accept
+    for accept in ("text/csv", "text/csv, application/json;q=0.9"):
+        response = client.get(url, headers={"accept": accept})
+        assert response.text == "x0,y\r\n1.5,3\r\n2.5,9\r\n", accept
+
+
+def test_delete_removes_the_dataset(client: Client) -> None:
+    body = created(client.post("/v1/datasets", json={"name": "bye", "X": [[1], [2]], "y": [0, 1]}))
+    response = client.request("DELETE", f"/v1/datasets/{body['id']}")
+    assert response.status_code == 204 and response.content == b""
+    assert_problem(client.get(f"/v1/datasets/{body['id']}"), 404)
+    assert_problem(client.request("DELETE", f"/v1/datasets/{body['id']}"), 404)
+
+
+def test_delete_while_a_queued_job_uses_it_is_409(client: Client) -> None:
+    body = created(client.post("/v1/datasets", json={"name": "busy", "X": [[1], [2]], "y": [0, 1]}))
+    create_job(
+        client.app.state.store,
+        config={"epochs": 1},
+        config_hash="0" * 64,
+        dataset_id=body["id"],
+        max_queued=1000,
+    )
+    assert_problem(
+        client.request("DELETE", f"/v1/datasets/{body['id']}"), 409, body["id"], "queued or running"
+    )
+    assert client.get(f"/v1/datasets/{body['id']}").status_code == 200
+
+
+# ---- limits -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("X", "fragments"),
+    [
+        ([[1.0]] * 11, ("11 rows", "limit is 10", "max_dataset_rows")),
+        ([[1.0] * 4] * 2, ("4 features", "limit is 3", "max_dataset_features")),
+        ([[1.0] * 3] * 7, ("21 numbers", "limit is 20", "max_dataset_elements")),
+    ],
+)
+def test_json_dataset_over_the_limits_is_413(
+    small: Client, X: list[list[float]], fragments: tuple[str]
+) -> None:
+    response = small.post(
+        "/v1/datasets", json={"name": "big", "X": X, "y": [0, 1] * (len(X) // 2) + [0] * (len(X) % 2)}
+    )
+    assert_problem(response, 413, *fragments)
+
+
+def test_csv_over_the_row_limit_is_413(small: Client) -> None:
+    text = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(11))
+    assert_problem(
+        small.post("/v1/datasets", content=text.encode(), headers=CSV_TYPE),
+        413,
+        "11 rows",
+        "max_dataset_rows",
+    )
+    text = "a,b,c,d,y\n1,2,3,4,0\n"
+    assert_problem(
+        small.post("/v1/datasets", content=text.encode(), headers=CSV_TYPE), 413, "4 features", "limit is 3"
+    )
+
+
+def test_npz_over_the_limits_is_413(small: Client) -> None:
+    raw = npz_bytes(X=np.ones((11, 1)), y=np.arange(11) % 2)
+    assert_problem(
+        small.post("/v1/datasets", content=raw, headers=NPZ_TYPE), 413, "11 rows", "max_dataset_rows"
+    )
+    raw = npz_bytes(X=np.ones((7, 3)), y=np.arange(7) % 2)
+    assert_problem(
+        small.post("/v1/datasets", content=raw, headers=NPZ_TYPE), 413, "holds 21 elements", "limit is 20"
+    )
+
+
+def test_generator_over_the_limits_is_422_naming_the_limit(small: Client) -> None:
+    response = small.post("/v1/datasets", json={"name": "g", "generator": {"kind": "xor", "n_samples": 11}})
+    body = assert_problem(response, 422, "11", "limit is 10", "max_dataset_rows")
+    assert body["errors"][0]["loc"] == ["body", "generator", "n_samples"]
+
+
+def test_body_over_the_size_limit_is_413(small: Client) -> None:
+    text = "a,y\n" + "1,0\n" * 2000
+    assert_problem(small.post("/v1/datasets", content=text.encode(), headers=CSV_TYPE), 413, "4096 bytes")

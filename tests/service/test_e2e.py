@@ -1,0 +1,91 @@
+"""A real ``descent serve`` (uvicorn, uvloop, httptools) on 127.0.0.1, spoken to over TCP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+DESCENT = Path(sys.executable).with_name("descent")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DESCENT_HOST": "127.0.0.1",
+        "DESCENT_PORT": str(port),
+        "DESCENT_DATABASE_URL": f"sqlite:///{tmp_path / 'descent.db'}",
+        "DESCENT_WORKERS": "0",
+        "DESCENT_MAX_BODY_BYTES": "10000",
+        "DESCENT_LOG_LEVEL": "info",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen([str(DESCENT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"descent serve exited: {(tmp_path / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("descent serve did not become healthy within 20 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.mark.e2e
+def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
+    with httpx.Client(base_url=server, timeout=10) as client:
+        response = client.post("/v1/activations/sigmoid", json={"x": [0.0, 0.0]}, headers={"X-Request-ID": "e2e-1"})
+        assert response.status_code == 200
+        assert response.json()["y"] == [0.5, 0.5]
+        assert response.headers["x-request-id"] == "e2e-1"
+
+        too_big = client.post("/v1/activations/relu", json={"x": [0.5] * 5000})
+        assert too_big.status_code == 413
+        assert too_big.headers["content-type"] == "application/problem+json"
+        assert "10000 bytes" in too_big.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"x": ['
+            for _ in range(3000):
+                yield b"0.5, "
+            yield b"0.5]}"
+
+        chunked = client.post("/v1/activations/relu", content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "Descent"
+    log = (tmp_path / "server.log").read_text()
+    assert '"request_id":"e2e-1"' in log

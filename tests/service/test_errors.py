@@ -1,0 +1,263 @@
+"""Every kind of bad input answers an RFC 9457 problem naming what is wrong, and the service keeps going."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import orjson
+import pytest
+
+from engine.activations import ACTIVATIONS
+from engine.losses import LOSSES
+from service import compute
+from tests.service.conftest import Client, assert_problem
+
+JSON = {"content-type": "application/json"}
+LOGISTIC = {"type": "logistic_regression", "weights": [0.5, -0.25], "bias": 0.1}
+
+
+def assert_still_answers(client: Client) -> None:
+    response = client.post("/v1/activations/sigmoid", json={"x": [0.0]})
+    assert response.status_code == 200
+    assert response.json()["y"] == [0.5]
+
+
+def post_raw(client: Client, path: str, content: bytes, headers: dict[str, str] | None = JSON) -> object:
+    return client.post(path, content=content, headers=headers or {})
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (b'{"x": [1.0, NaN]}', ["malformed JSON", "line 1, column 13"]),
+        (b'{"x": [Infinity]}', ["malformed JSON", "column 8"]),
+        (b'{"x": [-Infinity]}', ["malformed JSON"]),
+        (b'{"x": [1e999]}', ["malformed JSON", "infinity"]),
+        (b'{"x": [-1e999]}', ["malformed JSON", "infinity"]),
+        (b'{"x": [1, 2}', ["malformed JSON", "line 1, column 12"]),
+        (b'{"x": [1, 2]}\n{"x": 1}', ["malformed JSON", "line 2"]),
+        (b"", ["malformed JSON"]),
+        (b"\xff\xfe", ["malformed JSON"]),
+    ],
+    ids=["nan", "infinity", "-infinity", "1e999", "-1e999", "unclosed", "trailing", "empty", "not-utf8"],
+)
+def test_malformed_json_and_non_finite_tokens(client: Client, content: bytes, fragments: list[str]) -> None:
+    body = assert_problem(post_raw(client, "/v1/activations/relu", content), 422, *fragments)
+    assert body["type"] == "urn:descent:problem:invalid-input"
+    assert body["errors"][0]["loc"] == ["body"]
+    assert_still_answers(client)
+
+
+@pytest.mark.parametrize(
+    ("x", "fragment", "loc"),
+    [
+        ([[1, 2], [3]], "x is a ragged nested array: x[1] has 1 entries but x[0] has 2", ["body", "x"]),
+        ([[1, 2], 3], "x is a ragged nested array: x[1] does not match x[0]", ["body", "x"]),
+        ([[[1], [2]], [[3], [4, 5]]], "x[1][1] has 2 entries but x[0][0] has 1", ["body", "x"]),
+        ([1, True], "x[1] must be a number, got a boolean", ["body", "x", 1]),
+        ([False], "x[0] must be a number, got a boolean", ["body", "x", 0]),
+        (True, "x must be a number, got a boolean", ["body", "x"]),
+        ([1, "2"], "x[1] must be a number, got a string", ["body", "x", 1]),
+        ([[1.0, None]], "x[0][1] must be a number, got null", ["body", "x", 0, 1]),
+        ([{"a": 1}], "x[0] must be a number, got an object", ["body", "x", 0]),
+        ("1.0", "x must be a number or a nested array of numbers, got a string", ["body", "x"]),
+        ([], "x must not be empty", ["body", "x"]),
+        ([[], []], "x must not be empty, got shape [2, 0]", ["body", "x"]),
+    ],
+)
+def test_bad_arrays_name_the_field_and_the_element(client: Client, x: object, fragment: str, loc: list) -> None:
+    body = assert_problem(client.post("/v1/activations/relu", json={"x": x}), 422, fragment)
+    assert body["errors"][0]["loc"] == loc
+    assert_still_answers(client)
+
+
+def test_a_boolean_hidden_in_a_large_array_is_found(client: Client) -> None:
+    # Large bodies skip the per-element scan when their bytes prove there is no true/false in an array.
+    values = np.linspace(-1, 1, 20_000).tolist()
+    for position in (0, 12_345, 19_999):
+        x = values.copy()
+        x[position] = True
+        response = post_raw(client, "/v1/activations/relu", orjson.dumps({"x": x, "derivative": False}))
+        assert_problem(response, 422, f"x[{position}] must be a number, got a boolean")
+    escaped = b'{"x": ' + orjson.dumps([*values[:-1], True]) + b', "deriva\\u0074ive": false}'
+    assert_problem(post_raw(client, "/v1/activations/relu", escaped), 422, "x[19999] must be a number, got a boolean")
+    assert_still_answers(client)
+
+
+def test_a_body_that_is_not_an_object(client: Client) -> None:
+    response = client.post("/v1/activations/relu", json=[1, 2])
+    assert_problem(response, 422, "the request body must be a JSON object, got an array")
+
+
+def test_unknown_and_mistyped_fields(client: Client) -> None:
+    typo = client.post("/v1/activations/relu", json={"x": [1.0], "derivatve": True})
+    assert_problem(typo, 422, "body.derivatve: Extra inputs are not permitted")
+    mistyped = client.post("/v1/activations/relu", json={"x": [1.0], "derivative": 1})
+    assert_problem(mistyped, 422, "body.derivative: Input should be a valid boolean")
+    missing = client.post("/v1/activations/relu", json={"derivative": True})
+    body = assert_problem(missing, 422, "body.x: Field required")
+    assert body["errors"] == [{"loc": ["body", "x"], "msg": "Field required"}]
+    assert_still_answers(client)
+
+
+def test_unknown_activation_lists_the_allowed_names(client: Client) -> None:
+    body = assert_problem(client.post("/v1/activations/swish", json={"x": [1.0]}), 422, "unknown activation 'swish'")
+    assert all(name in body["detail"] for name in ACTIVATIONS)
+    assert body["errors"][0]["loc"] == ["path", "name"]
+    assert_problem(client.get("/v1/activations/swish/curve"), 422, "unknown activation 'swish'")
+    assert_still_answers(client)
+
+
+def test_unknown_loss_lists_the_allowed_names(client: Client) -> None:
+    body = assert_problem(client.post("/v1/losses/hinge", json={"y_true": [1], "y_pred": [1]}), 422, "'hinge'")
+    assert all(name in body["detail"] for name in LOSSES)
+    assert_still_answers(client)
+
+
+def test_labels_outside_zero_one_for_binary_cross_entropy(client: Client) -> None:
+    response = client.post("/v1/losses/binary_cross_entropy", json={"y_true": [0, 1, 2], "y_pred": [0.1, 0.2, 0.3]})
+    assert_problem(response, 422, "y_true must hold labels 0 or 1")
+    assert_still_answers(client)
+
+
+def test_probabilities_outside_zero_one(client: Client) -> None:
+    response = client.post("/v1/losses/binary_cross_entropy", json={"y_true": [0, 1], "y_pred": [-0.1, 0.5]})
+    assert_problem(response, 422, "y_pred must hold probabilities in [0, 1]")
+    response = client.post("/v1/losses/cross_entropy", json={"y_true": [0], "y_pred": [[1.2, -0.2]]})
+    assert_problem(response, 422, "probabilities in [0, 1]")
+    assert_still_answers(client)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"model": LOGISTIC, "X": [1.0, 2.0]}, "X must have 2 dimension(s), got 1 (shape [2])"),
+        ({"model": LOGISTIC, "X": [[[1.0, 2.0]]]}, "X must have 2 dimension(s), got 3"),
+        ({"model": LOGISTIC, "X": [[1.0, 2.0, 3.0]]}, "model.weights has 2 entries but X has 3 columns"),
+        ({"model": {**LOGISTIC, "weights": [[0.5, -0.25]]}, "X": [[1.0, 2.0]]}, "model.weights must have 1 dimension"),
+        ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [0, 1]}, "y has 2 rows but X has 1"),
+        ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [[[0]]]}, "y must have 1 or 2 dimension(s), got 3"),
+        ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [0.5]}, "0 or 1"),
+        ({"model": LOGISTIC, "X": [], "y": []}, "X must have 2 dimension(s), got 1"),
+        ({"model": LOGISTIC, "X": [[]], "y": [0]}, "X must not be empty"),
+        ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [0], "l2": -1}, "body.l2"),
+    ],
+)
+def test_wrong_dimensions(client: Client, body: dict, fragment: str) -> None:
+    path = "/v1/gradients" if "y" in body else "/v1/forward"
+    assert_problem(client.post(path, json=body), 422, fragment)
+    assert_still_answers(client)
+
+
+def test_body_over_the_limit_with_content_length(make_client) -> None:
+    client = make_client(max_body_bytes=100)
+    response = client.post("/v1/activations/relu", json={"x": [0.125] * 100})
+    assert int(response.request.headers["content-length"]) > 100
+    body = assert_problem(response, 413, "exceeds the limit of 100 bytes")
+    assert body["type"] == "urn:descent:problem:payload-too-large"
+    assert_still_answers(client)
+
+
+def test_chunked_body_over_the_limit(make_client) -> None:
+    client = make_client(max_body_bytes=100)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"x": ['
+        for _ in range(40):
+            yield b"0.125, "
+        yield b"0]}"
+
+    response = client.run(client.httpx.post("/v1/activations/relu", content=chunks(), headers=JSON))
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413, "exceeds the limit of 100 bytes")
+    assert_still_answers(client)
+
+
+def test_chunked_body_under_the_limit_is_fine(make_client) -> None:
+    client = make_client(max_body_bytes=100)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"x": [0.0, '
+        yield b"0.0]}"
+
+    response = client.run(client.httpx.post("/v1/activations/sigmoid", content=chunks(), headers=JSON))
+    assert response.status_code == 200
+    assert response.json()["y"] == [0.5, 0.5]
+
+
+def test_too_many_elements(make_client) -> None:
+    client = make_client(max_array_elements=5)
+    response = client.post("/v1/activations/relu", json={"x": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]})
+    assert_problem(response, 422, "x holds 6 numbers; the limit is 5")
+    assert client.post("/v1/activations/relu", json={"x": [1.0] * 5}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers", [{"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}, None]
+)
+def test_wrong_or_missing_content_type(client: Client, headers: dict[str, str] | None) -> None:
+    response = client.post("/v1/activations/relu", content=b'{"x": [1.0]}', headers=headers)
+    body = assert_problem(response, 415, "must be JSON (Content-Type: application/json)")
+    assert body["type"] == "urn:descent:problem:unsupported-media-type"
+    assert_still_answers(client)
+
+
+def test_json_content_type_with_charset_is_accepted(client: Client) -> None:
+    headers = {"content-type": "application/json; charset=utf-8"}
+    assert client.post("/v1/activations/relu", content=b'{"x": [1.0]}', headers=headers).status_code == 200
+
+
+def test_unknown_path(client: Client) -> None:
+    body = assert_problem(client.get("/v1/nothing-here"), 404, "no resource at /v1/nothing-here")
+    assert body["type"] == "about:blank"
+    assert body["title"] == "Not Found"
+    assert_still_answers(client)
+
+
+def test_wrong_method(client: Client) -> None:
+    response = client.request("DELETE", "/v1/activations")
+    body = assert_problem(response, 405, "method DELETE is not allowed", "allowed: GET")
+    assert body["title"] == "Method Not Allowed"
+    assert response.headers["allow"] == "GET"
+    assert_still_answers(client)
+
+
+def test_non_finite_result_is_a_problem_not_null(client: Client) -> None:
+    response = client.post("/v1/activations/leaky_relu", json={"x": [-1e10, 1.0], "params": {"alpha": 1e300}})
+    body = assert_problem(response, 422, "result is not finite: y overflowed float64")
+    assert body["errors"] == [{"loc": ["response", "y"], "msg": "is not finite (NaN or infinity)"}]
+    response = client.post("/v1/losses/mean_squared_error", json={"y_true": [0.0], "y_pred": [1e200]})
+    assert_problem(response, 422, "result is not finite: loss")
+    assert_still_answers(client)
+
+
+@pytest.fixture
+def error_records() -> Iterator[list[logging.LogRecord]]:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("descent.errors")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_unexpected_error_is_a_generic_500_logged_with_the_request_id(
+    client: Client, monkeypatch: pytest.MonkeyPatch, error_records: list[logging.LogRecord]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internal state")
+
+    monkeypatch.setattr(compute, "evaluate_activation", broken)
+    response = client.post("/v1/activations/relu", json={"x": [1.0]}, headers={"x-request-id": "req-42"})
+    body = assert_problem(response, 500, "unexpected error", "req-42")
+    assert "secret" not in response.text
+    assert response.headers["x-request-id"] == "req-42"
+    assert body["request_id"] == "req-42"
+    [record] = error_records
+    assert record.request_id == "req-42"  # type: ignore[attr-defined]
+    assert record.exc_info is not None and "secret internal state" in str(record.exc_info[1])
+    monkeypatch.undo()
+    assert_still_answers(client)

@@ -1,0 +1,307 @@
+"""Training jobs end to end: a real ``descent serve`` (uvicorn, worker processes) on 127.0.0.1.
+
+:class:`ServiceProcess` starts the service in a process group of its own on a free port with a
+SQLite file, waits for /readyz, and stops it with SIGTERM or kills the whole group with SIGKILL; the
+durability tests reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BIN_DIR = Path(sys.executable).parent
+STARTUP_S = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _die_with_parent() -> None:
+    # A test that crashes must not leave a service running: the kernel kills it with the test process.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ServiceProcess:
+    """``descent serve`` against the SQLite file ``workdir/descent.db``; restartable on the same database.
+
+    Parameters
+    ----------
+    workdir : Path
+        Holds the database and the log file.
+    **settings : str or number
+        Extra ``DESCENT_*`` settings by lower-case name, e.g. ``workers=2``.
+    """
+
+    def __init__(self, workdir: Path, **settings: Any) -> None:
+        self.workdir = workdir
+        self.settings = {
+            "database_url": f"sqlite:///{workdir / 'descent.db'}",
+            "workers": 1,
+            "progress_interval_s": 0.05,
+            "checkpoint_interval_s": 0.2,
+            "shutdown_grace_s": 3,
+            "log_level": "warning",
+            **settings,
+        }
+        self.log_path = workdir / "service.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the service is not started"
+        return self.process.pid
+
+    def start(self) -> ServiceProcess:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, **{f"DESCENT_{k.upper()}": str(v) for k, v in self.settings.items()}}
+        env.update(DESCENT_HOST="127.0.0.1", DESCENT_PORT=str(port))
+        command = [str(BIN_DIR / "descent"), "serve"]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a process group of its own: workers are killed with it
+                preexec_fn=_die_with_parent,
+            )
+        wait_until(self._ready, STARTUP_S, f"the service to be ready at {self.url}; log:\n{self.log()}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            pytest.fail(f"the service exited with code {self.process.returncode}; log:\n{self.log()}")
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill_group(self) -> None:
+        """kill -9 of the service and every process of its group (workers included)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        # Workers are reparented once the service dies; wait until none of the group is left.
+        wait_until(lambda: not _group_members(self.process.pid), 10, "the killed process group to vanish")
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then kill -9 of the group if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group()
+
+    def children(self) -> list[tuple[int, str]]:
+        """(pid, command line) of the service's child processes."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            # The command name may hold spaces and parentheses: the fields after it follow the last ')'.
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.pid:
+                found.append((int(entry.name), cmdline))
+        return found
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid, cmdline in self.children() if "spawn_main" in cmdline]
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # fields: state, ppid, pgrp, ...; a zombie (Z) is already dead.
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[ServiceProcess]:
+    with ServiceProcess(tmp_path) as running:
+        yield running
+
+
+def parse_sse(text: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The events of a complete SSE body as (id, event, data); comments are skipped."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.partition(": ")[::2] for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if fields:
+            events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll until the job is terminal; fail with its last state otherwise."""
+    last: dict[str, Any] = {}
+
+    def terminal() -> bool:
+        nonlocal last
+        last = client.get(f"/v1/jobs/{job_id}").json()
+        return last["status"] in ("succeeded", "failed", "cancelled")
+
+    wait_until(terminal, timeout, f"job {job_id} to finish (last seen: {last})")
+    return last
+
+
+def test_dataset_job_events_and_prediction_over_http(service: ServiceProcess) -> None:
+    with httpx.Client(base_url=service.url, timeout=10.0) as client:
+        spec = {"kind": "xor", "n_samples": 400, "noise": 0.0, "seed": 0}
+        dataset = client.post("/v1/datasets", json={"name": "xor", "generator": spec})
+        assert dataset.status_code == 201, dataset.text
+        body = {
+            "dataset_id": dataset.json()["id"],
+            "model": {"type": "mlp", "hidden_layers": [16], "activation": "tanh"},
+            "optimizer": {"name": "adam", "learning_rate": 0.05},
+            "batch_size": 400,
+            "epochs": 1500,
+            "seed": 0,
+        }
+        created = client.post("/v1/jobs", json=body)
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        assert created.headers["location"] == f"/v1/jobs/{job_id}"
+
+        # Follow the events as they happen: each SSE message arrives while the job still runs.
+        events: list[tuple[int, str, dict[str, Any]]] = []
+        arrivals: list[float] = []
+        fields: dict[str, str] = {}
+        with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=30.0) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith(":"):
+                    continue  # a keep-alive comment
+                if line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif fields:
+                    events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+                    arrivals.append(time.monotonic())
+                    fields = {}
+        # The server closed the stream after 'end' (iter_lines returned on its own).
+        assert events[-1][1] == "end"
+        ids = [event_id for event_id, _, _ in events]
+        assert ids == sorted(set(ids))
+        progress = [data["epoch"] for _, kind, data in events if kind == "progress"]
+        assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 1500
+        assert arrivals[-1] - arrivals[0] > 0.1, "events arrived all at once, not streamed"
+
+        job = wait_for_job(client, job_id)
+        assert job["status"] == "succeeded" and events[-1][2]["model_id"] == job["model_id"]
+        prediction = client.post(
+            f"/v1/models/{job['model_id']}/predict", json={"dataset_id": dataset.json()["id"]}
+        )
+        assert prediction.status_code == 200, prediction.text
+        labels = client.get(f"/v1/datasets/{dataset.json()['id']}/data").json()["y"]
+        accuracy = float(np.mean(np.asarray(prediction.json()["predictions"]) == np.asarray(labels)))
+        assert accuracy >= 0.98
+
+
+def test_a_graceful_restart_requeues_a_running_job_which_then_resumes(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path).start()
+    try:
+        with httpx.Client(base_url=service.url, timeout=10.0) as client:
+            body = {
+                "dataset": {"generator": {"kind": "moons", "n_samples": 200, "noise": 0.2, "seed": 1}},
+                "model": {"type": "mlp", "hidden_layers": [8], "activation": "tanh"},
+                "optimizer": {"name": "sgd", "learning_rate": 0.1},
+                "batch_size": 4,
+                "epochs": 600,
+                "seed": 5,
+            }
+            job_id = client.post("/v1/jobs", json=body).json()["id"]
+            wait_until(
+                lambda: client.get(f"/v1/jobs/{job_id}").json()["progress"]["epoch"] >= 20,
+                30,
+                "the job to make progress",
+            )
+        service.stop()  # SIGTERM: the worker checkpoints and gives the job back to the queue
+        service.start()
+        with httpx.Client(base_url=service.url, timeout=10.0) as client:
+            job = wait_for_job(client, job_id)
+            assert job["status"] == "succeeded", job
+            assert job["attempt"] == 2
+            history = client.get(f"/v1/jobs/{job_id}/metrics").json()
+            assert history["epochs"] == list(range(1, 601))
+            events = parse_sse(client.get(f"/v1/jobs/{job_id}/events").text)
+            statuses = [data for _, kind, data in events if kind == "status"]
+            assert {"status": "queued", "attempt": 1, "reason": "shutdown"} in statuses
+            # The second run started from the checkpoint taken at shutdown, not from epoch 0.
+            second = [
+                i for i, (_, kind, data) in enumerate(events) if kind == "status" and data["attempt"] == 2
+            ]
+            first_progress = next(data for _, kind, data in events[second[0] :] if kind == "progress")
+            before = max(data["epoch"] for _, kind, data in events[: second[0]] if kind == "progress")
+            assert first_progress["epoch"] > before
+    finally:
+        service.stop()

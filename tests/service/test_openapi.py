@@ -1,0 +1,140 @@
+"""The OpenAPI document: committed copy up to date, documented fields, stable ids, registry names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.activations import ACTIVATIONS
+from engine.losses import LOSSES, REDUCTIONS
+from engine.models import MODEL_TYPES
+from service.app import create_app
+from service.schemas.compute import MODEL_CLASSES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "openapi" / "openapi.json"
+DESCENT = Path(sys.executable).with_name("descent")
+
+OPERATIONS = {
+    ("get", "/v1/activations"): "activations-list",
+    ("post", "/v1/activations/{name}"): "activations-evaluate",
+    ("get", "/v1/activations/{name}/curve"): "activations-curve",
+    ("post", "/v1/losses/{name}"): "losses-evaluate",
+    ("post", "/v1/forward"): "forward",
+    ("post", "/v1/gradients"): "gradients",
+    ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("get", "/metrics"): "metrics",
+}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return create_app().openapi()
+
+
+def test_committed_document_is_what_descent_openapi_prints() -> None:
+    printed = subprocess.run([str(DESCENT), "openapi"], capture_output=True, check=True, cwd=ROOT).stdout
+    assert printed.endswith(b"}\n")
+    assert json.loads(printed) == json.loads(COMMITTED.read_bytes()), "run `make openapi` and commit the result"
+    assert printed == COMMITTED.read_bytes()
+
+
+def test_title_version_and_description(document: dict[str, Any]) -> None:
+    info = document["info"]
+    assert info["title"] == "Descent"
+    assert info["version"] == version("descent")
+    assert "problem+json" in info["description"]
+
+
+def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
+    found = {
+        (method, path): op["operationId"] for path, item in document["paths"].items() for method, op in item.items()
+    }
+    for key, operation_id in OPERATIONS.items():
+        assert found.get(key) == operation_id, key
+    ids = list(found.values())
+    assert len(ids) == len(set(ids)), "operation ids must be unique"
+
+
+def _properties(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (name, prop_name, prop)
+        for name, schema in document["components"]["schemas"].items()
+        for prop_name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def test_every_schema_property_has_a_description_and_an_example(document: dict[str, Any]) -> None:
+    missing = [
+        f"{schema}.{prop}"
+        for schema, prop, body in _properties(document)
+        if not body.get("description") or not ("examples" in body or "example" in body)
+    ]
+    assert missing == []
+
+
+def test_every_parameter_has_a_description_and_an_example(document: dict[str, Any]) -> None:
+    missing = []
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            for param in op.get("parameters", []):
+                schema = param.get("schema", {})
+                has_example = "example" in param or "examples" in param or "examples" in schema
+                if not param.get("description") or not has_example:
+                    missing.append(f"{method.upper()} {path} {param['name']}")
+    assert missing == []
+
+
+def test_request_bodies_are_documented_with_examples(document: dict[str, Any]) -> None:
+    for method, path in [("post", "/v1/activations/{name}"), ("post", "/v1/losses/{name}"), ("post", "/v1/forward")]:
+        content = document["paths"][path][method]["requestBody"]["content"]["application/json"]
+        ref = content["schema"]["$ref"].rsplit("/", 1)[1]
+        assert ref in document["components"]["schemas"]
+        assert content["examples"]
+
+
+def test_errors_are_documented_as_problem_json(document: dict[str, Any]) -> None:
+    responses = document["paths"]["/v1/gradients"]["post"]["responses"]
+    for status in ("413", "415", "422"):
+        schema = responses[status]["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}
+    assert {"type", "title", "status", "detail", "instance"} <= set(document["components"]["schemas"]["Problem"]["required"])
+
+
+def _name_enum(document: dict[str, Any], method: str, path: str) -> list[str]:
+    [param] = [p for p in document["paths"][path][method]["parameters"] if p["name"] == "name"]
+    assert param["in"] == "path" and param["required"] is True
+    enum: list[str] = param["schema"]["enum"]
+    return enum
+
+
+def test_activation_names_come_from_the_registry(document: dict[str, Any]) -> None:
+    names = list(ACTIVATIONS)
+    assert _name_enum(document, "post", "/v1/activations/{name}") == names
+    assert _name_enum(document, "get", "/v1/activations/{name}/curve") == names
+    schemas = document["components"]["schemas"]
+    assert schemas["MLPLayer"]["properties"]["activation"]["enum"] == names
+    assert schemas["ActivationResult"]["properties"]["activation"]["enum"] == names
+
+
+def test_loss_names_and_reductions_come_from_the_engine(document: dict[str, Any]) -> None:
+    assert _name_enum(document, "post", "/v1/losses/{name}") == list(LOSSES)
+    schemas = document["components"]["schemas"]
+    assert schemas["LossRequest"]["properties"]["reduction"]["enum"] == list(REDUCTIONS)
+    [loss_enum] = [s for s in schemas["GradientsRequest"]["properties"]["loss"]["anyOf"] if "enum" in s]
+    assert loss_enum["enum"] == list(LOSSES)
+
+
+def test_model_types_come_from_the_engine(document: dict[str, Any]) -> None:
+    assert set(MODEL_CLASSES) == set(MODEL_TYPES)
+    mapping = document["components"]["schemas"]["GradientsRequest"]["properties"]["model"]["discriminator"]["mapping"]
+    assert set(mapping) == set(MODEL_TYPES)
+    for model_type, cls in MODEL_CLASSES.items():
+        assert cls.model_fields["type"].annotation.__args__ == (model_type,)
