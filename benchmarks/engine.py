@@ -89,7 +89,9 @@ def bench_mlp(n: int, epochs: int, batch: int) -> dict[str, float]:
     X, y = make_dataset("blobs", n, n_classes=2, n_features=20, noise=2.0, rng=np.random.default_rng(0))
     X = X.astype(np.float32)
     results: dict[str, float] = {}
-    arch = build_architecture("mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid")
+    arch = build_architecture(
+        "mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid"
+    )
     config = FitConfig(epochs=epochs, optimizer="adam", learning_rate=1e-3, batch_size=batch, dtype="float32")
     t0 = time.perf_counter()
     fit(arch, X, y, config, np.random.default_rng(0))
@@ -154,9 +156,16 @@ def bench_mlp(n: int, epochs: int, batch: int) -> dict[str, float]:
 def bench_memory(n: int) -> str:
     X, y = make_dataset("blobs", n, n_classes=2, n_features=20, noise=2.0, rng=np.random.default_rng(0))
     X = X.astype(np.float32)
-    arch = build_architecture("mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid")
+    arch = build_architecture(
+        "mlp", 20, 1, hidden_layers=[64, 64], activation="relu", output_activation="sigmoid"
+    )
     config = FitConfig(
-        epochs=1, optimizer="adam", learning_rate=1e-3, batch_size=256, dtype="float32", validation_fraction=0.2
+        epochs=1,
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=256,
+        dtype="float32",
+        validation_fraction=0.2,
     )
     tracemalloc.start()
     fit(arch, X, y, config, np.random.default_rng(0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -71,11 +72,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Bounds how many large compute requests run in threads at once (each holds its arrays in memory).
     app.state.compute_limiter = anyio.CapacityLimiter(settings.compute_threads)
     await open_state(app)
+    # Everything alive now (modules, the app, the store) lives as long as the process. Frozen, it is
+    # skipped by full garbage collections, which large JSON bodies (one list per row) trigger often:
+    # about 15% of the time of a 10,000 × 20 gradients request. (Freezing is O(1); a collection
+    # first would cost more than the little startup garbage it would free.)
+    gc.freeze()
     logger.info("service started", extra={"version": __version__, "runner": settings.runner})
     try:
         yield
     finally:
         logger.info("service stopping")
+        gc.unfreeze()
         await close_state(app)
 
 
@@ -156,7 +163,10 @@ def _document_validation_errors_as_problems(schema: dict[str, Any]) -> None:
     for item in schema.get("paths", {}).values():
         for operation in item.values():
             response = operation.get("responses", {}).get("422", {})
-            if response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == default_ref:
+            if (
+                response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+                == default_ref
+            ):
                 operation["responses"]["422"] = copy.deepcopy(problem)
     components = schema.get("components", {}).get("schemas", {})
     if default_ref not in json.dumps(schema.get("paths", {})):

@@ -34,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
         # The service writes its own JSON access line per request (with the request id).
         access_log=False,
         server_header=False,
+        # Client addresses are neither logged nor used, so X-Forwarded-For needs no parsing.
+        proxy_headers=False,
     )
     return 0
 

@@ -180,8 +180,10 @@ def _loc_str(loc: Loc) -> str:
 
 def _format_validation_errors(raw: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """Turn pydantic errors into ``[{"loc", "msg"}]`` (inputs left out: they can be huge) and a detail."""
-    errors = [{"loc": [p for p in e.get("loc", ())], "msg": str(e.get("msg", "invalid value"))} for e in raw]
-    parts = [f"{_loc_str(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in errors]
+    errors: list[dict[str, Any]] = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid value"))} for e in raw
+    ]
+    parts = [f"{_loc_str(e['loc'])}: {e['msg']}" if e["loc"] else str(e["msg"]) for e in errors]
     if len(parts) == 1:
         return parts[0], errors
     return f"{len(parts)} invalid fields: " + "; ".join(parts), errors

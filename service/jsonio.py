@@ -31,9 +31,12 @@ JSON_MEDIA_TYPE = "application/json"
 # Bodies from this size (about 15,000 numbers) are parsed and computed in a worker thread, so that
 # large requests never hold the event loop for long; below it the thread hop would cost more.
 OFFLOAD_BYTES = 256 * 1024
-# Below this size the exact per-element boolean scan is cheaper than counting bytes.
+# Below this size the exact per-element checks are cheaper than counting bytes.
 _BYTE_SCAN_MIN = 64 * 1024
-_LETTER_T, _LETTER_F = ord("t"), ord("f")
+_QUOTE = ord('"')
+# JSON numbers, brackets, commas and whitespace are all bytes up to "e"; every letter of true, false
+# and null but "a" and "e", braces, and non-ASCII bytes are above it.
+_ABOVE_E = ord("e")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,9 @@ class JSONBody:
     data : dict
         The top-level JSON object.
     scan_booleans : bool
-        False when the raw bytes prove that no ``true``/``false`` sits inside a numeric array, so
-        :func:`to_array` can skip its per-element check for booleans.
+        False when the raw bytes prove that the arrays of the body hold numbers and nested arrays
+        only (no ``true``/``false``, null, string or object), so :func:`to_array` can convert them
+        straight to float64 and skip its per-element checks.
     """
 
     data: dict[str, Any]
@@ -91,7 +95,7 @@ def parse_json(raw: bytes) -> JSONBody:
         ) from None
     if not isinstance(data, dict):
         raise field_error("", f"must be a JSON object, got {_json_type(data)}")
-    return JSONBody(data, _may_hold_booleans(raw, data))
+    return JSONBody(data, _may_hold_non_numbers(raw, data))
 
 
 _LOC_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -142,8 +146,9 @@ def to_array(
     max_elements : int
         Most elements allowed.
     scan_booleans : bool
-        Check every element for ``true``/``false``; pass ``JSONBody.scan_booleans`` to skip the scan
-        when the raw body has already ruled booleans out.
+        Check every element for ``true``/``false``, strings and nulls. Pass ``JSONBody.scan_booleans``,
+        which is False when the raw body has proven its arrays hold numbers only: the value is then
+        converted straight to float64.
 
     Returns
     -------
@@ -178,6 +183,11 @@ def to_array(
 
 
 def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
+    if not scan_booleans:
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (ValueError, TypeError):
+            pass  # ragged, or objects in a list the byte count walked: the exact checks say which
     try:
         # No dtype: numpy's own type discovery flags strings, nulls and objects for us at C speed.
         arr = np.asarray(value)
@@ -194,7 +204,7 @@ def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
         return arr
     else:
         raise _first_bad_leaf(value, name)
-    if scan_booleans and arr.size and bool in _leaf_types(value, arr.ndim):
+    if arr.size and bool in _leaf_types(value, arr.ndim):
         raise _first_bad_leaf(value, name)
     return arr
 
@@ -263,44 +273,52 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _may_hold_booleans(raw: bytes, data: dict[str, Any]) -> bool:
-    """Whether a ``true``/``false`` may hide inside a numeric array of this body.
+def _may_hold_non_numbers(raw: bytes, data: dict[str, Any]) -> bool:
+    """Whether some array of this body may hold something other than numbers and nested arrays.
 
-    JSON numbers, null, whitespace and brackets contain neither "t" nor "f", and each boolean literal
-    holds exactly one of them. Counting those bytes in the body and comparing with the count outside
-    the numeric arrays (keys, strings, boolean fields) proves the arrays free of booleans when they
-    match. Escapes (``\\u0074``) could hide a letter, so any backslash keeps the exact scan.
+    Inside an array of numbers every byte is a digit, sign, point, "e"/"E", bracket, comma or
+    whitespace: none is above "e" and none is a quote. A boolean, null, string or object brings at
+    least one such byte. So counting those bytes in the whole body and comparing with the count
+    outside the numeric-looking arrays (keys, strings, literals, braces) proves the arrays clean when
+    the two match. An escape could hide a byte (``\\u0074``), so any backslash keeps the exact checks.
     """
     if len(raw) < _BYTE_SCAN_MIN or b"\\" in raw:
         return True
     buf = np.frombuffer(raw, dtype=np.uint8)
-    found = (int(np.count_nonzero(buf == _LETTER_T)), int(np.count_nonzero(buf == _LETTER_F)))
-    return found != _letters_outside_arrays(data)
+    found = (int(np.count_nonzero(buf > _ABOVE_E)), int(np.count_nonzero(buf == _QUOTE)))
+    return found != _bytes_outside_arrays(data)
 
 
-def _letters_outside_arrays(value: Any) -> tuple[int, int]:
-    """Count "t" and "f" in keys, strings and booleans, skipping lists that look numeric."""
+def _high_bytes(text: str) -> int:
+    return sum(b > _ABOVE_E for b in text.encode())
+
+
+_LITERAL_HIGH_BYTES = {True: 3, False: 3, None: 4}  # "tru", "fls", "null"
+
+
+def _bytes_outside_arrays(value: Any) -> tuple[int, int]:
+    """(bytes above "e", quotes) of ``value`` as JSON, skipping every list but lists of objects."""
     if isinstance(value, dict):
-        t = f = 0
+        high, quotes = 2, 0  # the braces
         for key, item in value.items():
-            kt, kf = _letters_outside_arrays(item)
-            t += key.count("t") + kt
-            f += key.count("f") + kf
-        return t, f
+            item_high, item_quotes = _bytes_outside_arrays(item)
+            high += _high_bytes(key) + item_high
+            quotes += 2 + item_quotes
+        return high, quotes
     if isinstance(value, list):
-        if value and isinstance(value[0], dict | str):
-            t = f = 0
+        # Lists of objects (layers, parameters) are structure; any other list may reach to_array, so
+        # it is left out of the count: a string or literal inside it then makes the counts differ.
+        if value and isinstance(value[0], dict):
+            high = quotes = 0
             for item in value:
-                it, jf = _letters_outside_arrays(item)
-                t, f = t + it, f + jf
-            return t, f
+                item_high, item_quotes = _bytes_outside_arrays(item)
+                high, quotes = high + item_high, quotes + item_quotes
+            return high, quotes
         return 0, 0
     if isinstance(value, str):
-        return value.count("t"), value.count("f")
-    if value is True:
-        return 1, 0
-    if value is False:
-        return 0, 1
+        return _high_bytes(value), 2
+    if value is None or isinstance(value, bool):
+        return _LITERAL_HIGH_BYTES[value], 0
     return 0, 0
 
 

@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from engine.training import Checkpoint, EpochState, FitResult, fit
+from engine.models import Architecture
+from engine.training import Checkpoint, EpochState, FitConfig, FitResult, fit
 from service.jobs.artifacts import (
     architecture_from_json,
     checkpoint_from_bytes,
@@ -28,6 +29,7 @@ from service.jobs.artifacts import (
 )
 from service.jobs.spec import architecture_for, fit_config
 from service.store import (
+    DatasetRecord,
     NotFound,
     StaleAttempt,
     Store,
@@ -211,9 +213,22 @@ def run_job(
         return "failed"
 
 
-def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: Any) -> str:
-    job = get_job(store, job_id)
-    config = job.config
+class _Loaded(NamedTuple):
+    """What a run reads from the store before training."""
+
+    config: dict[str, Any]
+    dataset: DatasetRecord
+    X: np.ndarray[Any, Any]
+    y: np.ndarray[Any, Any]
+    architecture: Architecture
+    fit_cfg: FitConfig
+    initial: np.ndarray[Any, Any] | None
+    resume: Checkpoint | None
+
+
+def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
+    """Read the job's configuration, data and checkpoint; a string says why it cannot be trained."""
+    config = get_job(store, job_id).config
     try:
         dataset = get_dataset(store, config["dataset_id"])
         X, y = load_dataset_arrays(store, config["dataset_id"])
@@ -224,13 +239,29 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
         if config.get("warm_start_model_id"):
             initial = _warm_start(store, config["warm_start_model_id"], architecture)
     except (ValueError, NotFound) as exc:
-        finish_job(store, job_id, attempt, status="failed", error_type="invalid_data", error_detail=str(exc))
-        return "failed"
-
+        return str(exc)
     stored = load_checkpoint(store, job_id)
     resume = checkpoint_from_bytes(stored.data) if stored is not None else None
     # The history after the checkpoint is rewritten by this run, epoch by epoch.
     truncate_metrics_after(store, job_id, attempt, resume.epoch if resume else 0)
+    return _Loaded(config, dataset, X, y, architecture, fit_cfg, initial, resume)
+
+
+def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: Any) -> str:
+    run = f"job {job_id} attempt {attempt}"
+    # The job is claimed: a store outage from here on is waited out, not charged to the job.
+    loaded = _persist(lambda: _load(store, job_id, attempt), shutdown, run)
+    if isinstance(loaded, str):
+        detail = loaded
+        _persist(
+            lambda: finish_job(
+                store, job_id, attempt, status="failed", error_type="invalid_data", error_detail=detail
+            ),
+            shutdown,
+            run,
+        )
+        return "failed"
+    config, dataset, X, y, architecture, fit_cfg, initial, resume = loaded
     recorder = _Recorder(store, job_id, attempt, settings, shutdown)
     try:
         result = fit(
@@ -245,12 +276,18 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
             initial_params=initial,
         )
     except ValueError as exc:  # data the configuration cannot train on, e.g. too few samples to split
-        finish_job(store, job_id, attempt, status="failed", error_type="invalid_data", error_detail=str(exc))
+        detail = str(exc)
+        _persist(
+            lambda: finish_job(
+                store, job_id, attempt, status="failed", error_type="invalid_data", error_detail=detail
+            ),
+            shutdown,
+            run,
+        )
         return "failed"
     if recorder.stopped_for_shutdown:
         return requeue_job(store, job_id, attempt)
     # The result exists only in this process: wait out a store outage rather than lose it.
-    run = f"job {job_id} attempt {attempt}"
     _persist(recorder.flush, shutdown, run)
     # A cancel that arrives as the last epoch ends still ends the job cancelled, as promised.
     cancel = _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)

@@ -13,11 +13,13 @@ from fastapi import APIRouter
 
 from service.routers import activations, compute, datasets, jobs, losses, models, operations
 
+# The stateless compute routers come first: they serve the most (and the smallest) requests, and
+# routes are matched in order.
 ROUTERS: list[APIRouter] = [
-    operations.router,
     activations.router,
     losses.router,
     compute.router,
+    operations.router,
     datasets.router,
     jobs.router,
     models.router,

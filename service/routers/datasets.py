@@ -185,7 +185,7 @@ async def create_dataset(
                 errors=[{"loc": ["query", key], "msg": "not used with a JSON body"} for key in given],
             )
     raw = await request.body()
-    fingerprint = datasets.request_fingerprint(content_type or "", request.query_params.multi_items(), raw)
+    query = request.query_params.multi_items()
     owner = settings.owner
     upload_name = name or "upload"
 
@@ -199,6 +199,9 @@ async def create_dataset(
         return datasets.create_from_npz(store, settings, raw, owner=owner, name=upload_name, task=task)
 
     def work() -> Response:
+        fingerprint = (
+            "" if idempotency_key is None else datasets.request_fingerprint(content_type or "", query, raw)
+        )
         record, replayed = datasets.create_once(
             store, owner=owner, key=idempotency_key, fingerprint=fingerprint, create=create
         )

@@ -335,7 +335,7 @@ MODEL_CLASSES: dict[str, type[BaseModel]] = {
 }
 
 _MODEL_DESCRIPTION = "The model: its type and every parameter value."
-_LOGISTIC_EXAMPLE = {"type": "logistic_regression", "weights": [0.5, -0.25], "bias": 0.1}
+_LOGISTIC_EXAMPLE: dict[str, Any] = {"type": "logistic_regression", "weights": [0.5, -0.25], "bias": 0.1}
 
 
 class ForwardRequest(BaseModel):

@@ -98,7 +98,7 @@ def make_client(tmp_path: Path) -> Iterator[Any]:
 
 def assert_problem(response: httpx.Response, status: int, *fragments: str) -> dict[str, Any]:
     """Check an RFC 9457 problem response: status, media type, members, and the detail's content."""
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
     assert body["status"] == status

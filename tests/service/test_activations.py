@@ -130,7 +130,9 @@ def test_curve_defaults_to_200_points_on_minus_five_to_five(client: Client) -> N
 
 
 def test_curve_takes_alpha(client: Client) -> None:
-    body = client.get("/v1/activations/leaky_relu/curve", params={"start": -1, "stop": 1, "num": 2, "alpha": 0.5})
+    body = client.get(
+        "/v1/activations/leaky_relu/curve", params={"start": -1, "stop": 1, "num": 2, "alpha": 0.5}
+    )
     assert body.json()["points"] == {"x": [-1.0, 1.0], "y": [-0.5, 1.0], "dy": [0.5, 1.0]}
 
 
@@ -158,7 +160,9 @@ def test_curve_rejects_bad_ranges(client: Client, params: dict, fragment: str) -
 
 
 def test_curve_rejects_alpha_for_an_activation_without_it(client: Client) -> None:
-    assert_problem(client.get("/v1/activations/relu/curve", params={"alpha": 0.1}), 422, "takes no parameter alpha")
+    assert_problem(
+        client.get("/v1/activations/relu/curve", params={"alpha": 0.1}), 422, "takes no parameter alpha"
+    )
 
 
 def test_unknown_parameter_is_rejected_naming_the_allowed_ones(client: Client) -> None:
@@ -172,4 +176,6 @@ def test_elu_alpha_must_be_positive(client: Client) -> None:
 
 
 def test_softmax_of_a_single_number_is_rejected(client: Client) -> None:
-    assert_problem(client.post("/v1/activations/softmax", json={"x": 1.0}), 422, "must be an array for softmax")
+    assert_problem(
+        client.post("/v1/activations/softmax", json={"x": 1.0}), 422, "must be an array for softmax"
+    )

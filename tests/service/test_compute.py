@@ -11,7 +11,11 @@ from tests.service.conftest import Client, assert_problem
 
 X = [[1.0, 2.0], [0.0, -1.0]]
 LOGISTIC = {"type": "logistic_regression", "weights": [0.5, -0.25], "bias": 0.1}
-SOFTMAX = {"type": "softmax_regression", "weights": [[1.0, -1.0, 0.0], [0.5, 0.0, -0.5]], "bias": [0.0, 0.1, 0.0]}
+SOFTMAX = {
+    "type": "softmax_regression",
+    "weights": [[1.0, -1.0, 0.0], [0.5, 0.0, -0.5]],
+    "bias": [0.0, 0.1, 0.0],
+}
 MLP = {
     "type": "mlp",
     "layers": [{"units": 2, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
@@ -75,7 +79,9 @@ def test_gradients_of_logistic_regression_are_the_seeds_formulas(client: Client)
     Xa, y = np.array(X), np.array([1.0, 0.0])
     y_hat = sigmoid(Xa @ np.array(LOGISTIC["weights"]) + LOGISTIC["bias"])
     # ∂L/∂w = mean((ŷ − y)·x), ∂L/∂b = mean(ŷ − y)
-    np.testing.assert_allclose(body["gradients"]["weights"], ((y_hat - y)[:, None] * Xa).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        body["gradients"]["weights"], ((y_hat - y)[:, None] * Xa).mean(axis=0), rtol=1e-12
+    )
     assert body["gradients"]["bias"] == pytest.approx(float(np.mean(y_hat - y)), rel=1e-12)
     expected_loss = -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
     assert body["loss"] == pytest.approx(expected_loss, rel=1e-12)
@@ -131,7 +137,9 @@ def test_softmax_gradients_have_the_parameters_shapes(client: Client) -> None:
     assert one_hot == body
     # Softmax + cross-entropy: ∂L/∂b = mean(ŷ − y) over the samples.
     y_hat = np.array(body["predictions"])
-    np.testing.assert_allclose(body["gradients"]["bias"], (y_hat - np.eye(3)[[0, 2]]).mean(axis=0), atol=1e-15)
+    np.testing.assert_allclose(
+        body["gradients"]["bias"], (y_hat - np.eye(3)[[0, 2]]).mean(axis=0), atol=1e-15
+    )
 
 
 def test_mlp_gradients_mirror_the_parameters(client: Client) -> None:
@@ -142,7 +150,9 @@ def test_mlp_gradients_mirror_the_parameters(client: Client) -> None:
 
 
 def test_loss_override(client: Client) -> None:
-    body = post(client, "/v1/gradients", {"model": LOGISTIC, "X": X, "y": [1, 0], "loss": "mean_squared_error"})
+    body = post(
+        client, "/v1/gradients", {"model": LOGISTIC, "X": X, "y": [1, 0], "loss": "mean_squared_error"}
+    )
     y_hat = np.array(body["predictions"])
     assert body["loss"] == pytest.approx(float(np.mean((y_hat - np.array([1.0, 0.0])) ** 2)), rel=1e-12)
 
@@ -155,7 +165,9 @@ def test_logistic_regression_on_10000_by_20(client: Client) -> None:
     model = {"type": "logistic_regression", "weights": w.tolist(), "bias": -0.5}
     body = post(client, "/v1/gradients", {"model": model, "X": Xb.tolist(), "y": y.tolist()})
     y_hat = sigmoid(Xb @ w - 0.5)
-    np.testing.assert_allclose(body["gradients"]["weights"], ((y_hat - y)[:, None] * Xb).mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(
+        body["gradients"]["weights"], ((y_hat - y)[:, None] * Xb).mean(axis=0), rtol=1e-9
+    )
     assert len(body["predictions"]) == 10_000
 
 
@@ -165,9 +177,13 @@ def test_logistic_regression_on_10000_by_20(client: Client) -> None:
 def test_weights_must_match_the_columns_of_X(client: Client) -> None:
     model = {**LOGISTIC, "weights": [0.5, -0.25, 1.0]}
     body = assert_problem(
-        client.post("/v1/forward", json={"model": model, "X": X}), 422, "model.weights has 3 entries but X has 2 columns"
+        client.post("/v1/forward", json={"model": model, "X": X}),
+        422,
+        "model.weights has 3 entries but X has 2 columns",
     )
-    assert body["errors"] == [{"loc": ["body", "model", "weights"], "msg": "has 3 entries but X has 2 columns"}]
+    assert body["errors"] == [
+        {"loc": ["body", "model", "weights"], "msg": "has 3 entries but X has 2 columns"}
+    ]
 
 
 def test_X_must_be_two_dimensional(client: Client) -> None:
@@ -198,7 +214,9 @@ def test_mlp_layer_shapes_are_checked_against_the_previous_layer(client: Client)
 
 
 def test_mlp_needs_one_parameter_entry_per_layer(client: Client) -> None:
-    response = client.post("/v1/forward", json={"model": {**MLP, "parameters": MLP["parameters"][:1]}, "X": X})
+    response = client.post(
+        "/v1/forward", json={"model": {**MLP, "parameters": MLP["parameters"][:1]}, "X": X}
+    )
     assert_problem(response, 422, "model.parameters has 1 entries but model.layers has 2")
 
 
@@ -209,13 +227,18 @@ def test_softmax_only_as_the_last_activation(client: Client) -> None:
 
 
 def test_unknown_model_type_lists_the_allowed_ones(client: Client) -> None:
-    response = client.post("/v1/forward", json={"model": {"type": "svm", "weights": [1.0], "bias": 0}, "X": X})
+    response = client.post(
+        "/v1/forward", json={"model": {"type": "svm", "weights": [1.0], "bias": 0}, "X": X}
+    )
     assert_problem(response, 422, "body.model", "'logistic_regression'", "'mlp'")
 
 
 def test_gradient_check_refuses_too_much_work(client: Client) -> None:
     layers = [{"units": 100, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
-    parameters = [{"weights": np.zeros((2, 100)).tolist(), "bias": [0.0] * 100}, {"weights": [[0.0]] * 100, "bias": [0]}]
+    parameters = [
+        {"weights": np.zeros((2, 100)).tolist(), "bias": [0.0] * 100},
+        {"weights": [[0.0]] * 100, "bias": [0]},
+    ]
     model = {"type": "mlp", "layers": layers, "parameters": parameters}
     Xb = np.zeros((2000, 2)).tolist()
     response = client.post("/v1/gradients", json={"model": model, "X": Xb, "y": [0] * 2000, "check": True})

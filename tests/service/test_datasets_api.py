@@ -16,6 +16,7 @@ import pytest
 from engine.datasets import make_dataset
 from service.app import create_app
 from service.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
+from service.errors import InvalidInput
 from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
 from tests.service.conftest import Client, assert_problem, make_settings
 
@@ -501,6 +502,49 @@ def test_idempotency_race_loser_answers_with_the_winners_dataset(client: Client)
     record, replayed = create_once(store, owner="default", key="race-1", fingerprint="same", create=create)
     assert (record.id, replayed) == (winner.id, True)
     assert_problem(client.get(f"/v1/datasets/{losers[0]}"), 404)
+
+
+def test_ingest_arrays_names_fields_with_the_given_prefix(client: Client) -> None:
+    """Training jobs store their inline data through ingest_arrays; its errors name the job's fields."""
+    store, settings = client.app.state.store, client.app.state.settings
+    with pytest.raises(InvalidInput) as bad_x:
+        ingest_arrays(
+            store,
+            settings,
+            owner="default",
+            name="inline",
+            X=np.array([[1.0], [np.inf]]),
+            y=np.array([0, 1]),
+            task=None,
+            source={},
+            field_prefix="dataset.",
+        )
+    assert bad_x.value.errors == [
+        {"loc": ["body", "dataset", "X", 1, 0], "msg": "must be a finite number, got inf"}
+    ]
+    with pytest.raises(InvalidInput, match=r"dataset\.y must hold exactly 2 classes"):
+        ingest_arrays(
+            store,
+            settings,
+            owner="default",
+            name="inline",
+            X=np.ones((3, 1)),
+            y=["a", "b", "c"],
+            task="binary",
+            source={},
+            field_prefix="dataset.",
+        )
+    record = ingest_arrays(
+        store,
+        settings,
+        owner="default",
+        name="inline",
+        X=np.ones((3, 1)),
+        y=["b", "a", "b"],
+        task=None,
+        source={"kind": "json"},
+    )
+    assert (record.task, record.classes, record.class_counts) == ("binary", ["a", "b"], [1, 2])
 
 
 # ---- list, get, data, delete ------------------------------------------------------------------------

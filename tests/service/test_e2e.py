@@ -37,7 +37,9 @@ def server(tmp_path: Path) -> Iterator[str]:
         "DESCENT_LOG_LEVEL": "info",
     }
     log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen([str(DESCENT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    process = subprocess.Popen(
+        [str(DESCENT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -66,7 +68,9 @@ def server(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.e2e
 def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
     with httpx.Client(base_url=server, timeout=10) as client:
-        response = client.post("/v1/activations/sigmoid", json={"x": [0.0, 0.0]}, headers={"X-Request-ID": "e2e-1"})
+        response = client.post(
+            "/v1/activations/sigmoid", json={"x": [0.0, 0.0]}, headers={"X-Request-ID": "e2e-1"}
+        )
         assert response.status_code == 200
         assert response.json()["y"] == [0.5, 0.5]
         assert response.headers["x-request-id"] == "e2e-1"
@@ -82,7 +86,9 @@ def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
                 yield b"0.5, "
             yield b"0.5]}"
 
-        chunked = client.post("/v1/activations/relu", content=chunks(), headers={"content-type": "application/json"})
+        chunked = client.post(
+            "/v1/activations/relu", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert chunked.status_code == 413
 
         assert client.get("/healthz").status_code == 200

@@ -67,23 +67,43 @@ def test_malformed_json_and_non_finite_tokens(client: Client, content: bytes, fr
         ([[], []], "x must not be empty, got shape [2, 0]", ["body", "x"]),
     ],
 )
-def test_bad_arrays_name_the_field_and_the_element(client: Client, x: object, fragment: str, loc: list) -> None:
+def test_bad_arrays_name_the_field_and_the_element(
+    client: Client, x: object, fragment: str, loc: list
+) -> None:
     body = assert_problem(client.post("/v1/activations/relu", json={"x": x}), 422, fragment)
     assert body["errors"][0]["loc"] == loc
     assert_still_answers(client)
 
 
-def test_a_boolean_hidden_in_a_large_array_is_found(client: Client) -> None:
-    # Large bodies skip the per-element scan when their bytes prove there is no true/false in an array.
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(True, "a boolean"), (False, "a boolean"), (None, "null"), ("1", "a string"), ({}, "an object")],
+)
+def test_a_non_number_hidden_in_a_large_array_is_found(client: Client, value: object, kind: str) -> None:
+    # Large bodies skip the per-element checks when their bytes prove the arrays hold numbers only.
     values = np.linspace(-1, 1, 20_000).tolist()
     for position in (0, 12_345, 19_999):
         x = values.copy()
-        x[position] = True
+        x[position] = value
         response = post_raw(client, "/v1/activations/relu", orjson.dumps({"x": x, "derivative": False}))
-        assert_problem(response, 422, f"x[{position}] must be a number, got a boolean")
-    escaped = b'{"x": ' + orjson.dumps([*values[:-1], True]) + b', "deriva\\u0074ive": false}'
-    assert_problem(post_raw(client, "/v1/activations/relu", escaped), 422, "x[19999] must be a number, got a boolean")
+        assert_problem(response, 422, f"x[{position}] must be a number, got {kind}")
     assert_still_answers(client)
+
+
+def test_an_escape_cannot_hide_a_boolean_in_a_large_array(client: Client) -> None:
+    values = np.linspace(-1, 1, 20_000).tolist()
+    # "\u0074" is a "t" the byte count would not see, making up for the one in "true".
+    escaped = b'{"x": ' + orjson.dumps([*values[:-1], True]) + b', "deriva\\u0074ive": false}'
+    assert_problem(
+        post_raw(client, "/v1/activations/relu", escaped), 422, "x[19999] must be a number, got a boolean"
+    )
+
+
+def test_a_large_ragged_array_is_found(client: Client) -> None:
+    rows = np.zeros((5_000, 4)).tolist()
+    rows[4321] = [0.0, 0.0, 0.0]
+    response = post_raw(client, "/v1/activations/relu", orjson.dumps({"x": rows}))
+    assert_problem(response, 422, "x[4321] has 3 entries but x[0] has 4")
 
 
 def test_a_body_that_is_not_an_object(client: Client) -> None:
@@ -103,7 +123,9 @@ def test_unknown_and_mistyped_fields(client: Client) -> None:
 
 
 def test_unknown_activation_lists_the_allowed_names(client: Client) -> None:
-    body = assert_problem(client.post("/v1/activations/swish", json={"x": [1.0]}), 422, "unknown activation 'swish'")
+    body = assert_problem(
+        client.post("/v1/activations/swish", json={"x": [1.0]}), 422, "unknown activation 'swish'"
+    )
     assert all(name in body["detail"] for name in ACTIVATIONS)
     assert body["errors"][0]["loc"] == ["path", "name"]
     assert_problem(client.get("/v1/activations/swish/curve"), 422, "unknown activation 'swish'")
@@ -111,13 +133,17 @@ def test_unknown_activation_lists_the_allowed_names(client: Client) -> None:
 
 
 def test_unknown_loss_lists_the_allowed_names(client: Client) -> None:
-    body = assert_problem(client.post("/v1/losses/hinge", json={"y_true": [1], "y_pred": [1]}), 422, "'hinge'")
+    body = assert_problem(
+        client.post("/v1/losses/hinge", json={"y_true": [1], "y_pred": [1]}), 422, "'hinge'"
+    )
     assert all(name in body["detail"] for name in LOSSES)
     assert_still_answers(client)
 
 
 def test_labels_outside_zero_one_for_binary_cross_entropy(client: Client) -> None:
-    response = client.post("/v1/losses/binary_cross_entropy", json={"y_true": [0, 1, 2], "y_pred": [0.1, 0.2, 0.3]})
+    response = client.post(
+        "/v1/losses/binary_cross_entropy", json={"y_true": [0, 1, 2], "y_pred": [0.1, 0.2, 0.3]}
+    )
     assert_problem(response, 422, "y_true must hold labels 0 or 1")
     assert_still_answers(client)
 
@@ -136,7 +162,10 @@ def test_probabilities_outside_zero_one(client: Client) -> None:
         ({"model": LOGISTIC, "X": [1.0, 2.0]}, "X must have 2 dimension(s), got 1 (shape [2])"),
         ({"model": LOGISTIC, "X": [[[1.0, 2.0]]]}, "X must have 2 dimension(s), got 3"),
         ({"model": LOGISTIC, "X": [[1.0, 2.0, 3.0]]}, "model.weights has 2 entries but X has 3 columns"),
-        ({"model": {**LOGISTIC, "weights": [[0.5, -0.25]]}, "X": [[1.0, 2.0]]}, "model.weights must have 1 dimension"),
+        (
+            {"model": {**LOGISTIC, "weights": [[0.5, -0.25]]}, "X": [[1.0, 2.0]]},
+            "model.weights must have 1 dimension",
+        ),
         ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [0, 1]}, "y has 2 rows but X has 1"),
         ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [[[0]]]}, "y must have 1 or 2 dimension(s), got 3"),
         ({"model": LOGISTIC, "X": [[1.0, 2.0]], "y": [0.5]}, "0 or 1"),

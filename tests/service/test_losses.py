@@ -72,7 +72,9 @@ def test_cross_entropy_from_logits_with_class_indices(client: Client) -> None:
 def test_cross_entropy_one_hot_equals_class_indices(client: Client) -> None:
     probabilities = [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]
     indices = loss(client, "cross_entropy", y_true=[0, 2], y_pred=probabilities, gradient=True)
-    one_hot = loss(client, "cross_entropy", y_true=[[1, 0, 0], [0, 0, 1]], y_pred=probabilities, gradient=True)
+    one_hot = loss(
+        client, "cross_entropy", y_true=[[1, 0, 0], [0, 0, 1]], y_pred=probabilities, gradient=True
+    )
     assert indices == one_hot
     assert indices["loss"] == pytest.approx(-(math.log(0.7) + math.log(0.8)) / 2)
 
@@ -88,7 +90,9 @@ def test_mean_squared_error_by_hand(client: Client) -> None:
 
 def test_gradient_matches_central_differences(client: Client) -> None:
     y_true, y_pred, h = [1, 0, 1], np.array([0.3, 0.6, 0.8]), 1e-6
-    grad = loss(client, "binary_cross_entropy", y_true=y_true, y_pred=y_pred.tolist(), gradient=True)["gradient"]
+    grad = loss(client, "binary_cross_entropy", y_true=y_true, y_pred=y_pred.tolist(), gradient=True)[
+        "gradient"
+    ]
     for i in range(3):
         step = np.zeros(3)
         step[i] = h
@@ -108,7 +112,9 @@ def test_probabilities_outside_zero_one_are_rejected(client: Client) -> None:
 
 
 def test_exactly_one_of_y_pred_and_logits(client: Client) -> None:
-    both = client.post("/v1/losses/binary_cross_entropy", json={"y_true": [1], "y_pred": [0.5], "logits": [0.0]})
+    both = client.post(
+        "/v1/losses/binary_cross_entropy", json={"y_true": [1], "y_pred": [0.5], "logits": [0.0]}
+    )
     assert_problem(both, 422, "exactly one of y_pred and logits")
     neither = client.post("/v1/losses/binary_cross_entropy", json={"y_true": [1]})
     assert_problem(neither, 422, "exactly one of y_pred and logits")

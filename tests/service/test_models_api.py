@@ -201,8 +201,8 @@ def test_binary_predictions_are_labels_and_probabilities_of_the_second_class(cli
     indices, p = engine_predict(arch, params, (X - np.array(std["mean"])) / np.array(std["scale"]))
     assert result["classes"] == ["cat", "dog"]
     assert result["predictions"] == [["cat", "dog"][i] for i in indices]
-    assert result["probabilities"] == p.tolist()
-    # Hand-checked: row 0 standardized is (0.25, -2.0), z = 1.5·0.25 + 0.5·2 + 0.25 = 1.625 > 0 → "dog".
+    assert p is not None and result["probabilities"] == p.tolist()
+    # By hand: row 0 standardized is (0.25, −2), z = 1.5·0.25 + (−0.5)·(−2) + 0.25 = 1.625 > 0 → "dog".
     assert result["predictions"][0] == "dog"
     assert result["probabilities"][0] == pytest.approx(1 / (1 + np.exp(-1.625)))
 
@@ -218,7 +218,7 @@ def test_multiclass_mlp_predictions_map_indices_to_classes(client: Client) -> No
     arch, params = engine_model(doc)
     indices, probabilities = engine_predict(arch, params, X)
     assert result["predictions"] == [[3, 5, 9][i] for i in indices]
-    assert result["probabilities"] == probabilities.tolist()
+    assert probabilities is not None and result["probabilities"] == probabilities.tolist()
     np.testing.assert_allclose(np.sum(result["probabilities"], axis=1), 1.0)
 
 
@@ -288,6 +288,9 @@ def test_predict_matches_a_model_trained_by_the_engine(client: Client) -> None:
     assert response.status_code == 200
     assert response.json()["predictions"] == predictions.tolist()
     np.testing.assert_array_equal(np.array(response.json()["probabilities"], dtype=np.float32), probabilities)
+    # Its export imports as the same model: same parameter bytes, hence the same sha256.
+    again = imported(client, client.get(f"/v1/models/{record.id}/export").json())
+    assert (again["sha256"], again["standardization"]) == (record.sha256, record.standardization)
 
 
 def test_wrong_feature_count_is_422_naming_both_counts(client: Client) -> None:

@@ -42,7 +42,9 @@ def document() -> dict[str, Any]:
 def test_committed_document_is_what_descent_openapi_prints() -> None:
     printed = subprocess.run([str(DESCENT), "openapi"], capture_output=True, check=True, cwd=ROOT).stdout
     assert printed.endswith(b"}\n")
-    assert json.loads(printed) == json.loads(COMMITTED.read_bytes()), "run `make openapi` and commit the result"
+    assert json.loads(printed) == json.loads(COMMITTED.read_bytes()), (
+        "run `make openapi` and commit the result"
+    )
     assert printed == COMMITTED.read_bytes()
 
 
@@ -55,7 +57,9 @@ def test_title_version_and_description(document: dict[str, Any]) -> None:
 
 def test_operation_ids_are_stable(document: dict[str, Any]) -> None:
     found = {
-        (method, path): op["operationId"] for path, item in document["paths"].items() for method, op in item.items()
+        (method, path): op["operationId"]
+        for path, item in document["paths"].items()
+        for method, op in item.items()
     }
     for key, operation_id in OPERATIONS.items():
         assert found.get(key) == operation_id, key
@@ -93,7 +97,11 @@ def test_every_parameter_has_a_description_and_an_example(document: dict[str, An
 
 
 def test_request_bodies_are_documented_with_examples(document: dict[str, Any]) -> None:
-    for method, path in [("post", "/v1/activations/{name}"), ("post", "/v1/losses/{name}"), ("post", "/v1/forward")]:
+    for method, path in [
+        ("post", "/v1/activations/{name}"),
+        ("post", "/v1/losses/{name}"),
+        ("post", "/v1/forward"),
+    ]:
         content = document["paths"][path][method]["requestBody"]["content"]["application/json"]
         ref = content["schema"]["$ref"].rsplit("/", 1)[1]
         assert ref in document["components"]["schemas"]
@@ -105,7 +113,9 @@ def test_errors_are_documented_as_problem_json(document: dict[str, Any]) -> None
     for status in ("413", "415", "422"):
         schema = responses[status]["content"]["application/problem+json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Problem"}
-    assert {"type", "title", "status", "detail", "instance"} <= set(document["components"]["schemas"]["Problem"]["required"])
+    assert {"type", "title", "status", "detail", "instance"} <= set(
+        document["components"]["schemas"]["Problem"]["required"]
+    )
 
 
 def _name_enum(document: dict[str, Any], method: str, path: str) -> list[str]:
@@ -134,7 +144,9 @@ def test_loss_names_and_reductions_come_from_the_engine(document: dict[str, Any]
 
 def test_model_types_come_from_the_engine(document: dict[str, Any]) -> None:
     assert set(MODEL_CLASSES) == set(MODEL_TYPES)
-    mapping = document["components"]["schemas"]["GradientsRequest"]["properties"]["model"]["discriminator"]["mapping"]
+    mapping = document["components"]["schemas"]["GradientsRequest"]["properties"]["model"]["discriminator"][
+        "mapping"
+    ]
     assert set(mapping) == set(MODEL_TYPES)
     for model_type, cls in MODEL_CLASSES.items():
         assert cls.model_fields["type"].annotation.__args__ == (model_type,)

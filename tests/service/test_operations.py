@@ -55,7 +55,7 @@ def test_incoming_request_id_is_honoured(client: Client) -> None:
     assert response.headers["x-request-id"] == "abc-123.x:y_z"
 
 
-@pytest.mark.parametrize("bad", ["has space", "x" * 129, "new\\nline", "quote\""])
+@pytest.mark.parametrize("bad", ["has space", "x" * 129, "new\\nline", 'quote"'])
 def test_unsafe_incoming_request_id_is_replaced(client: Client, bad: str) -> None:
     response = client.get("/healthz", headers={"X-Request-ID": bad})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
@@ -124,7 +124,11 @@ def test_metrics_count_requests_by_route_and_status(client: Client) -> None:
     labels = 'method="POST",route="/v1/activations/{name}"'
     assert samples[f"descent_http_request_duration_seconds_count{{{labels}}}"] == 5
     assert samples[f'descent_http_request_duration_seconds_bucket{{{labels},le="+Inf"}}'] == 5
-    buckets = [v for k, v in samples.items() if k.startswith(f"descent_http_request_duration_seconds_bucket{{{labels}")]
+    buckets = [
+        v
+        for k, v in samples.items()
+        if k.startswith(f"descent_http_request_duration_seconds_bucket{{{labels}")
+    ]
     assert buckets == sorted(buckets)
     assert samples[f"descent_http_request_duration_seconds_sum{{{labels}}}"] > 0
     assert samples["descent_http_requests_in_progress"] == 1
