@@ -163,7 +163,7 @@ def to_array(
     if isinstance(value, bool):
         raise _bad_leaf(name, value)
     if isinstance(value, int | float):
-        arr = np.asarray(float(value))
+        arr = np.asarray(_to_float(value, name))
     elif isinstance(value, list):
         arr = _list_to_array(value, name, scan_booleans)
     else:
@@ -199,14 +199,25 @@ def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
     elif kind in "iu":
         arr = arr.astype(np.float64)
     elif kind == "O" and arr.ndim >= 1 and _all_numbers(value):
-        # Integers beyond 64 bits make numpy fall back to objects; they still convert to float.
-        arr = np.asarray(value, dtype=np.float64)
-        return arr
+        # Integers beyond 64 bits make numpy fall back to objects; most still convert to float.
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except OverflowError:
+            raise field_error(
+                name, "must hold finite numbers only, found an integer beyond float64"
+            ) from None
     else:
         raise _first_bad_leaf(value, name)
     if arr.size and bool in _leaf_types(value, arr.ndim):
         raise _first_bad_leaf(value, name)
     return arr
+
+
+def _to_float(value: int | float, name: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise field_error(name, "must be finite, got an integer beyond float64") from None
 
 
 def _leaf_types(value: list[Any], ndim: int) -> set[type]:

@@ -152,7 +152,7 @@ class BodySizeLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = self._too_large()
+        # The connection stays open: the server drops the rest of the body, so a client that sends
+        # it all before reading (most do) still gets this answer instead of a reset.
         response = problem_response(scope, exc.status, exc.title, exc.detail, type=exc.type)
-        # Close the connection: the rest of the body was never read.
-        response.headers["Connection"] = "close"
         await response(scope, receive, send)

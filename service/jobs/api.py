@@ -233,14 +233,20 @@ def create(
             delete_dataset(store, dataset_id, owner=owner)
         raise
     if idempotency_key is not None:
-        entry = remember(store, owner, IDEMPOTENCY_SCOPE, idempotency_key, digest, job.id, 202)
+        try:
+            entry = remember(store, owner, IDEMPOTENCY_SCOPE, idempotency_key, digest, job.id, 202)
+        except BaseException:
+            # The client is told the request failed: the job must not run behind its back.
+            request_cancel(store, job.id, owner=owner)
+            raise
         if entry.resource_id != job.id:
             # A concurrent request with the same key won the race: withdraw this duplicate (still queued,
             # unless a worker already took it, in which case its run ends it) and answer as a replay.
             request_cancel(store, job.id, owner=owner)
             return _replay(store, owner, idempotency_key, digest, entry.request_hash, entry.resource_id)
     runner.submit(job.id)
-    return Created(202, _document(store, job), job.id)
+    # Read again: a worker may have taken the job already, and the answer shows its current state.
+    return Created(202, _document(store, get_job(store, job.id)), job.id)
 
 
 def _replay(store: Store, owner: str, key: str, digest: str, original_hash: str, job_id: str) -> Created:

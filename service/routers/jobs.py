@@ -82,7 +82,10 @@ async def create_job(
     settings: SettingsDep,
     dry_run: Annotated[
         bool,
-        Query(description="Validate and resolve the configuration (defaults, seed) without queueing."),
+        Query(
+            description="Validate and resolve the configuration (defaults, seed) without queueing.",
+            examples=[True],
+        ),
     ] = False,
     idempotency_key: Annotated[
         str | None,
@@ -122,8 +125,10 @@ async def create_job(
 async def list_jobs(
     store: StoreDep,
     settings: SettingsDep,
-    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.")] = 50,
+    status: Annotated[
+        JobStatus | None, Query(description="Only jobs in this state.", examples=["running"])
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.", examples=[50])] = 50,
     cursor: Annotated[
         str | None,
         Query(description="`next_cursor` of the previous page.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"]),
@@ -209,7 +214,10 @@ async def job_events(
     settings: SettingsDep,
     last_event_id: Annotated[
         str | None,
-        Header(description="Resume after this event id (sent by EventSource when it reconnects)."),
+        Header(
+            description="Resume after this event id (sent by EventSource when it reconnects).",
+            examples=["42"],
+        ),
     ] = None,
     last_event_id_query: Annotated[
         int | None,

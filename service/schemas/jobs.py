@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 ErrorType = Literal["diverged", "deadline_exceeded", "invalid_data", "worker_lost", "internal"]
@@ -33,8 +33,31 @@ _RESOLVED_EXAMPLE: dict[str, Any] = {
 }
 
 
+_PROGRESS_EXAMPLE: dict[str, Any] = {
+    "epoch": 120,
+    "total_epochs": 200,
+    "fraction": 0.6,
+    "elapsed_s": 3.2,
+    "eta_s": 2.1,
+}
+_METRICS_EXAMPLE: dict[str, Any] = {
+    "train_loss": 0.31,
+    "val_loss": 0.35,
+    "train_accuracy": 0.9,
+    "val_accuracy": 0.88,
+}
+_BEST_EXAMPLE: dict[str, Any] = {"epoch": 97, "val_loss": 0.29}
+_ERROR_EXAMPLE: dict[str, Any] = {
+    "type": "diverged",
+    "detail": "the training loss became non-finite in epoch 3",
+}
+_TIME_EXAMPLE = "2025-01-31T12:00:00.123456+00:00"
+
+
 class Progress(BaseModel):
     """How far the run is."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_PROGRESS_EXAMPLE]})
 
     epoch: int = Field(description="Epochs completed.", examples=[120])
     total_epochs: int = Field(description="Epochs the job is configured for.", examples=[200])
@@ -50,6 +73,8 @@ class Progress(BaseModel):
 class LatestMetrics(BaseModel):
     """The metrics of the last recorded epoch; accuracies for classifiers, val_* with validation."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_METRICS_EXAMPLE]})
+
     train_loss: float | None = Field(None, description="Mean training loss of the epoch.", examples=[0.31])
     val_loss: float | None = Field(None, description="Loss on the validation part.", examples=[0.35])
     train_accuracy: float | None = Field(None, description="Accuracy on the training part.", examples=[0.9])
@@ -59,12 +84,16 @@ class LatestMetrics(BaseModel):
 class Best(BaseModel):
     """The best epoch so far, by validation loss (by training loss without validation)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_BEST_EXAMPLE]})
+
     epoch: int | None = Field(description="The best epoch (null before the first).", examples=[97])
     val_loss: float | None = Field(description="Its monitored loss.", examples=[0.29])
 
 
 class JobError(BaseModel):
     """Why a job failed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ERROR_EXAMPLE]})
 
     type: ErrorType = Field(
         description="diverged (non-finite loss; last finite weights kept), deadline_exceeded (max_runtime_s "
@@ -99,19 +128,32 @@ class Job(BaseModel):
         description="The dataset trained on (null once it is deleted).",
         examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"],
     )
-    created_at: datetime = Field(description="When the job was created (RFC 3339, UTC).")
-    started_at: datetime | None = Field(description="When its first run started.")
-    finished_at: datetime | None = Field(description="When it reached a terminal state.")
+    created_at: datetime = Field(
+        description="When the job was created (RFC 3339, UTC).", examples=[_TIME_EXAMPLE]
+    )
+    started_at: datetime | None = Field(
+        description="When its first run started (null while queued).", examples=[_TIME_EXAMPLE]
+    )
+    finished_at: datetime | None = Field(
+        description="When it reached a terminal state (null before).", examples=[None]
+    )
     attempt: int = Field(
         description="Runs started so far; more than 1 after a lost worker or a restart.", examples=[1]
     )
     queue_position: int | None = Field(
         description="Queued jobs ahead of this one (0 = next); null unless queued.", examples=[None]
     )
-    progress: Progress = Field(description="How far the run is.")
-    metrics: LatestMetrics = Field(description="The last recorded epoch's metrics (empty before the first).")
-    best: Best = Field(description="The best epoch so far.")
-    error: JobError | None = Field(None, description="Present when the job failed.")
+    progress: Progress = Field(
+        description="Epochs done, the total, elapsed time and ETA.", examples=[_PROGRESS_EXAMPLE]
+    )
+    metrics: LatestMetrics = Field(
+        description="The last recorded epoch's metrics (null losses before the first).",
+        examples=[_METRICS_EXAMPLE],
+    )
+    best: Best = Field(description="The best epoch so far.", examples=[_BEST_EXAMPLE])
+    error: JobError | None = Field(
+        None, description="Present when the job failed.", examples=[_ERROR_EXAMPLE]
+    )
     model_id: str | None = Field(
         None,
         description="The trained model, present when the job ended with one: succeeded, cancelled (the best "
@@ -120,10 +162,27 @@ class Job(BaseModel):
     )
 
 
+_JOB_EXAMPLE: dict[str, Any] = {
+    "id": "job_0194b2c3d4e5f6a7b8c9d0e1f2",
+    "status": "running",
+    "config": _RESOLVED_EXAMPLE,
+    "config_hash": "3c5e0f9a" + "0" * 56,
+    "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
+    "created_at": _TIME_EXAMPLE,
+    "started_at": _TIME_EXAMPLE,
+    "finished_at": None,
+    "attempt": 1,
+    "queue_position": None,
+    "progress": _PROGRESS_EXAMPLE,
+    "metrics": _METRICS_EXAMPLE,
+    "best": _BEST_EXAMPLE,
+}
+
+
 class JobPage(BaseModel):
     """One page of jobs, newest first."""
 
-    items: list[Job] = Field(description="At most `limit` jobs.")
+    items: list[Job] = Field(description="At most `limit` jobs.", examples=[[_JOB_EXAMPLE]])
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page.",
         examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"],

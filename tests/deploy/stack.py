@@ -337,6 +337,11 @@ class Stack:
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.extra_env = dict(env or {})
+        if self.extra_env.get("DESCENT_LOG_LEVEL", "info") not in ("info", "debug"):
+            # A worker is known to be ready by the line Celery logs at level info.
+            raise ValueError(
+                f"workers must log at info or debug, got {self.extra_env['DESCENT_LOG_LEVEL']!r}"
+            )
         # Where each process's log stood when it was last started: readiness is looked for after it.
         self._log_mark: dict[str, int] = {}
         n_workers = self.services["worker"].replicas if workers is None else workers

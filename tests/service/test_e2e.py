@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 DESCENT = Path(sys.executable).with_name("descent")
+JSON = {"content-type": "application/json"}
 
 
 def free_port() -> int:
@@ -86,10 +87,12 @@ def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
                 yield b"0.5, "
             yield b"0.5]}"
 
-        chunked = client.post(
-            "/v1/activations/relu", content=chunks(), headers={"content-type": "application/json"}
-        )
+        chunked = client.post("/v1/activations/relu", content=chunks(), headers=JSON)
         assert chunked.status_code == 413
+
+        # Far over the limit: the client still reads the 413 (no reset), and the connection goes on.
+        huge = client.post("/v1/activations/relu", content=b" " * 4_000_000, headers=JSON)
+        assert huge.status_code == 413
 
         assert client.get("/healthz").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "Descent"

@@ -31,7 +31,7 @@ from service.jobs import api
 from service.jobs.artifacts import parameters_from_arrays
 from service.schemas.jobs import Job, JobMetrics
 from service.settings import Settings
-from service.store import request_cancel
+from service.store import StoreUnavailable, request_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -864,3 +864,18 @@ async def test_a_body_that_is_not_json_is_refused(idle: tuple[FastAPI, httpx.Asy
         415,
         "JSON",
     )
+
+
+async def test_an_unreachable_store_is_503_with_retry_after(
+    idle: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, client = idle
+    dataset = await create_dataset(client)
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("database unavailable (OperationalError: could not connect)")
+
+    monkeypatch.setattr(api, "store_create_job", unreachable)
+    response = await client.post("/v1/jobs", json=config(dataset["id"]))
+    assert_problem(response, 503, "database unavailable")
+    assert int(response.headers["retry-after"]) > 0
