@@ -57,7 +57,11 @@ class InlineDataset(BaseModel):
     )
     X: Annotated[Any, ArrayField(2, "Features, shape (n_samples, n_features).", [[0, 0], [1, 1]])] = None
     y: Annotated[Any, ArrayField(1, "Labels or targets, shape (n_samples,).", [0, 0])] = None
-    generator: GeneratorSpec | None = Field(None, description="Generate the data instead of sending it.")
+    generator: GeneratorSpec | None = Field(
+        None,
+        description="Generate the data instead of sending it.",
+        examples=[{"kind": "xor", "n_samples": 400, "noise": 0.1, "seed": 1}],
+    )
     task: Task | None = Field(
         None,
         description="Override the inferred task (e.g. regression on integer targets).",
@@ -195,10 +199,25 @@ class TrainingConfig(BaseModel):
     dataset_id: str | None = Field(
         None, description="A stored dataset's id.", examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"]
     )
-    dataset: InlineDataset | None = Field(None, description="Inline data instead of dataset_id.")
-    model: ModelConfig = Field(description="The model to train.")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="The update rule.")
-    lr_schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule (default constant).")
+    dataset: InlineDataset | None = Field(
+        None,
+        description="Inline data instead of dataset_id: X and y, or a generator.",
+        examples=[{"generator": {"kind": "circles", "n_samples": 300, "noise": 0.05, "seed": 2}}],
+    )
+    model: ModelConfig = Field(
+        description="The model to train.",
+        examples=[{"type": "mlp", "hidden_layers": [16], "activation": "tanh"}],
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig,
+        description="The update rule (default: gd with learning_rate 0.1).",
+        examples=[{"name": "adam", "learning_rate": 0.01}],
+    )
+    lr_schedule: ScheduleConfig | None = Field(
+        None,
+        description="Learning-rate schedule (default constant).",
+        examples=[{"name": "step", "step_size": 50, "gamma": 0.5}],
+    )
     epochs: int = Field(100, ge=1, le=1_000_000, description="Passes over the training data.", examples=[200])
     batch_size: int | None = Field(
         None,
@@ -213,7 +232,11 @@ class TrainingConfig(BaseModel):
     validation_fraction: float = Field(
         0.0, ge=0, lt=1, description="Share of samples held out for validation (stratified).", examples=[0.2]
     )
-    early_stopping: EarlyStoppingConfig | None = Field(None, description="Early stopping; off when null.")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None,
+        description="Early stopping; off when null.",
+        examples=[{"patience": 20, "min_delta": 0.0001, "restore_best": True}],
+    )
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1, description="Seed of the run; chosen and returned when null.", examples=[42]
     )
