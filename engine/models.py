@@ -254,13 +254,21 @@ def forward(
     return (output, layers) if return_intermediates else output
 
 
-def _forward(architecture: Architecture, params: Parameters, X: Array) -> list[tuple[Array, Array]]:
+def _forward(
+    architecture: Architecture, params: Parameters, X: Array, keep_z: bool = True
+) -> list[tuple[Array, Array]]:
+    """Every layer's (z, a). Without keep_z, ReLU overwrites z with a: backpropagation needs only a > 0."""
     layers = []
     a = X
     for w, b, act in zip(params.weights, params.biases, architecture.activations, strict=True):
         z = a @ w
         z += b
-        a = ACTIVATIONS[act].function(z) if act != "identity" else z
+        if act == "identity":
+            a = z
+        elif act == "relu" and not keep_z:
+            a = np.maximum(z, 0, out=z)
+        else:
+            a = ACTIVATIONS[act].function(z)
         layers.append((z, a))
     return layers
 
@@ -327,7 +335,7 @@ def loss_and_gradient(
         Shaped like params.
     output : ndarray of shape (n_samples, n_outputs)
     """
-    layers = _forward(architecture, params, X)
+    layers = _forward(architecture, params, X, keep_z=False)
     z_out, output = layers[-1]
     # Backpropagate the unscaled output error and scale the (small) gradient once at the end:
     # every step of backpropagation is linear in it, and this saves a pass over the batch.

@@ -354,6 +354,9 @@ def fit(
     n = len(X_train)
     batch = n if config.batch_size is None else min(config.batch_size, n)
     grads = Parameters(architecture, np.zeros_like(params.flat))
+    if batch < n:
+        X_batch = np.empty((batch, X_train.shape[1]), dtype=X_train.dtype)
+        Y_batch = np.empty((batch, Y_train.shape[1]), dtype=Y_train.dtype)
     epoch_start = params.flat.copy()
     stop_reason, detail = "completed", ""
     began = last_poll = time.perf_counter()
@@ -382,16 +385,18 @@ def fit(
                 order = shuffle_rng.permutation(n)
                 for lo in range(0, n, batch):
                     idx = order[lo : lo + batch]
-                    loss, _, output = loss_and_gradient(
-                        architecture, params, X_train[idx], Y_train[idx], config.l2, grads
-                    )
+                    k = len(idx)
+                    # Gather the batch into reused buffers: no allocation per step.
+                    Xb = np.take(X_train, idx, axis=0, out=X_batch[:k])
+                    Yb = np.take(Y_train, idx, axis=0, out=Y_batch[:k])
+                    loss, _, output = loss_and_gradient(architecture, params, Xb, Yb, config.l2, grads)
                     if not np.isfinite(loss):
                         loss_sum = loss
                         break
                     optimizer.step(params.flat, grads.flat, lr)
-                    loss_sum += loss * len(idx)
+                    loss_sum += loss * k
                     if labels_train is not None:
-                        correct += (_metrics(architecture, output, labels_train[idx]) or 0.0) * len(idx)
+                        correct += (_metrics(architecture, output, labels_train[idx]) or 0.0) * k
                     now = time.perf_counter()
                     if deadline is not None and now > deadline:
                         interrupted = "deadline_exceeded"
