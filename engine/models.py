@@ -359,7 +359,7 @@ def loss_and_gradient(
 
 
 def loss_and_output(
-    architecture: Architecture, params: Parameters, X: Array, Y: Array, chunk: int = 8192
+    architecture: Architecture, params: Parameters, X: Array, Y: Array, chunk: int = 4096
 ) -> tuple[float, Array]:
     """Mean loss (no penalty) and outputs, without gradients, in chunks of rows to bound memory.
 
@@ -381,7 +381,7 @@ def loss_and_output(
     output = np.empty((n, architecture.n_outputs), dtype=params.flat.dtype)
     total = 0.0
     for lo in range(0, n, chunk):
-        layers = _forward(architecture, params, X[lo : lo + chunk])
+        layers = _forward(architecture, params, X[lo : lo + chunk], keep_z=False)
         z, a = layers[-1]
         part_loss, _, _ = _output_error(architecture, z, a, Y[lo : lo + chunk])
         total += part_loss * len(a)

@@ -209,6 +209,14 @@ def train_validation_split(
     return train_idx, val_idx
 
 
+def _gather(X: Array, idx: Array, dtype: Any) -> Array:
+    """X[idx] cast to dtype, a block of rows at a time: no full-size temporary in X's dtype."""
+    out = np.empty((len(idx), X.shape[1]), dtype=dtype)
+    for lo in range(0, len(idx), 16384):
+        out[lo : lo + 16384] = X[idx[lo : lo + 16384]]
+    return out
+
+
 def _metrics(architecture: Architecture, output: Array, labels: Array | None) -> float | None:
     """Accuracy of the outputs against class labels (None for regression)."""
     if labels is None:
@@ -284,8 +292,11 @@ def fit(
         classifier,
     )
     # The only full copies of X: the training part and the validation part, cast to the run's dtype.
-    X_train = np.asarray(X[train_idx], dtype=dtype)
-    X_val = np.asarray(X[val_idx], dtype=dtype)
+    if len(val_idx) == 0 and not config.standardize and X.dtype == dtype and X.flags.c_contiguous:
+        X_train = X  # nothing to split, cast or standardise: train on the caller's array as it is
+    else:
+        X_train = _gather(X, train_idx, dtype)
+    X_val = _gather(X, val_idx, dtype)
     standardization = None
     if config.standardize:
         mean = X_train.mean(axis=0)
