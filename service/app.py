@@ -21,9 +21,9 @@ from pydantic.json_schema import models_json_schema
 
 from service.errors import install_error_handlers
 from service.jsonio import JSONResponse
-from service.logs import configure_logging
+from service.logs import configure_logging, flush_access_log
 from service.metrics import Metrics
-from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.middleware import RequestContextMiddleware
 from service.routers import ROUTERS
 from service.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
 from service.settings import Settings
@@ -81,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        flush_access_log()  # the last requests' lines come before the stopping line
         logger.info("service stopping")
         gc.unfreeze()
         await close_state(app)
@@ -116,9 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.readiness_checks = []
     install_error_handlers(app)
-    # The last middleware added is the outermost: request ids and logs wrap everything else.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
+    )
     for router in ROUTERS:
         app.include_router(router)
 

@@ -76,33 +76,44 @@ def list_activations() -> dict[str, Any]:
     }
 
 
+_ACTIVATION_DEFAULTS = ActivationRequest.model_fields
+
+
 def evaluate_activation(name: str, body: JSONBody, settings: Settings) -> dict[str, Any]:
     """POST /v1/activations/{name}: φ(x) and optionally dφ/dx, shaped like x."""
-    request = validate(ActivationRequest, body)
-    x = to_array(request.x, "x", max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans)
+    data = body.data
+    if data.keys() == {"x"}:
+        # Only the required field, which pydantic passes through untouched: nothing to validate.
+        # (Validation would cost as much as the rest of a small call.)
+        value = data["x"]
+        derivative: bool = _ACTIVATION_DEFAULTS["derivative"].default
+        given: dict[str, float] | None = _ACTIVATION_DEFAULTS["params"].default
+    else:
+        request = validate(ActivationRequest, body)
+        value, derivative, given = request.x, request.derivative, request.params
+    x = to_array(value, "x", max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans)
     act = ACTIVATIONS[name]
     if not act.elementwise and x.ndim == 0:
         raise field_error(
             "x", f"must be an array for {name}, which works along the last axis; got a single number"
         )
-    try:
-        params = resolve_params(name, request.params)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"loc": ["body", "params"], "msg": str(exc)}]) from None
+    if given is None:
+        params = dict(act.params)  # the engine's own defaults, valid by construction
+    else:
+        try:
+            params = resolve_params(name, given)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), errors=[{"loc": ["body", "params"], "msg": str(exc)}]) from None
     with engine_errors("x"):
         y = act.function(x, **params)
         # The derivative reuses y, as backpropagation does, rather than recomputing φ(x).
-        dy = act.derivative(x, y, **params) if request.derivative else None
-    content: dict[str, Any] = {
-        "activation": name,
-        "params": params,
-        "shape": list(x.shape),
-        "y": _number_or_array(y),
-    }
+        dy = act.derivative(x, y, **params) if derivative else None
+    # x and the parameters are finite (checked above), so only φ and dφ can have overflowed.
+    outputs = {"y": _number_or_array(y)}
     if dy is not None:
-        content["dy"] = _number_or_array(dy)
-    ensure_finite(content)
-    return content
+        outputs["dy"] = _number_or_array(dy)
+    ensure_finite(outputs)
+    return {"activation": name, "params": params, "shape": list(x.shape), **outputs}
 
 
 def activation_curve(name: str, start: float, stop: float, num: int, alpha: float | None) -> dict[str, Any]:

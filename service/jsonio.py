@@ -182,7 +182,17 @@ def to_array(
     return arr
 
 
+_NUMBER_TYPES = frozenset({float, int})
+
+
 def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
+    if scan_booleans and set(map(type, value)) <= _NUMBER_TYPES:
+        # A flat list of numbers (the usual small request): its element types are all the checks
+        # need, and numpy converts it without first discovering its type.
+        try:
+            return np.array(value, dtype=np.float64)
+        except OverflowError:
+            pass  # an integer beyond float64: the general path below says so
     if not scan_booleans:
         try:
             return np.asarray(value, dtype=np.float64)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass, field
 
 # Upper bounds in seconds: from sub-millisecond compute calls up to multi-second uploads.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
+class _Series:
+    """The requests of one (method, route): a count per status and a latency histogram."""
+
+    __slots__ = ("buckets", "statuses", "total")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
 
 
 def _label(value: str) -> str:
@@ -30,18 +34,18 @@ class Metrics:
     def __init__(self) -> None:
         self.started_at = time.time()
         self.in_progress = 0
-        self._requests: dict[tuple[str, str, int], int] = {}
-        self._latency: dict[tuple[str, str], _Histogram] = {}
+        # One entry per (method, route), so that recording a request finds everything in one lookup.
+        self._series: dict[tuple[str, str], _Series] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
-        key = (method, route, status)
-        self._requests[key] = self._requests.get(key, 0) + 1
-        hist = self._latency.get((method, route))
-        if hist is None:
-            hist = self._latency[(method, route)] = _Histogram()
-        hist.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        hist.total += seconds
+        series = self._series.get((method, route))
+        if series is None:
+            series = self._series[(method, route)] = _Series()
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        series.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        series.total += seconds
 
     def render(self) -> str:
         """The metrics in the Prometheus text exposition format."""
@@ -49,24 +53,29 @@ class Metrics:
             "# HELP descent_http_requests_total HTTP requests answered, by method, route and status.",
             "# TYPE descent_http_requests_total counter",
         ]
-        for (method, route, status), count in sorted(self._requests.items()):
+        counts = sorted(
+            ((method, route, status), count)
+            for (method, route), series in self._series.items()
+            for status, count in series.statuses.items()
+        )
+        for (method, route, status), count in counts:
             labels = f'method="{method}",route="{_label(route)}",status="{status}"'
             lines.append(f"descent_http_requests_total{{{labels}}} {count}")
         lines += [
             "# HELP descent_http_request_duration_seconds Time from request start to response end.",
             "# TYPE descent_http_request_duration_seconds histogram",
         ]
-        for (method, route), hist in sorted(self._latency.items()):
+        for (method, route), series in sorted(self._series.items()):
             labels = f'method="{method}",route="{_label(route)}"'
             cumulative = 0
-            for bound, count in zip(LATENCY_BUCKETS, hist.counts, strict=False):
+            for bound, count in zip(LATENCY_BUCKETS, series.buckets, strict=False):
                 cumulative += count
                 lines.append(
                     f'descent_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {cumulative}'
                 )
-            cumulative += hist.counts[-1]
+            cumulative += series.buckets[-1]
             lines.append(f'descent_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {cumulative}')
-            lines.append(f"descent_http_request_duration_seconds_sum{{{labels}}} {hist.total!r}")
+            lines.append(f"descent_http_request_duration_seconds_sum{{{labels}}} {series.total!r}")
             lines.append(f"descent_http_request_duration_seconds_count{{{labels}}} {cumulative}")
         lines += [
             "# HELP descent_http_requests_in_progress HTTP requests being handled now.",

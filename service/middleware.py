@@ -1,22 +1,21 @@
-"""Pure-ASGI middleware: request ids, access logs and metrics; the request body size limit.
+"""The one pure-ASGI middleware: request ids, the request body size limit, metrics and access logs.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: the latter runs each request through an extra task and
-memory streams, which costs more than a small compute call itself.
+memory streams, which costs more than a small compute call itself. One layer rather than one per
+concern: every layer is another coroutine call on each request and on each message it sends.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import random
 import re
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge, problem_response, unhandled_error_response
+from service.logs import log_access
 from service.metrics import Metrics
-
-access_logger = logging.getLogger("descent.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Incoming ids are echoed into headers and logs, so only short, plain tokens are honoured.
@@ -25,31 +24,41 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 class RequestContextMiddleware:
-    """Give every request an id, log one JSON line for it, record metrics, and answer 500 on crashes.
+    """Give every request an id, hold its body to a size limit, record metrics, log one JSON line
+    for it, and answer 500 (with the id) when the application crashes.
 
     The id comes from an incoming ``X-Request-ID`` header when it is a plain token of at most 128
-    characters, otherwise 32 random hex digits; it is stored in ``request.state.request_id`` and returned in
-    the ``X-Request-ID`` response header.
+    characters, otherwise 32 random hex digits; it is stored in ``request.state.request_id`` and
+    returned in the ``X-Request-ID`` response header.
+
+    Bodies over ``max_body_bytes`` get 413: a ``Content-Length`` over the limit is refused before
+    the application runs; a body without one (chunked) is counted while it streams and refused as
+    soon as it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = None
+        request_id = content_length = None
         for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                if _VALID_REQUEST_ID.fullmatch(value):
-                    request_id = value.decode("ascii")
-                break
-        if request_id is None:
-            # 128 random bits as hex: as unique as a UUID4, a fifth of the cost of uuid.uuid4().
-            request_id = os.urandom(16).hex()
+            if name == b"content-length":
+                if content_length is None:
+                    content_length = value
+            elif name == REQUEST_ID_HEADER and request_id is None:
+                # The first header decides; an unsafe one is replaced, not skipped for a later one.
+                request_id = value.decode("ascii") if _VALID_REQUEST_ID.fullmatch(value) else ""
+        if not request_id:
+            # 128 random bits as hex: as unique as a UUID4. From the random module's generator (seeded
+            # from os.urandom, and again in each forked worker), not from os.urandom itself: an id is
+            # no secret, and a system call per request is not free.
+            request_id = random.getrandbits(128).to_bytes(16, "big").hex()
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -69,7 +78,18 @@ class RequestContextMiddleware:
         metrics = self.metrics
         metrics.in_progress += 1
         try:
-            await self.app(scope, receive, send_with_id)
+            if content_length is None:
+                await self.app(scope, self._counting(receive), send_with_id)
+            elif content_length.isdigit() and int(content_length) > self.max_body_bytes:
+                await self._reject(scope, receive, send_with_id)
+            else:
+                # The server holds the body to its declared length, so nothing is left to count.
+                await self.app(scope, receive, send_with_id)
+        except PayloadTooLarge:
+            # The application normally turns this into a 413 itself; this covers reads outside a handler.
+            if started:
+                raise
+            await self._reject(scope, receive, send_with_id)
         except Exception as exc:
             if started:
                 raise
@@ -77,55 +97,17 @@ class RequestContextMiddleware:
         finally:
             metrics.in_progress -= 1
             duration = time.perf_counter() - start
-            route = scope.get("route")
             method = scope["method"]
-            metrics.observe(method, getattr(route, "path", UNMATCHED_ROUTE), status, duration)
-            if access_logger.isEnabledFor(logging.INFO):
-                fields = {
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "request_id": request_id,
-                }
-                # makeRecord + handle is logger.info without its stack walk for the caller's file and line.
-                access_logger.handle(
-                    access_logger.makeRecord(
-                        access_logger.name, logging.INFO, __file__, 0, "request", (), None, extra=fields
-                    )
-                )
-
-
-class BodySizeLimitMiddleware:
-    """Answer 413 for request bodies over ``max_body_bytes``.
-
-    A ``Content-Length`` over the limit is refused before the application runs; a body without one
-    (chunked) is counted while it streams and refused as soon as it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
+            metrics.observe(method, getattr(scope.get("route"), "path", UNMATCHED_ROUTE), status, duration)
+            log_access(method, scope["path"], status, round(duration * 1000, 3), request_id)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body exceeds the limit of {self.max_body_bytes} bytes")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def _counting(self, receive: Receive) -> Receive:
+        """``receive`` that raises PayloadTooLarge once the body read so far passes the limit."""
         limit = self.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > limit:
-                    await self._reject(scope, receive, send)
-                    return
-                # The server holds the body to its declared length, so nothing is left to count.
-                await self.app(scope, receive, send)
-                return
-
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -136,19 +118,7 @@ class BodySizeLimitMiddleware:
                     raise self._too_large()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except PayloadTooLarge:
-            # The application normally turns this into a 413 itself; this covers reads outside a handler.
-            if started:
-                raise
-            await self._reject(scope, receive, send)
+        return counting_receive
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = self._too_large()

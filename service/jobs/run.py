@@ -4,7 +4,8 @@ It claims the job (which fences every later write on the new attempt), loads the
 and dataset from the store, resumes from the latest checkpoint if there is one, calls
 ``engine.training.fit`` and records progress at a bounded rate, checkpoints every few seconds,
 and ends the job with its model. The store is the only state: a run can die at any point and
-another run picks the job up from its checkpoint.
+another run picks the job up from its checkpoint. A store outage is not the job's fault: the run
+keeps training, skips the periodic writes it cannot make, and waits for the store to record its end.
 """
 
 from __future__ import annotations
@@ -326,7 +327,7 @@ def _warm_start(store: Store, model_id: str, architecture: Any) -> np.ndarray:
 def _finish(
     store: Store, job_id: str, attempt: int, result: FitResult, task: str, classes: list[Any] | None
 ) -> str:
-    metrics = {key: values[-1] for key, values in result.history.items() if values}
+    metrics: dict[str, Any] = {key: values[-1] for key, values in result.history.items() if values}
     metrics.update(epochs_run=result.epochs_run, best_epoch=result.best_epoch, stop_reason=result.stop_reason)
     reason = result.stop_reason
     if reason == "cancelled":

@@ -9,9 +9,9 @@ is replaced by the local one, and the API listens on 127.0.0.1 on a free port. :
 anything else on the machine.
 
 Every process runs in a process group of its own and receives SIGKILL if the process that started it
-dies (``PR_SET_PDEATHSIG``), so a crashed or interrupted test leaves nothing running; ``close`` kills
-whole groups. Logs go to files in the stack's work folder; :meth:`Stack.logs` gathers them for failure
-messages.
+dies (``PR_SET_PDEATHSIG``; strictly, when the starting thread ends, so start them from the main
+thread), so a crashed or interrupted test leaves nothing running; ``close`` kills whole groups. Logs
+go to files in the stack's work folder; :meth:`Stack.logs` gathers them for failure messages.
 
 Usage::
 
@@ -400,7 +400,10 @@ class Stack:
             return
         process = self._process("migrate", _local_command(self.services["migrate"].command))
         process.start()
-        code = process.wait(timeout)
+        try:
+            code = process.wait(timeout)
+        finally:
+            process.kill()
         if code != 0:
             raise StackError(f"migrate exited with {code}\n{process.tail()}")
 
