@@ -14,7 +14,7 @@ on the machine's server when it is reachable, else a private cluster), with the 
    worker), both stamped by the store's clients on this machine. Target: p50 ≤ 100 ms.
 
 Run: python benchmarks/distributed.py [--jobs 20] [--job-seconds 1.0] [--rounds 3]. Prints a Markdown
-report for docs/benchmarks.md. Needs redis-server and PostgreSQL (see DEVELOPERS.md). The workers need
+report for docs/benchmarks.md. Needs redis-server and PostgreSQL (see the README). The workers need
 the machine's cores to themselves: other load makes two jobs at once slower than one alone, which the
 report shows as the per-job slowdown.
 """

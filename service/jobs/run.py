@@ -243,8 +243,10 @@ def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
         return str(exc)
     stored = load_checkpoint(store, job_id)
     resume = checkpoint_from_bytes(stored.data) if stored is not None else None
-    # The history after the checkpoint is rewritten by this run, epoch by epoch.
-    truncate_metrics_after(store, job_id, attempt, resume.epoch if resume else 0)
+    # The history after the checkpoint is rewritten by this run, epoch by epoch. A first attempt
+    # has no history yet, which spares short jobs a write.
+    if attempt > 1 or resume is not None:
+        truncate_metrics_after(store, job_id, attempt, resume.epoch if resume else 0)
     return _Loaded(config, dataset, X, y, architecture, fit_cfg, initial, resume)
 
 
@@ -291,7 +293,10 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
     # The result exists only in this process: wait out a store outage rather than lose it.
     _persist(recorder.flush, shutdown, run)
     # A cancel that arrives as the last epoch ends still ends the job cancelled, as promised.
-    cancel = _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)
+    # The flush just read the cancel flag; only a run that recorded no epoch must ask for it.
+    cancel = recorder.cancel_requested or (
+        recorder.latest is None and _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)
+    )
     if cancel and result.stop_reason in ("completed", "early_stopped"):
         result.stop_reason = "cancelled"
     return _persist(
