@@ -109,7 +109,7 @@ def checkpoint_to_bytes(checkpoint: Checkpoint) -> bytes:
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_plain).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub mistakes the arrays for allow_pickle
     return buffer.getvalue()
 
 

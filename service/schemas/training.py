@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,11 +12,19 @@ from engine.models import MODEL_TYPES
 from engine.optimizers import DEFAULT_HYPERPARAMETERS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES
 from service.schemas.common import ArrayField
 
-ActivationName = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
-OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
-ScheduleName = Literal[tuple(SCHEDULES)]  # type: ignore[valid-type]
-ModelType = Literal[tuple(MODEL_TYPES)]  # type: ignore[valid-type]
-GeneratorKind = Literal[tuple(GENERATORS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    ActivationName = str
+    OptimizerName = str
+    ScheduleName = str
+    ModelType = str
+    GeneratorKind = str
+else:
+    # The allowed names come from the engine's registries, so the schema can never drift from them.
+    ActivationName = Literal[tuple(ACTIVATIONS)]
+    OptimizerName = Literal[tuple(OPTIMIZERS)]
+    ScheduleName = Literal[tuple(SCHEDULES)]
+    ModelType = Literal[tuple(MODEL_TYPES)]
+    GeneratorKind = Literal[tuple(GENERATORS)]
 Task = Literal["binary", "multiclass", "regression"]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -157,7 +165,8 @@ class ScheduleConfig(BaseModel):
         unknown = sorted(set(given) - set(allowed))
         if unknown:
             raise ValueError(
-                f"schedule {self.name!r} takes no {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}"
+                f"schedule {self.name!r} takes no {', '.join(unknown)}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
             )
         return {**allowed, **given}
 
@@ -264,8 +273,8 @@ class TrainingConfig(BaseModel):
             raise ValueError("give exactly one of dataset_id and dataset")
         if self.optimizer.name == "gd" and self.batch_size is not None:
             raise ValueError(
-                f"optimizer 'gd' is full-batch gradient descent: batch_size must be null, got {self.batch_size};"
-                " use 'sgd', 'momentum', 'nesterov' or 'adam' for mini-batches"
+                "optimizer 'gd' is full-batch gradient descent: batch_size must be null, "
+                f"got {self.batch_size}; use 'sgd', 'momentum', 'nesterov' or 'adam' for mini-batches"
             )
         self.optimizer.hyperparameters()
         if self.lr_schedule is not None:
