@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.models import Schema
 from fastapi.openapi.utils import get_openapi
@@ -25,7 +24,7 @@ from service.jsonio import JSONResponse
 from service.logs import configure_logging, flush_access_log
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
-from service.routers import ROUTERS
+from service.routers import register_routes
 from service.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
 from service.settings import Settings
 from service.state import close_state, open_state
@@ -121,8 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
     )
-    for router in ROUTERS:
-        add_routes(app, router)
+    register_routes(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -131,40 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-# What add_api_route takes besides the path and the endpoint; an APIRoute keeps each under its name
-# (an option it did not keep would fail loudly, at startup, in getattr below).
-_ROUTE_OPTIONS = tuple(
-    name
-    for name in inspect.signature(APIRouter.add_api_route).parameters
-    if name not in {"self", "path", "endpoint", "route_class_override"}
-)
-
-
-def add_routes(app: FastAPI, router: APIRouter) -> None:
-    """Register the routes of ``router`` on the application itself, each as ``include_router`` would.
-
-    ``include_router`` keeps the router as one node of a tree, which every request walks twice
-    (once to find the router, once to find the route in it): a tenth of the time of a small compute
-    call. Here each route is registered again through ``app.router.add_api_route`` with all its own
-    options, so the application's defaults (response class, operation ids) and its dependency
-    overrides apply exactly as they do to included routes, and requests match a flat list.
-
-    Parameters
-    ----------
-    app : FastAPI
-        The application.
-    router : APIRouter
-        A router of APIRoutes only (its own prefix and tags are already part of each route).
-    """
-    if router.on_startup or router.on_shutdown:
-        raise ValueError(f"router {router.prefix!r} has startup or shutdown handlers; include it instead")
-    for route in router.routes:
-        if not isinstance(route, APIRoute):
-            raise ValueError(f"router {router.prefix!r} holds {route!r}, not an APIRoute; include it instead")
-        options = {name: getattr(route, name) for name in _ROUTE_OPTIONS}
-        app.router.add_api_route(route.path, route.endpoint, route_class_override=type(route), **options)
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:

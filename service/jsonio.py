@@ -59,6 +59,8 @@ class JSONBody:
 
 def check_json_content_type(content_type: str | None) -> None:
     """Accept ``application/json`` and ``application/*+json`` (any parameters); 415 otherwise."""
+    if content_type == JSON_MEDIA_TYPE:
+        return
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
         return
@@ -160,24 +162,26 @@ def to_array(
         For ragged nested lists, non-numbers, booleans, the wrong number of dimensions, too few or
         too many elements, and non-finite values.
     """
-    if isinstance(value, bool):
+    known_finite = False
+    if isinstance(value, list):
+        arr, known_finite = _list_to_array(value, name, scan_booleans)
+    elif isinstance(value, bool):
         raise _bad_leaf(name, value)
-    if isinstance(value, int | float):
+    elif isinstance(value, int | float):
         arr = np.asarray(_to_float(value, name))
-    elif isinstance(value, list):
-        arr = _list_to_array(value, name, scan_booleans)
     else:
         raise field_error(name, f"must be a number or a nested array of numbers, got {_json_type(value)}")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and arr.ndim not in allowed:
         wanted = " or ".join(str(d) for d in allowed)
         raise field_error(name, f"must have {wanted} dimension(s), got {arr.ndim} (shape {list(arr.shape)})")
-    if arr.size < min_size:
+    size = arr.size
+    if size < min_size:
         msg = "must not be empty" if min_size == 1 else f"must hold at least {min_size} numbers"
         raise field_error(name, f"{msg}, got shape {list(arr.shape)}")
-    if arr.size > max_elements:
-        raise field_error(name, f"holds {arr.size} numbers; the limit is {max_elements}")
-    if not np.isfinite(arr).all():
+    if size > max_elements:
+        raise field_error(name, f"holds {size} numbers; the limit is {max_elements}")
+    if not known_finite and not np.isfinite(arr).all():
         raise field_error(name, "must hold finite numbers only, found NaN or infinity")
     return arr
 
@@ -185,14 +189,21 @@ def to_array(
 _NUMBER_TYPES = frozenset({float, int})
 
 
-def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
+def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> tuple[Array, bool]:
+    """The float64 array of a nested list, and whether it is already known to be finite."""
     if scan_booleans and set(map(type, value)) <= _NUMBER_TYPES:
         # A flat list of numbers (the usual small request): its element types are all the checks
-        # need, and numpy converts it without first discovering its type.
+        # need, numpy converts it without first discovering its type, and as NaN and infinities
+        # carry through a sum, a finite sum proves every number finite (an infinite one may be an
+        # overflow, which the exact check afterwards tells apart).
         try:
-            return np.array(value, dtype=np.float64)
+            return np.array(value, dtype=np.float64), math.isfinite(sum(value))
         except OverflowError:
             pass  # an integer beyond float64: the general path below says so
+    return _nested_to_array(value, name, scan_booleans), False
+
+
+def _nested_to_array(value: list[Any], name: str, scan_booleans: bool) -> Array:
     if not scan_booleans:
         try:
             return np.asarray(value, dtype=np.float64)

@@ -2,10 +2,12 @@
 
 The access log (one line per request, logger ``descent.access``) has a fast path: while the
 service's own stderr handler is the only place its records would go, :func:`log_access` builds the
-line with one orjson call and writes lines in batches, once per turn of the event loop, instead of
-creating a ``LogRecord``, taking the handler's lock, formatting and flushing for every request
-(together about as long as a small compute call). As soon as anything else listens (a handler or
-filter added by a test or a ``logging.config``), the lines go through ``logging`` as before.
+line with one orjson call and leaves it for a batch written at most ``ACCESS_FLUSH_SECONDS`` later
+(and when the service stops), instead of creating a ``LogRecord``, taking the handler's lock,
+formatting and writing for every request: together about as long as a small compute call. So an
+access line can come after lines the other loggers wrote meanwhile. As soon as anything else
+listens (a handler or filter added by a test runner or a ``logging.config``), access lines go
+through ``logging`` as the other records do.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 _root = logging.getLogger("descent")
 _access = logging.getLogger(ACCESS_LOGGER)
 # Access lines wait at most this long to be written, and at most this many wait: a write (a system
-# call) per line costs a small request about a tenth of its time.
+# call) per line would cost a small request about a tenth of its time.
 ACCESS_FLUSH_SECONDS = 0.05
 ACCESS_BATCH_LINES = 1000
 _pending: list[bytes] = []
@@ -108,11 +110,12 @@ def _only_stderr_handler() -> bool:
     return type(handler) is _StderrHandler and not handler.filters and handler.level <= logging.INFO
 
 
-def log_access(method: str, path: str, status: int, duration_ms: float, request_id: str) -> None:
+def log_access(method: str, path: str, status: int, seconds: float, request_id: str) -> None:
     """Log one request on ``descent.access`` (at info): method, path, status, duration and id."""
     global _flush_loop
     if not _access.isEnabledFor(logging.INFO):
         return
+    duration_ms = round(seconds * 1000, 3)
     if not _only_stderr_handler():
         fields = {
             "method": method,
@@ -122,7 +125,9 @@ def log_access(method: str, path: str, status: int, duration_ms: float, request_
             "request_id": request_id,
         }
         # makeRecord + handle is logger.info without its stack walk for the caller's file and line.
-        record = _access.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None, extra=fields)
+        record = _access.makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None, extra=fields
+        )
         _access.handle(record)
         return
     # The same line JSONFormatter would write for that record.

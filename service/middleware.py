@@ -64,13 +64,11 @@ class RequestContextMiddleware:
             state = scope["state"] = {}
         state["request_id"] = request_id
         id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
-        status = 500
-        started = False
+        status = 0  # until the response starts
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
@@ -87,19 +85,20 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
         except PayloadTooLarge:
             # The application normally turns this into a 413 itself; this covers reads outside a handler.
-            if started:
+            if status:
                 raise
             await self._reject(scope, receive, send_with_id)
         except Exception as exc:
-            if started:
+            if status:
                 raise
             await unhandled_error_response(scope, exc)(scope, receive, send_with_id)
         finally:
             metrics.in_progress -= 1
             duration = time.perf_counter() - start
             method = scope["method"]
+            status = status or 500  # no response at all: the server answers 500
             metrics.observe(method, getattr(scope.get("route"), "path", UNMATCHED_ROUTE), status, duration)
-            log_access(method, scope["path"], status, round(duration * 1000, 3), request_id)
+            log_access(method, scope["path"], status, duration, request_id)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body exceeds the limit of {self.max_body_bytes} bytes")

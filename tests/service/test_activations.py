@@ -179,3 +179,28 @@ def test_softmax_of_a_single_number_is_rejected(client: Client) -> None:
     assert_problem(
         client.post("/v1/activations/softmax", json={"x": 1.0}), 422, "must be an array for softmax"
     )
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_x_alone_means_the_documented_defaults(client: Client, name: str) -> None:
+    # A body with x alone skips validation; it must answer exactly as the defaults spelled out do.
+    x = [[-1.5, 0.0, 2.0], [0.25, -0.75, 3.0]]
+    alone = client.post(f"/v1/activations/{name}", json={"x": x})
+    spelled = client.post(f"/v1/activations/{name}", json={"x": x, "derivative": False, "params": None})
+    assert alone.status_code == spelled.status_code == 200
+    assert alone.json() == spelled.json()
+    assert "dy" not in alone.json()
+
+
+def test_x_missing_or_beside_an_unknown_field_is_still_rejected(client: Client) -> None:
+    assert_problem(client.post("/v1/activations/relu", json={"y": [1.0]}), 422, "body.x: Field required")
+    assert_problem(client.post("/v1/activations/relu", json={}), 422, "body.x: Field required")
+
+
+def test_finite_outputs_whose_sum_overflows_are_answered(client: Client) -> None:
+    # Finite results are proven by a finite sum; an overflowing sum must fall back to the exact check.
+    body = evaluate(client, "identity", x=[1e308, 1e308], derivative=True)
+    assert body["y"] == [1e308, 1e308]
+    assert body["dy"] == [1.0, 1.0]
+    body = evaluate(client, "leaky_relu", x=[-1e10, 1e308], params={"alpha": 1e290})
+    assert body["y"] == [-1e300, 1e308]

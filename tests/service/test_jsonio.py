@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import orjson
@@ -89,6 +90,29 @@ def test_integers_beyond_int64_convert_and_beyond_float64_are_rejected() -> None
 def test_non_finite_inputs_from_other_sources_are_rejected() -> None:
     with pytest.raises(InvalidInput, match="finite numbers only"):
         to_array([1.0, math.inf], "x", max_elements=10)
+    for bad in ([math.nan, 1.0], [math.inf, -math.inf], [[1.0], [math.nan]]):
+        with pytest.raises(InvalidInput, match="finite numbers only"):
+            to_array(bad, "x", max_elements=10)
+
+
+def test_finite_numbers_whose_sum_overflows_are_accepted() -> None:
+    # The flat fast path proves finiteness by a finite sum; an overflowing one must not reject.
+    assert to_array([1e308, 1e308, -1e308], "x", max_elements=10).tolist() == [1e308, 1e308, -1e308]
+    assert to_array([10**308, 1e308], "x", max_elements=10).tolist() == [1e308, 1e308]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ([1.0, True], "x[1] must be a number, got a boolean"),
+        ([1.0, None], "x[1] must be a number, got null"),
+        ([1.0, "2"], "x[1] must be a number, got a string"),
+        ([1.0, [2.0]], "ragged"),
+    ],
+)
+def test_flat_lists_with_anything_but_numbers_are_rejected(value: list, fragment: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(fragment)):
+        to_array(value, "x", max_elements=10)
 
 
 def test_field_loc_splits_keys_and_indices() -> None:
