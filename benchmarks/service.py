@@ -85,6 +85,11 @@ def wrk(url: str, body: bytes, connections: int, duration: int, tmp: Path) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per measurement")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="Descent's log level; the default, info, writes a JSON access line per request",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -103,7 +108,7 @@ def main() -> None:
         env = {
             **os.environ,
             "DESCENT_WORKERS": "0",
-            "DESCENT_LOG_LEVEL": "warning",
+            "DESCENT_LOG_LEVEL": args.log_level,
             "DESCENT_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "PYTHONPATH": str(ROOT),
         }
