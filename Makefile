@@ -24,6 +24,7 @@ serve: $(VENV)/.installed  ## install (first time) and run the service on 127.0.
 
 test: $(VENV)/.installed-test  ## install (first time) and run every test
 	$(BIN)/ruff check engine service tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(VENV)/.installed-test
