@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 
 from service.jobs.run import RunSettings
 from service.runner import NoRunner, Runner
@@ -64,17 +63,3 @@ async def close_state(app: FastAPI) -> None:
     store: Store | None = getattr(app.state, "store", None)
     if store is not None:
         store.close()
-
-
-async def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-async def get_runner(request: Request) -> Runner:
-    runner: Runner = request.app.state.runner
-    return runner
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-RunnerDep = Annotated[Runner, Depends(get_runner)]

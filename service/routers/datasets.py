@@ -9,13 +9,12 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from service import datasets
-from service.deps import SettingsDep
+from service.deps import SettingsDep, StoreDep
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json
 from service.schemas.common import problem_responses, request_body
 from service.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
 from service.schemas.training import Task
-from service.state import StoreDep
 from service.store import DatasetRecord
 from service.store import delete_dataset as store_delete_dataset
 from service.store import get_dataset as store_get_dataset

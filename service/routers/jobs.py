@@ -8,13 +8,12 @@ import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from service.deps import SettingsDep
+from service.deps import RunnerDep, SettingsDep, StoreDep
 from service.jobs import api
 from service.jsonio import JSONResponse, parse_json, read_json_bytes
 from service.schemas.common import DOCUMENTED_MODELS, REF_PREFIX, problem_responses, request_body
 from service.schemas.jobs import DryRun, Event, Job, JobMetrics, JobPage, JobStatus
 from service.schemas.training import TrainingConfig
-from service.state import RunnerDep, StoreDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

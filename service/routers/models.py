@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from service import models
-from service.deps import SettingsDep
+from service.deps import SettingsDep, StoreDep
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json, read_json_bytes
 from service.schemas.common import problem_responses, request_body
@@ -21,7 +21,6 @@ from service.schemas.models import (
     Prediction,
     PredictRequest,
 )
-from service.state import StoreDep
 from service.store import delete_model as store_delete_model
 from service.store import get_model as store_get_model
 from service.store import list_models as store_list_models

@@ -30,6 +30,15 @@ Task = Literal["binary", "multiclass", "regression"]
 _STRICT = ConfigDict(extra="forbid")
 
 
+def _with_defaults(what: str, defaults: dict[str, float], given: dict[str, Any]) -> dict[str, float]:
+    """The defaults updated with the given (non-null) values; a value ``what`` does not take → ValueError."""
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{what} takes no {', '.join(unknown)}; allowed: {', '.join(defaults) or 'none'}")
+    return {**defaults, **given}
+
+
 class GeneratorSpec(BaseModel):
     """A synthetic dataset drawn from a seeded generator."""
 
@@ -132,15 +141,8 @@ class OptimizerConfig(BaseModel):
 
     def hyperparameters(self) -> dict[str, float]:
         """The optimizer's hyperparameters with defaults filled; others given → ValueError."""
-        allowed = DEFAULT_HYPERPARAMETERS[self.name]
-        given = {k: v for k in ("momentum", "beta1", "beta2", "eps") if (v := getattr(self, k)) is not None}
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"optimizer {self.name!r} takes no {', '.join(unknown)}; "
-                f"allowed: {', '.join(allowed) or 'none besides learning_rate'}"
-            )
-        return {**allowed, **given}
+        given = {k: getattr(self, k) for k in ("momentum", "beta1", "beta2", "eps")}
+        return _with_defaults(f"optimizer {self.name!r}", DEFAULT_HYPERPARAMETERS[self.name], given)
 
 
 class ScheduleConfig(BaseModel):
@@ -160,15 +162,9 @@ class ScheduleConfig(BaseModel):
     )
 
     def options(self) -> dict[str, float]:
-        allowed = SCHEDULE_OPTIONS[self.name]
-        given = {k: v for k in ("step_size", "gamma", "min_lr") if (v := getattr(self, k)) is not None}
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"schedule {self.name!r} takes no {', '.join(unknown)}; "
-                f"allowed: {', '.join(allowed) or 'none'}"
-            )
-        return {**allowed, **given}
+        """The schedule's options with defaults filled; others given → ValueError."""
+        given = {k: getattr(self, k) for k in ("step_size", "gamma", "min_lr")}
+        return _with_defaults(f"schedule {self.name!r}", SCHEDULE_OPTIONS[self.name], given)
 
 
 class EarlyStoppingConfig(BaseModel):
