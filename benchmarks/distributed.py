@@ -46,8 +46,8 @@ from tests.deploy.stack import (
     Stack,
     postgres_unavailable_reason,
     redis_unavailable_reason,
-    wait_until,
 )
+from tests.processes import wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 CALIBRATION_EPOCHS = 1000
@@ -74,11 +74,8 @@ def timestamp(value: str) -> float:
 def database() -> Iterator[str]:
     """A fresh database: on the machine's PostgreSQL when reachable, else on a private cluster."""
     if pg.unavailable_reason() is None:
-        url = pg.create_temp_database()
-        try:
+        with pg.temp_database() as url:
             yield url
-        finally:
-            pg.drop_database(url)
         return
     reason = postgres_unavailable_reason()
     if reason is not None:

@@ -8,19 +8,25 @@ ever dropped.
 Usage::
 
     reason = unavailable_reason()      # None when PostgreSQL can be used
-    url = create_temp_database()       # postgresql+psycopg://postgres@127.0.0.1:5432/descent_test_...
-    ...
-    drop_database(url)
+    with temp_database() as url:       # postgresql+psycopg://postgres@127.0.0.1:5432/descent_test_...
+        ...                            # dropped on leaving the block
+
+    @pytest.fixture
+    def postgres_url() -> Iterator[str]:
+        yield from database_fixture()  # the same, or the test is skipped without PostgreSQL
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
 import secrets
+from collections.abc import Iterator
 
 import psycopg
+import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
@@ -87,6 +93,25 @@ def drop_database(url: str) -> None:
         raise RuntimeError(reason)
     with _connect(admin) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def temp_database() -> Iterator[str]:
+    """A database made by :func:`create_temp_database` for the ``with`` block, dropped afterwards."""
+    url = create_temp_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+def database_fixture() -> Iterator[str]:
+    """The body of a fixture (``yield from``) giving a :func:`temp_database`; skips without PostgreSQL."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with temp_database() as url:
+        yield url
 
 
 def truncate_all(url: str) -> None:

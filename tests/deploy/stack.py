@@ -8,10 +8,10 @@ is replaced by the local one, and the API listens on 127.0.0.1 on a free port. :
 :class:`PostgresCluster` are private servers the fault tests may stop and restart without disturbing
 anything else on the machine.
 
-Every process runs in a process group of its own and receives SIGKILL if the process that started it
-dies (``PR_SET_PDEATHSIG``; strictly, when the starting thread ends, so start them from the main
-thread), so a crashed or interrupted test leaves nothing running; ``close`` kills whole groups. Logs
-go to files in the stack's work folder; :meth:`Stack.logs` gathers them for failure messages.
+Every process is a :class:`tests.processes.Process`: a process group of its own that receives SIGKILL if
+the process that started it dies, so a crashed or interrupted test leaves nothing running; ``close``
+kills whole groups. Logs go to files in the stack's work folder; :meth:`Stack.logs` gathers them for
+failure messages.
 
 Usage::
 
@@ -25,21 +25,18 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,6 +44,8 @@ import psycopg
 import redis
 import yaml
 from psycopg import sql
+
+from tests.processes import Process, ProcessError, as_user, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -62,152 +61,9 @@ FAST_TIMINGS = {
     "DESCENT_LOG_LEVEL": "info",
 }
 
-_PR_SET_PDEATHSIG = 1
 
-
-class StackError(RuntimeError):
+class StackError(ProcessError):
     """A process of the stack did not start or stop as expected (the message holds its log)."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns a truthy value (returned); ``TimeoutError`` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the test process dies, however it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _as_user(user: str | None) -> dict[str, Any]:
-    """Popen arguments that run the child as ``user`` (and its group), or nothing."""
-    if user is None:
-        return {}
-    return {"user": user, "group": user, "extra_groups": []}
-
-
-class Process:
-    """One command run in its own process group, its output appended to ``log_path``."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path,
-        log_path: Path,
-        user: str | None = None,
-    ) -> None:
-        self.name, self.argv, self.env, self.cwd, self.log_path = name, argv, dict(env), cwd, log_path
-        self.user = user
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        if self.popen is None:
-            raise StackError(f"{self.name} was never started")
-        return self.popen.pid
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            raise StackError(f"{self.name} is already running (pid {self.pid})")
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.popen = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                **_as_user(self.user),
-            )
-
-    def send(self, sig: int) -> None:
-        """Send ``sig`` to the main process only, as ``docker stop`` does to a container's PID 1."""
-        if self.running:
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (``kill -9``, ``docker kill``) and reap it."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the process to exit and return its exit code; ``StackError`` when it does not."""
-        if self.popen is None:
-            raise StackError(f"{self.name} was never started")
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise StackError(f"{self.name} did not exit within {timeout:g} s\n{self.tail()}") from None
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL of the group after ``timeout``; the exit code (None if never started)."""
-        if self.popen is None:
-            return None
-        self.send(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        code = self.popen.poll()
-        # Children the main process left behind die with the group either way.
-        self.kill()
-        return code
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def tail(self, lines: int = 40) -> str:
-        text = "\n".join(self.output().splitlines()[-lines:])
-        return f"--- {self.name} (last {lines} lines of {self.log_path}) ---\n{text}"
-
-    def wait_for_output(self, needle: str, timeout: float, *, after: int = 0) -> None:
-        """Until ``needle`` shows in the log after character ``after``; fails at once if the process exits."""
-
-        def seen() -> bool:
-            if needle in self.output()[after:]:
-                return True
-            if not self.running:
-                raise StackError(f"{self.name} exited while starting\n{self.tail()}")
-            return False
-
-        try:
-            wait_until(seen, timeout, f"{self.name} printing {needle!r}")
-        except TimeoutError as exc:
-            raise StackError(f"{exc}\n{self.tail()}") from None
 
 
 # --- docker-compose.yml -------------------------------------------------------------------------------
@@ -636,7 +492,7 @@ class PostgresCluster:
             capture_output=True,
             cwd=self.base,
             check=False,
-            **_as_user(self.user),
+            **as_user(self.user),
         )
         if init.returncode != 0:
             shutil.rmtree(self.base, ignore_errors=True)

@@ -33,8 +33,8 @@ from tests.deploy.stack import (
     Stack,
     postgres_unavailable_reason,
     redis_unavailable_reason,
-    wait_until,
 )
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
 
@@ -72,12 +72,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def shared_postgres_url() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL, dropped afterwards."""
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pg.create_temp_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.database_fixture()
 
 
 @pytest.fixture

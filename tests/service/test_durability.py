@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.test_jobs_e2e import ServiceProcess, parse_sse, wait_for_job, wait_until
+from tests.processes import wait_until
+from tests.service.test_jobs_e2e import ServiceProcess, parse_sse, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.processes import Process, free_port
+
 DESCENT = Path(sys.executable).with_name("descent")
 JSON = {"content-type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -37,33 +28,16 @@ def server(tmp_path: Path) -> Iterator[str]:
         "DESCENT_MAX_BODY_BYTES": "10000",
         "DESCENT_LOG_LEVEL": "info",
     }
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(DESCENT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    process = Process(
+        "descent serve", [str(DESCENT), "serve"], env=env, cwd=tmp_path, log_path=tmp_path / "server.log"
     )
     url = f"http://127.0.0.1:{port}"
+    process.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"descent serve exited: {(tmp_path / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("descent serve did not become healthy within 20 s")
-            time.sleep(0.1)
+        process.wait_for_http(f"{url}/healthz", timeout=20)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        process.stop(timeout=15)
 
 
 @pytest.mark.e2e

@@ -7,16 +7,11 @@ durability tests reuse it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,37 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.processes import Process, free_port, group_members, wait_until
+
 pytestmark = pytest.mark.e2e
 
 BIN_DIR = Path(sys.executable).parent
 STARTUP_S = 30.0
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def _die_with_parent() -> None:
-    # A test that crashes must not leave a service running: the kernel kills it with the test process.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ServiceProcess:
@@ -80,7 +50,7 @@ class ServiceProcess:
             **settings,
         }
         self.log_path = workdir / "service.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Process | None = None
         self.url = ""
 
     @property
@@ -93,53 +63,37 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, **{f"DESCENT_{k.upper()}": str(v) for k, v in self.settings.items()}}
         env.update(DESCENT_HOST="127.0.0.1", DESCENT_PORT=str(port))
-        command = [str(BIN_DIR / "descent"), "serve"]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a process group of its own: workers are killed with it
-                preexec_fn=_die_with_parent,
-            )
-        wait_until(self._ready, STARTUP_S, f"the service to be ready at {self.url}; log:\n{self.log()}")
+        # A process group of its own: the workers are killed with it.
+        self.process = Process(
+            "descent serve",
+            [str(BIN_DIR / "descent"), "serve"],
+            env=env,
+            cwd=self.workdir,
+            log_path=self.log_path,
+        )
+        self.process.start()
+        self.process.wait_for_http(self.url + "/readyz", STARTUP_S)
         return self
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            pytest.fail(f"the service exited with code {self.process.returncode}; log:\n{self.log()}")
-        try:
-            return httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def log(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def kill_group(self) -> None:
         """kill -9 of the service and every process of its group (workers included)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        # Workers are reparented once the service dies; wait until none of the group is left.
-        wait_until(lambda: not _group_members(self.process.pid), 10, "the killed process group to vanish")
-        self.process = None
+        self._end(graceful=False)
 
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown), then kill -9 of the group if it lingers."""
+        self._end(graceful=True)
+
+    def _end(self, *, graceful: bool) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_group()
+        pgid = self.process.pid
+        if graceful:
+            self.process.stop(timeout=15)
+        else:
+            self.process.kill()
+        # Workers are reparented once the service dies; wait until none of the group is left.
+        wait_until(lambda: not group_members(pgid), 10, "the killed process group to vanish")
+        self.process = None
 
     def children(self) -> list[tuple[int, str]]:
         """(pid, command line) of the service's child processes."""
@@ -166,20 +120,6 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # fields: state, ppid, pgrp, ...; a zombie (Z) is already dead.
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
 
 
 @pytest.fixture
@@ -209,7 +149,10 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 30.0) -> di
         last = client.get(f"/v1/jobs/{job_id}").json()
         return last["status"] in ("succeeded", "failed", "cancelled")
 
-    wait_until(terminal, timeout, f"job {job_id} to finish (last seen: {last})")
+    try:
+        wait_until(terminal, timeout, f"job {job_id} to finish")
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; last seen: {last}")
     return last
 
 

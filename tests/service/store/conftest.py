@@ -14,12 +14,7 @@ from tests import pg
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this test session (one per xdist worker), dropped at the end."""
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pg.create_temp_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.database_fixture()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

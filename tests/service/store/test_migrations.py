@@ -33,13 +33,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pg.create_temp_database()
-    yield url
-    pg.drop_database(url)
+    else:
+        yield from pg.database_fixture()
 
 
 def _revision(store: Store) -> str | None:
