@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-test
 openapi: $(VENV)/.installed
 	$(BIN)/descent openapi > openapi/openapi.json
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test  ## the engine and service benchmarks (PyTorch, when installed, is compared too)
 	$(PIP) install --quiet -c requirements/constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/service.py
