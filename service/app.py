@@ -20,12 +20,12 @@ from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from service.errors import install_error_handlers
-from service.jsonio import JSONResponse
+from service.http.jsonio import JSONResponse
+from service.http.middleware import RequestContextMiddleware
+from service.http.routers import register_routes
+from service.http.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
 from service.logs import configure_logging, flush_access_log
 from service.metrics import Metrics
-from service.middleware import RequestContextMiddleware
-from service.routers import register_routes
-from service.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
 from service.settings import Settings
 from service.state import close_state, open_state
 

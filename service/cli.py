@@ -51,7 +51,7 @@ def _openapi(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from service.runner.celery_worker import main as worker_main
+    from service.runners.celery_worker import main as worker_main
 
     worker_main(["--hostname", args.hostname] if args.hostname else [])
     return 0

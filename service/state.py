@@ -7,8 +7,8 @@ import logging
 import anyio
 from fastapi import FastAPI
 
-from service.jobs.run import RunSettings
-from service.runner import NoRunner, Runner
+from service.runners import NoRunner, Runner
+from service.runners.run_job import RunSettings
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -18,12 +18,12 @@ log = logging.getLogger("descent.state")
 def make_runner(settings: Settings, store: Store) -> Runner:
     """The runner the settings ask for."""
     if settings.runner == "celery":
-        from service.runner.distributed import CeleryRunner
+        from service.runners.distributed import CeleryRunner
 
         return CeleryRunner(store, settings)
     if settings.workers == 0:
         return NoRunner()
-    from service.runner.embedded import EmbeddedRunner
+    from service.runners.embedded import EmbeddedRunner
 
     return EmbeddedRunner(
         store,

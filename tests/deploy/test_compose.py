@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from service.runner.celery_app import QUEUE
+from service.runners.celery_app import QUEUE
 from service.store import Store, load_checkpoint, open_store
 from service.store import get_job as store_get_job
 from tests import pg

@@ -15,8 +15,8 @@ import pytest
 
 from engine.datasets import make_dataset
 from service.app import create_app
-from service.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
 from service.errors import InvalidInput
+from service.services.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
 from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
 from tests.service.conftest import Client, assert_problem, make_settings
 

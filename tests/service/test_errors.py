@@ -11,7 +11,7 @@ import pytest
 
 from engine.activations import ACTIVATIONS
 from engine.losses import LOSSES
-from service import compute
+from service.services import compute
 from tests.service.conftest import Client, assert_problem
 
 JSON = {"content-type": "application/json"}

@@ -27,9 +27,9 @@ from engine.models import build_architecture, loss_and_gradient, targets
 from engine.optimizers import OPTIMIZERS
 from engine.training import train_validation_split
 from service.app import create_app
-from service.jobs import api
-from service.jobs.artifacts import parameters_from_arrays
-from service.schemas.jobs import Job, JobMetrics
+from service.http.schemas.jobs import Job, JobMetrics
+from service.runners.artifacts import parameters_from_arrays
+from service.services import jobs as api
 from service.settings import Settings
 from service.store import StoreUnavailable, request_cancel
 

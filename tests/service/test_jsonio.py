@@ -1,4 +1,4 @@
-"""service.jsonio: array conversion, the byte-count proof behind the fast path, finite results."""
+"""service.http.jsonio: array conversion, the byte-count proof behind the fast path, finite results."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import InvalidInput
-from service.jsonio import dumps, ensure_finite, field_loc, parse_json, to_array
+from service.http.jsonio import dumps, ensure_finite, field_loc, parse_json, to_array
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)

@@ -1,4 +1,4 @@
-"""service.middleware: every answer, refusals and crashes included, gets an id, metrics and a log line."""
+"""service.http.middleware: every answer, refusals and crashes included, gets an id, metrics and a log."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import orjson
 import pytest
 
-from service import compute
 from service.logs import JSONFormatter
+from service.services import compute
 from tests.service.conftest import Client, assert_problem
 
 JSON = {"content-type": "application/json"}

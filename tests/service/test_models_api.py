@@ -18,7 +18,7 @@ from engine.models import build_architecture, from_arrays
 from engine.models import predict as engine_predict
 from engine.training import FitConfig, fit
 from service.app import create_app
-from service.jobs.artifacts import model_payload
+from service.runners.artifacts import model_payload
 from service.store import create_model
 from tests.service.conftest import Client, assert_problem, make_settings
 

@@ -15,7 +15,7 @@ from engine.activations import ACTIVATIONS
 from engine.losses import LOSSES, REDUCTIONS
 from engine.models import MODEL_TYPES
 from service.app import create_app
-from service.schemas.compute import MODEL_CLASSES
+from service.http.schemas.compute import MODEL_CLASSES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi" / "openapi.json"

@@ -1,4 +1,4 @@
-"""service.routers: routes registered flat as include_router would; request-only endpoints called directly."""
+"""service.http.routers: routes registered flat as include_router would; request-only endpoints direct."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.responses import PlainTextResponse, Response
 
 from service.app import _operation_id, create_app
-from service.deps import get_metrics
 from service.errors import InvalidInput, install_error_handlers
-from service.jsonio import JSONResponse
+from service.http.deps import get_metrics
+from service.http.jsonio import JSONResponse
+from service.http.routers import ROUTERS, RequestRoute, _takes_only_the_request, register_routes
 from service.metrics import Metrics
-from service.routers import ROUTERS, RequestRoute, _takes_only_the_request, register_routes
 from tests.service.conftest import Client, assert_problem
 
 EFFECTIVE_OPTIONS = [

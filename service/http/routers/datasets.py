@@ -1,0 +1,337 @@
+"""The /v1/datasets resource: upload (JSON, CSV, .npz) or generate, list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from service.errors import InvalidInput, UnsupportedMediaType
+from service.http.deps import SettingsDep, StoreDep
+from service.http.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json
+from service.http.schemas.common import problem_responses, request_body
+from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
+from service.http.schemas.training import Task
+from service.services import datasets
+from service.store import DatasetRecord
+from service.store import delete_dataset as store_delete_dataset
+from service.store import get_dataset as store_get_dataset
+from service.store import list_datasets as store_list_datasets
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+CSV_MEDIA_TYPE = "text/csv"
+NPZ_MEDIA_TYPES = ("application/x-npz", "application/octet-stream")
+_CSV_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
+_QUERY_ONLY_FOR_UPLOADS = ("name", "label", "task")
+
+DatasetIdPath = Annotated[
+    str, Path(description="The dataset's id, as returned when it was created.", examples=[DATASET_ID_EXAMPLE])
+]
+
+_BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_CREATE_BODY = request_body(
+    DatasetCreate,
+    {
+        "arrays (task inferred: binary)": {
+            "name": "and",
+            "X": [[0, 0], [0, 1], [1, 0], [1, 1]],
+            "y": [0, 0, 0, 1],
+        },
+        "string labels": {"name": "pets", "X": [[4.1, 30], [9.5, 60], [3.8, 25]], "y": ["cat", "dog", "cat"]},
+        "integer targets as regression": {
+            "name": "counts",
+            "X": [[1], [2], [3]],
+            "y": [2, 4, 7],
+            "task": "regression",
+        },
+        "generator": {
+            "name": "moons",
+            "generator": {"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 7},
+        },
+    },
+)
+_CREATE_BODY["requestBody"]["content"].update(
+    {
+        CSV_MEDIA_TYPE: {
+            "schema": {"type": "string"},
+            "example": "sepal_length,sepal_width,species\n5.1,3.5,setosa\n7.0,3.2,versicolor\n",
+        },
+        **{media: {"schema": _BINARY_SCHEMA} for media in NPZ_MEDIA_TYPES},
+    }
+)
+_CREATE_BODY["requestBody"]["description"] = (
+    "One of: JSON (`X`/`y` arrays or a `generator`); `text/csv` (UTF-8, a header row, one sample per row,"
+    " numeric feature columns; the label column is `?label=`, by default the last); an `.npz` archive"
+    " (`numpy.savez`) holding arrays `X` and `y`, as `application/x-npz` or `application/octet-stream`."
+)
+_LOCATION = {
+    "description": "The dataset's URL.",
+    "schema": {"type": "string"},
+    "example": "/v1/datasets/ds_06231f0e9d8c7b6a5f4e3d2c",
+}
+_REPLAYED = {
+    "description": "'true': the Idempotency-Key had already created this dataset.",
+    "schema": {"type": "string"},
+    "example": "true",
+}
+
+
+def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``"text/csv; charset=utf-8"`` → ``("text/csv", {"charset": "utf-8"})``."""
+    media, _, rest = (content_type or "").partition(";")
+    params: dict[str, str] = {}
+    for part in rest.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"').lower()
+    return media.strip().lower(), params
+
+
+def _body_kind(content_type: str | None) -> str:
+    media, params = _media_type(content_type)
+    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
+        return "json"
+    if media == CSV_MEDIA_TYPE:
+        charset = params.get("charset", "utf-8")
+        if charset not in _CSV_CHARSETS:
+            raise UnsupportedMediaType(f"CSV must be UTF-8 (charset=utf-8), got charset={charset}")
+        return "csv"
+    if media in NPZ_MEDIA_TYPES:
+        return "npz"
+    shown = repr(content_type) if content_type else "none"
+    raise UnsupportedMediaType(
+        f"a dataset is sent as application/json, text/csv or application/x-npz (or application/octet-stream),"
+        f" got Content-Type {shown}"
+    )
+
+
+@router.post(
+    "",
+    operation_id="datasets-create",
+    status_code=201,
+    response_model=Dataset,
+    summary="Create a dataset",
+    responses={
+        201: {"description": "The stored dataset.", "headers": {"Location": _LOCATION}},
+        200: {
+            "description": "A replay: the Idempotency-Key was already used with the same request, and this"
+            " is the dataset it created then (no second copy is made).",
+            "model": Dataset,
+            "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
+        },
+        **problem_responses(409, 413, 415, 422),
+    },
+    openapi_extra=_CREATE_BODY,
+)
+async def create_dataset(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="CSV and npz uploads: the dataset's name (default 'upload').",
+            examples=["iris"],
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            description="CSV uploads: the label column (default: the last column).",
+            examples=["species"],
+        ),
+    ] = None,
+    task: Annotated[
+        Task | None,
+        Query(
+            description="CSV and npz uploads: override the inferred task (JSON bodies use the `task` field).",
+            examples=["multiclass"],
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Sending the same key again with the same request (content type, query and body)"
+            " answers 200 with the dataset the key first created, and `Idempotent-Replayed: true`,"
+            " instead of storing a second copy; the same key with a different request is a 409.",
+            examples=["3b0c2f9e-upload-iris"],
+        ),
+    ] = None,
+) -> Response:
+    """Store a dataset sent as JSON arrays, CSV or `.npz`, or drawn from a seeded generator.
+
+    Classification labels may be numbers or strings; they are stored as class indices into the sorted
+    `classes`. Without a `task`, strings and integers with at most 100 distinct values make a
+    classification dataset (binary for 2 classes), anything else regression.
+    """
+    content_type = request.headers.get("content-type")
+    kind = _body_kind(content_type)
+    if kind == "json":
+        given = [key for key in _QUERY_ONLY_FOR_UPLOADS if key in request.query_params]
+        if given:
+            raise InvalidInput(
+                f"query parameter(s) {given} apply to CSV and npz uploads; a JSON body carries name and task"
+                " as fields",
+                errors=[{"loc": ["query", key], "msg": "not used with a JSON body"} for key in given],
+            )
+    raw = await request.body()
+    query = request.query_params.multi_items()
+    owner = settings.owner
+    upload_name = name or "upload"
+
+    def create() -> DatasetRecord:
+        if kind == "json":
+            return datasets.create_from_json(store, settings, parse_json(raw), owner=owner)
+        if kind == "csv":
+            return datasets.create_from_csv(
+                store, settings, raw, owner=owner, name=upload_name, label=label, task=task
+            )
+        return datasets.create_from_npz(store, settings, raw, owner=owner, name=upload_name, task=task)
+
+    def work() -> Response:
+        fingerprint = (
+            "" if idempotency_key is None else datasets.request_fingerprint(content_type or "", query, raw)
+        )
+        record, replayed = datasets.create_once(
+            store, owner=owner, key=idempotency_key, fingerprint=fingerprint, create=create
+        )
+        headers = {"Location": f"{router.prefix}/{record.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(
+            datasets.dataset_json(record), status_code=200 if replayed else 201, headers=headers
+        )
+
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
+
+
+@router.get(
+    "",
+    operation_id="datasets-list",
+    response_model=DatasetPage,
+    summary="List datasets",
+    responses=problem_responses(422),
+)
+async def list_datasets(
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Most datasets on the page.", examples=[50])] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page; omit for the first page.",
+            examples=[DATASET_ID_EXAMPLE],
+        ),
+    ] = None,
+) -> Response:
+    """Datasets, newest first, a page at a time: follow `next_cursor` until it is null."""
+
+    def page() -> Response:
+        try:
+            records, next_cursor = store_list_datasets(store, settings.owner, limit, cursor)
+        except ValueError as exc:
+            raise InvalidInput.at(("query", "cursor"), str(exc)) from None
+        return JSONResponse(
+            {"items": [datasets.dataset_json(r) for r in records], "next_cursor": next_cursor}
+        )
+
+    return await anyio.to_thread.run_sync(page)
+
+
+@router.get(
+    "/{dataset_id}",
+    operation_id="datasets-get",
+    response_model=Dataset,
+    summary="Get a dataset",
+    responses=problem_responses(404, 422),
+)
+async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+    """The dataset's description: size, task, classes and their counts, hash, origin."""
+    record = await anyio.to_thread.run_sync(
+        lambda: store_get_dataset(store, dataset_id, owner=settings.owner)
+    )
+    return JSONResponse(datasets.dataset_json(record))
+
+
+def _wants_csv(accept: str | None) -> bool:
+    """Whether the Accept header prefers text/csv to JSON (JSON when absent, on ties and for */*)."""
+    csv_q = json_q = 0.0
+    for entry in (accept or "").split(","):
+        media, params = _media_type(entry)
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if media in (CSV_MEDIA_TYPE, "text/*"):
+            csv_q = max(csv_q, q)
+        if media in (JSON_MEDIA_TYPE, "application/*", "*/*"):
+            json_q = max(json_q, q)
+    return csv_q > json_q
+
+
+@router.get(
+    "/{dataset_id}/data",
+    operation_id="datasets-data",
+    response_model=DatasetData,
+    summary="Get a dataset's arrays",
+    responses={
+        200: {
+            "description": "X and y: as JSON, or as CSV (header row, label column as uploaded) with"
+            " `Accept: text/csv`.",
+            "content": {
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"}
+            },
+        },
+        **problem_responses(404, 422),
+    },
+)
+async def dataset_data(
+    dataset_id: DatasetIdPath,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """The dataset's X and y, y as the original labels (class names, not indices).
+
+    `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
+    x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
+    """
+    as_csv = _wants_csv(request.headers.get("accept"))
+
+    def load() -> Response:
+        record, X, labels = datasets.load_data(store, dataset_id, owner=settings.owner)
+        if as_csv:
+            return StreamingResponse(
+                datasets.csv_chunks(record, X, labels),
+                media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{record.id}.csv"'},
+            )
+        return JSONResponse({"X": X, "y": labels})
+
+    return await anyio.to_thread.run_sync(load, limiter=request.app.state.compute_limiter)
+
+
+@router.delete(
+    "/{dataset_id}",
+    operation_id="datasets-delete",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a dataset",
+    responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 422)},
+)
+async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+    """Delete the dataset and its arrays; 409 while a queued or running job uses it.
+
+    Finished jobs that trained on it keep their history and models.
+    """
+    await anyio.to_thread.run_sync(lambda: store_delete_dataset(store, dataset_id, owner=settings.owner))
+    return Response(status_code=204)

@@ -1,0 +1,257 @@
+"""The /v1/jobs resource: create training jobs, follow them (state, metrics, events) and cancel them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from service.http.deps import RunnerDep, SettingsDep, StoreDep
+from service.http.jsonio import JSONResponse, parse_json, read_json_bytes
+from service.http.schemas.common import DOCUMENTED_MODELS, REF_PREFIX, problem_responses, request_body
+from service.http.schemas.jobs import DryRun, Event, Job, JobMetrics, JobPage, JobStatus
+from service.http.schemas.training import TrainingConfig
+from service.services import jobs as api
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"])]
+
+_EXAMPLES: dict[str, Any] = {
+    "MLP on an inline XOR generator": {
+        "dataset": {"generator": {"kind": "xor", "n_samples": 400, "noise": 0.1, "seed": 1}},
+        "model": {"type": "mlp", "hidden_layers": [16], "activation": "tanh"},
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 200,
+        "batch_size": 32,
+        "validation_fraction": 0.2,
+        "seed": 42,
+    },
+    "logistic regression on a stored dataset, full-batch gd": {
+        "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
+        "model": {"type": "logistic_regression"},
+        "optimizer": {"name": "gd", "learning_rate": 0.5},
+        "epochs": 100,
+    },
+    "inline arrays, early stopping": {
+        "dataset": {"name": "tiny", "X": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [0, 1, 1, 1]},
+        "model": {"type": "logistic_regression"},
+        "optimizer": {"name": "sgd", "learning_rate": 0.1},
+        "batch_size": 2,
+        "epochs": 500,
+        "early_stopping": {"patience": 20, "min_delta": 0.0001, "restore_best": True},
+    },
+}
+# Documented in the OpenAPI components although no handler declares them: the dry-run answer and the
+# payload of each server-sent event.
+DOCUMENTED_MODELS["DryRun"] = DryRun
+DOCUMENTED_MODELS["Event"] = Event
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF_PREFIX + name}
+
+
+@router.post(
+    "",
+    operation_id="jobs-create",
+    status_code=202,
+    response_model=Job,
+    summary="Create a training job",
+    responses={
+        202: {
+            "description": "The job is queued; `Location` is its URL.",
+            "headers": {"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
+        },
+        200: {
+            "description": "A replay of an Idempotency-Key with the same body: the job it first created, in "
+            "its current state. With `dry_run=true`: the resolved configuration (a DryRun), nothing stored.",
+            "content": {"application/json": {"schema": {"anyOf": [_ref("Job"), _ref("DryRun")]}}},
+        },
+        **problem_responses(404, 409, 413, 415, 422, 429, 503),
+    },
+    openapi_extra=request_body(TrainingConfig, _EXAMPLES),
+)
+async def create_job(
+    request: Request,
+    store: StoreDep,
+    runner: RunnerDep,
+    settings: SettingsDep,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Validate and resolve the configuration (defaults, seed) without queueing.",
+            examples=[True],
+        ),
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Makes retries safe: the same key with the same body returns the original job (200); "
+            "with a different body, 409. Ignored by dry runs.",
+            examples=["3f1c9b2e-8d7a-4c55-9e0f-2a6b1d4c8e71"],
+        ),
+    ] = None,
+) -> Response:
+    """Queue a training job (202, `Location: /v1/jobs/{id}`).
+
+    Train on a stored dataset (`dataset_id`) or on inline data (`dataset`: X and y, or a generator),
+    which is stored as a dataset first. The model type must suit the dataset's task (422 names both),
+    a warm start model must exist (404) with the architecture being trained (422), and the queue must
+    have room (429 with Retry-After otherwise). `dry_run=true` answers 200 with the resolved
+    configuration and stores nothing.
+    """
+    raw = await read_json_bytes(request)
+    key = api.check_idempotency_key(idempotency_key)
+
+    def work() -> api.Created:
+        return api.create(store, runner, settings, parse_json(raw), idempotency_key=key, dry_run=dry_run)
+
+    created = await anyio.to_thread.run_sync(work)
+    headers = {"Location": api.location(created.job_id)} if created.job_id else None
+    return JSONResponse(created.body, status_code=created.status_code, headers=headers)
+
+
+@router.get(
+    "",
+    operation_id="jobs-list",
+    response_model=JobPage,
+    summary="List jobs",
+    responses=problem_responses(422, 503),
+)
+async def list_jobs(
+    store: StoreDep,
+    settings: SettingsDep,
+    status: Annotated[
+        JobStatus | None, Query(description="Only jobs in this state.", examples=["running"])
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.", examples=[50])] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(description="`next_cursor` of the previous page.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"]),
+    ] = None,
+) -> Response:
+    """Jobs newest first, one page at a time."""
+    page = await anyio.to_thread.run_sync(
+        lambda: api.list_page(store, settings, status=status, limit=limit, cursor=cursor)
+    )
+    return JSONResponse(page)
+
+
+@router.get(
+    "/{job_id}",
+    operation_id="jobs-get",
+    response_model=Job,
+    summary="Get a job",
+    responses=problem_responses(404, 503),
+)
+async def get_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+    """The job's state, resolved configuration, progress, latest metrics, best epoch, error and model."""
+    return JSONResponse(await anyio.to_thread.run_sync(api.read, store, settings, job_id))
+
+
+@router.get(
+    "/{job_id}/metrics",
+    operation_id="jobs-metrics",
+    response_model=JobMetrics,
+    summary="A job's metric history",
+    responses=problem_responses(404, 422, 503),
+)
+async def job_metrics(
+    job_id: JobId,
+    store: StoreDep,
+    settings: SettingsDep,
+    since_epoch: Annotated[
+        int | None, Query(ge=0, description="Only epochs after this one.", examples=[100])
+    ] = None,
+    max_points: Annotated[
+        int | None,
+        Query(
+            ge=2,
+            le=100_000,
+            description="Downsample evenly to this many epochs (the last one is always "
+            "kept); default: every epoch.",
+            examples=[200],
+        ),
+    ] = None,
+) -> Response:
+    """Per-epoch losses (and accuracies for classifiers) as parallel arrays, for plotting learning curves."""
+    history = await anyio.to_thread.run_sync(
+        lambda: api.metrics(store, settings, job_id, since_epoch=since_epoch, max_points=max_points)
+    )
+    return JSONResponse(history)
+
+
+@router.get(
+    "/{job_id}/events",
+    operation_id="jobs-events",
+    summary="Follow a job (server-sent events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`: `status`, `progress` and `end` events, each with `id:`, "
+            "`event:` and JSON `data:` (see the Event schema); `: keep-alive` comments while idle; "
+            "the stream closes after `end`.",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": (
+                        'id: 41\nevent: status\ndata: {"status":"running","attempt":1}\n\n'
+                        'id: 42\nevent: progress\ndata: {"epoch":3,"progress":{"epoch":3}}\n\n'
+                    ),
+                }
+            },
+        },
+        **problem_responses(404, 422, 503),
+    },
+)
+async def job_events(
+    job_id: JobId,
+    store: StoreDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            description="Resume after this event id (sent by EventSource when it reconnects).",
+            examples=["42"],
+        ),
+    ] = None,
+    last_event_id_query: Annotated[
+        int | None,
+        Query(
+            alias="last_event_id",
+            ge=0,
+            description="Resume after this event id (when the header cannot be set); the header wins.",
+            examples=[42],
+        ),
+    ] = None,
+) -> Response:
+    """Replay the job's events after Last-Event-ID, then stream new ones until the job ends.
+
+    Event ids increase across all jobs, so resuming from the last id seen gives every later event once.
+    For a job that has already ended the stream replays its events and closes.
+    """
+    after = api.parse_last_event_id(last_event_id, last_event_id_query)
+    # Checked before streaming, so that an unknown id answers 404 rather than an empty stream.
+    await anyio.to_thread.run_sync(api.read, store, settings, job_id)
+    return StreamingResponse(
+        api.event_stream(store, job_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    operation_id="jobs-cancel",
+    status_code=202,
+    response_model=Job,
+    summary="Cancel a job",
+    responses=problem_responses(404, 409, 503),
+)
+async def cancel_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+    """Stop a job: a queued one is cancelled at once; a running one becomes `cancelling` and its run ends it
+    `cancelled`, keeping a model with the best weights so far. 409 when the job has already ended."""
+    return JSONResponse(await anyio.to_thread.run_sync(api.cancel, store, settings, job_id), status_code=202)

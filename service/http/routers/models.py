@@ -1,0 +1,262 @@
+"""The /v1/models resource: list, inspect, predict, export, import, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import anyio.to_thread
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from service.errors import InvalidInput, UnsupportedMediaType
+from service.http.deps import SettingsDep, StoreDep
+from service.http.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json, read_json_bytes
+from service.http.schemas.common import problem_responses, request_body
+from service.http.schemas.models import (
+    MODEL_ID_EXAMPLE,
+    Model,
+    ModelDocument,
+    ModelPage,
+    Prediction,
+    PredictRequest,
+)
+from service.services import models
+from service.store import delete_model as store_delete_model
+from service.store import get_model as store_get_model
+from service.store import list_models as store_list_models
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+NPZ_MEDIA_TYPE = "application/x-npz"
+_NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, "application/octet-stream")
+_BINARY_SCHEMA = {"type": "string", "format": "binary"}
+
+ModelIdPath = Annotated[
+    str,
+    Path(
+        description="The model's id (a job's model_id, or returned by an import).",
+        examples=[MODEL_ID_EXAMPLE],
+    ),
+]
+
+_DOCUMENT_EXAMPLE = {
+    "format": "descent.model/v1",
+    "architecture": {
+        "type": "logistic_regression",
+        "n_features": 2,
+        "layers": [{"units": 1, "activation": "sigmoid"}],
+        "loss": "binary_cross_entropy",
+    },
+    "n_features": 2,
+    "task": "binary",
+    "classes": ["cat", "dog"],
+    "standardization": {"mean": [0.5, 10.0], "scale": [2.0, 4.0]},
+    "dtype": "float64",
+    "parameters": {"W0": [[1.5], [-0.5]], "b0": [0.25]},
+    "metrics": {},
+}
+_IMPORT_BODY = request_body(ModelDocument, {"logistic regression with string classes": _DOCUMENT_EXAMPLE})
+_IMPORT_BODY["requestBody"]["content"].update(
+    {media: {"schema": _BINARY_SCHEMA} for media in _NPZ_MEDIA_TYPES}
+)
+_IMPORT_BODY["requestBody"]["description"] = (
+    "The export of GET /v1/models/{id}/export: the JSON document, or the `.npz` archive as"
+    " `application/x-npz` (or `application/octet-stream`)."
+)
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+@router.get(
+    "",
+    operation_id="models-list",
+    response_model=ModelPage,
+    summary="List models",
+    responses=problem_responses(422),
+)
+async def list_models(
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Most models on the page.", examples=[50])] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page; omit for the first page.",
+            examples=[MODEL_ID_EXAMPLE],
+        ),
+    ] = None,
+) -> Response:
+    """Models, newest first, a page at a time (without parameters): follow `next_cursor` until it is null."""
+
+    def page() -> Response:
+        try:
+            records, next_cursor = store_list_models(store, settings.owner, limit, cursor)
+        except ValueError as exc:
+            raise InvalidInput.at(("query", "cursor"), str(exc)) from None
+        return JSONResponse({"items": [models.model_json(r) for r in records], "next_cursor": next_cursor})
+
+    return await anyio.to_thread.run_sync(page)
+
+
+@router.post(
+    "",
+    operation_id="models-import",
+    status_code=201,
+    response_model=Model,
+    summary="Import a model",
+    responses={
+        201: {
+            "description": "The stored model.",
+            "headers": {
+                "Location": {
+                    "description": "The model's URL.",
+                    "schema": {"type": "string"},
+                    "example": "/v1/models/mdl_…",
+                }
+            },
+        },
+        **problem_responses(413, 415, 422),
+    },
+    openapi_extra=_IMPORT_BODY,
+)
+async def import_model(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+    """Store a model from its export (JSON or `.npz`), checked in full: format marker, architecture
+    (known activations, consistent layers), task and classes, standardization, and every parameter's
+    name, shape, dtype and finiteness. The parameters are kept bit for bit.
+    """
+    content_type = request.headers.get("content-type")
+    media = _media(content_type)
+    is_json = media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json"))
+    if not is_json and media not in _NPZ_MEDIA_TYPES:
+        shown = repr(content_type) if content_type else "none"
+        raise UnsupportedMediaType(
+            f"a model is imported as application/json or application/x-npz, got Content-Type {shown}"
+        )
+    raw = await request.body()
+    owner = settings.owner
+
+    def work() -> Response:
+        if is_json:
+            record = models.import_json(store, settings, parse_json(raw), owner=owner)
+        else:
+            record = models.import_npz(store, settings, raw, owner=owner)
+        return JSONResponse(
+            models.model_json(record), status_code=201, headers={"Location": f"{router.prefix}/{record.id}"}
+        )
+
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
+
+
+@router.get(
+    "/{model_id}",
+    operation_id="models-get",
+    response_model=Model,
+    summary="Get a model",
+    responses=problem_responses(404, 422),
+)
+async def get_model(
+    model_id: ModelIdPath,
+    store: StoreDep,
+    settings: SettingsDep,
+    include: Annotated[
+        Literal["parameters"] | None,
+        Query(description="`parameters` adds the dtype and every weight and bias.", examples=["parameters"]),
+    ] = None,
+) -> Response:
+    """The model's architecture, task, classes, metrics, standardization and the job that trained it."""
+
+    def load() -> Response:
+        if include == "parameters":
+            loaded = models.load_model(store, model_id, owner=settings.owner)
+            return JSONResponse(models.model_json(loaded.record, loaded))
+        return JSONResponse(models.model_json(store_get_model(store, model_id, owner=settings.owner)))
+
+    return await anyio.to_thread.run_sync(load)
+
+
+@router.delete(
+    "/{model_id}",
+    operation_id="models-delete",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a model",
+    responses={204: {"description": "Deleted."}, **problem_responses(404, 422)},
+)
+async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+    """Delete the model and its parameters; the job that trained it keeps its history."""
+    await anyio.to_thread.run_sync(lambda: store_delete_model(store, model_id, owner=settings.owner))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{model_id}/predict",
+    operation_id="models-predict",
+    response_model=Prediction,
+    summary="Predict with a model",
+    responses=problem_responses(404, 413, 415, 422),
+    openapi_extra=request_body(
+        PredictRequest,
+        {
+            "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
+            "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
+        },
+    ),
+)
+async def predict(
+    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep
+) -> Response:
+    """Predictions for rows of X (raw features: the stored standardization is applied) or a stored dataset.
+
+    Classifiers answer class labels (as in `classes`) and probabilities: for binary models the
+    probability of `classes[1]` per row, for multiclass one column per class. A dataset_id that names
+    no dataset is a 422.
+    """
+    raw = await read_json_bytes(request)
+    owner = settings.owner
+
+    def work() -> Response:
+        return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
+
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
+
+
+@router.get(
+    "/{model_id}/export",
+    operation_id="models-export",
+    summary="Export a model",
+    response_model=ModelDocument,
+    responses={
+        200: {
+            "description": "The model as a `descent.model/v1` JSON document, or `.npz` with format=npz;"
+            " POST /v1/models imports either.",
+            "content": {NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA}},
+        },
+        **problem_responses(404, 422),
+    },
+)
+async def export_model(
+    model_id: ModelIdPath,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: Annotated[
+        Literal["json", "npz"],
+        Query(
+            description="json: one JSON document; npz: a numpy archive with the arrays in their dtype.",
+            examples=["npz"],
+        ),
+    ] = "json",
+) -> Response:
+    """Everything needed to predict elsewhere or import again: architecture, task, classes,
+    standardization, dtype and parameters. Import gives back exactly the same model (same sha256).
+    """
+
+    def export() -> Response:
+        loaded = models.load_model(store, model_id, owner=settings.owner)
+        disposition = {"Content-Disposition": f'attachment; filename="{model_id}.{format}"'}
+        if format == "npz":
+            return Response(models.export_npz(loaded), media_type=NPZ_MEDIA_TYPE, headers=disposition)
+        return JSONResponse(models.export_document(loaded), headers=disposition)
+
+    return await anyio.to_thread.run_sync(export)

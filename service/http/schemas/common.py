@@ -1,0 +1,159 @@
+"""Models shared by every resource: the problem document, array fields, error responses for the docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REF_PREFIX = "#/components/schemas/"
+NESTED_NUMBERS = "NestedNumbers"
+
+# A number, or an array of NestedNumbers: any depth. Rectangularity is checked by the service.
+NESTED_NUMBERS_SCHEMA: dict[str, Any] = {
+    "title": NESTED_NUMBERS,
+    "description": "A number, or a rectangular nested array of numbers of any depth.",
+    "anyOf": [
+        {"type": "number"},
+        {"type": "array", "items": {"$ref": REF_PREFIX + NESTED_NUMBERS}, "minItems": 1},
+    ],
+    "examples": [[[0.5, -1.0], [2.0, 0.0]]],
+}
+# Extra component schemas that are not pydantic models.
+EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {NESTED_NUMBERS: NESTED_NUMBERS_SCHEMA}
+
+_NUMBER = {"type": "number"}
+_VECTOR = {"type": "array", "items": _NUMBER, "minItems": 1}
+_MATRIX = {"type": "array", "items": _VECTOR, "minItems": 1}
+
+
+def array_schema(ndim: int | tuple[int, ...] | None) -> dict[str, Any]:
+    """JSON schema of a numeric array field: 1-D, 2-D, either, or any depth (None, numbers included)."""
+    if ndim is None:
+        # NestedNumbers inlined one level (a top-level $ref beside a description confuses pydantic).
+        return {"anyOf": NESTED_NUMBERS_SCHEMA["anyOf"]}
+    shapes = {1: _VECTOR, 2: _MATRIX}
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if len(dims) == 1:
+        return dict(shapes[dims[0]])
+    return {"anyOf": [shapes[d] for d in dims]}
+
+
+def ArrayField(ndim: int | tuple[int, ...] | None, description: str, example: Any, **kwargs: Any) -> Any:
+    """A ``Field`` for a numeric array converted by ``jsonio.to_array``, not by pydantic.
+
+    Use as ``x: Annotated[Any, ArrayField(...)]``; pydantic passes the value through untouched
+    (cheap for big arrays) while the docs show the precise array schema.
+    """
+    return Field(description=description, examples=[example], json_schema_extra=array_schema(ndim), **kwargs)
+
+
+class ErrorItem(BaseModel):
+    """One field-level failure of a request."""
+
+    loc: list[str | int] = Field(
+        description="Where the failure is: 'body', 'query', 'path' or 'header', then keys and indices.",
+        examples=[["body", "X", 1]],
+    )
+    msg: str = Field(description="What is wrong there.", examples=["has 1 entries but X[0] has 2"])
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: the body of every error response (``application/problem+json``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:descent:problem:invalid-input",
+                    "title": "Invalid Input",
+                    "status": 422,
+                    "detail": "model.weights has 3 entries but X has 2 columns",
+                    "instance": "/v1/gradients",
+                    "request_id": "3f1c9b2e-8d7a-4c55-9e0f-2a6b1d4c8e71",
+                    "errors": [
+                        {"loc": ["body", "model", "weights"], "msg": "has 3 entries but X has 2 columns"}
+                    ],
+                }
+            ]
+        }
+    )
+
+    type: str = Field(
+        description="URI identifying the kind of problem; 'about:blank' for plain HTTP errors.",
+        examples=["urn:descent:problem:invalid-input"],
+    )
+    title: str = Field(description="Short summary of the kind of problem.", examples=["Invalid Input"])
+    status: int = Field(description="The HTTP status code.", examples=[422])
+    detail: str = Field(
+        description="What went wrong in this request, naming the offending value.",
+        examples=["X must have 2 dimension(s), got 1 (shape [3])"],
+    )
+    instance: str = Field(description="The request path.", examples=["/v1/forward"])
+    request_id: str | None = Field(
+        None,
+        description="The request's X-Request-ID; quote it when reporting a problem.",
+        examples=["3f1c9b2e-8d7a-4c55-9e0f-2a6b1d4c8e71"],
+    )
+    errors: list[ErrorItem] | None = Field(
+        None,
+        description="Field-level failures, for validation errors.",
+        examples=[[{"loc": ["query", "num"], "msg": "Input should be less than or equal to 10000"}]],
+    )
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Bad request.",
+    404: "No such resource.",
+    409: "The resource's state does not allow this.",
+    413: "The request body is over the configured limit (stated in the detail).",
+    415: "The request body is not JSON.",
+    422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, overflow.",
+    429: "Too many requests or the job queue is full; retry after Retry-After seconds.",
+    500: "Unexpected error; the detail carries the request id.",
+    503: "A dependency is down; retry after Retry-After seconds.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries documenting problem+json error answers."""
+    return {
+        status: {
+            "description": _PROBLEM_DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+# Models documented in the OpenAPI components without being FastAPI body parameters: request bodies
+# are parsed by orjson and validated explicitly (see service.http.jsonio), so FastAPI never sees them.
+DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {"Problem": Problem}
+
+
+def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON request body with ``model``'s schema and named examples."""
+    DOCUMENTED_MODELS[model.__name__] = model
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF_PREFIX + model.__name__},
+                    "examples": {name: {"summary": name, "value": value} for name, value in examples.items()},
+                }
+            },
+        }
+    }
+
+
+def name_parameter(description: str, names: tuple[str, ...], example: str) -> dict[str, Any]:
+    """OpenAPI for a ``{name}`` path parameter whose values are checked by the handler (see routers)."""
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "enum": list(names), "title": "Name", "description": description},
+        "example": example,
+    }

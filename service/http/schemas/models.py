@@ -1,0 +1,320 @@
+"""Request and response models of the /v1/models resource, and the model exchange format.
+
+A model's parameters are arrays named W0, b0, W1, b1, … (layer i computes a = φ(a_prev @ Wi + bi),
+Wi of shape [inputs, units], bi of shape [units]). The export/import document
+(``"format": "descent.model/v1"``) holds everything needed to predict: architecture, task, classes,
+standardization, dtype and parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.losses import LOSSES
+from engine.models import MODEL_TYPES
+from service.http.schemas.common import ArrayField
+from service.http.schemas.compute import ActivationName
+from service.http.schemas.datasets import DATASET_ID_EXAMPLE
+from service.http.schemas.training import Task
+
+if TYPE_CHECKING:
+    LossName = str
+    ModelType = str
+else:
+    LossName = Literal[tuple(LOSSES)]
+    ModelType = Literal[MODEL_TYPES]
+
+MODEL_FORMAT = "descent.model/v1"
+MODEL_ID_EXAMPLE = "mdl_06231f0e9d8c7b6a5f4e3d2c"
+Dtype = Literal["float32", "float64"]
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+_ARCHITECTURE_EXAMPLE: dict[str, Any] = {
+    "type": "mlp",
+    "n_features": 2,
+    "layers": [{"units": 2, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    "loss": "binary_cross_entropy",
+}
+_PARAMETERS_EXAMPLE: dict[str, Any] = {
+    "W0": [[1.0, -1.0], [0.5, 0.5]],
+    "b0": [0.0, 0.1],
+    "W1": [[1.0], [-2.0]],
+    "b1": [0.3],
+}
+_LOGISTIC_ARCHITECTURE: dict[str, Any] = {
+    "type": "logistic_regression",
+    "n_features": 2,
+    "layers": [{"units": 1, "activation": "sigmoid"}],
+    "loss": "binary_cross_entropy",
+}
+_STANDARDIZATION_EXAMPLE: dict[str, Any] = {"mean": [0.5, -0.25], "scale": [1.5, 0.75]}
+_METRICS_EXAMPLE = {
+    "train_loss": 0.08,
+    "val_loss": 0.11,
+    "epochs_run": 200,
+    "best_epoch": 187,
+    "stop_reason": "completed",
+}
+_SHA256_EXAMPLE = "4c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d"
+# Parameter arrays: matrices (W) and vectors (b), by name.
+PARAMETERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"pattern": "^[Wb][0-9]+$"},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "items": {"type": "number"}, "minItems": 1},
+            {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                "minItems": 1,
+            },
+        ]
+    },
+}
+
+
+class ModelLayer(BaseModel):
+    """One layer: units = φ(a_prev @ W + b)."""
+
+    model_config = _STRICT
+
+    units: int = Field(ge=1, le=1_000_000, description="Outputs of the layer.", examples=[16])
+    activation: ActivationName = Field(
+        description="φ; GET /v1/activations lists them (softmax only on the last layer).", examples=["relu"]
+    )
+
+
+class ModelArchitecture(BaseModel):
+    """A model's layers, input to output, and the loss it was trained with."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [_ARCHITECTURE_EXAMPLE]})
+
+    type: ModelType = Field(
+        description="logistic_regression (one sigmoid unit), linear_regression (identity units),"
+        " softmax_regression (one softmax layer) or mlp.",
+        examples=["mlp"],
+    )
+    n_features: int | None = Field(
+        None,
+        ge=1,
+        description="Inputs of the first layer; equals the model's n_features when given.",
+        examples=[2],
+    )
+    layers: list[ModelLayer] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The layers, input to output.",
+        examples=[_ARCHITECTURE_EXAMPLE["layers"]],
+    )
+    loss: LossName | None = Field(
+        None,
+        description="The loss; when omitted on import, the one the output activation pairs with (sigmoid:"
+        " binary_cross_entropy, softmax: cross_entropy, otherwise mean_squared_error).",
+        examples=["binary_cross_entropy"],
+    )
+
+
+class Standardization(BaseModel):
+    """Feature standardization applied before the model: x' = (x − mean) / scale."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [_STANDARDIZATION_EXAMPLE]})
+
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        description="Per-feature mean, n_features entries.", examples=[[0.5, -0.25]]
+    )
+    scale: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        description="Per-feature scale (standard deviation, 1 for constant features), n_features non-zero"
+        " entries.",
+        examples=[[1.5, 0.75]],
+    )
+
+
+class Model(BaseModel):
+    """A trained or imported model."""
+
+    id: str = Field(description="The model's id.", examples=[MODEL_ID_EXAMPLE])
+    created_at: datetime = Field(
+        description="When it was stored (RFC 3339, UTC).", examples=["2025-01-31T12:00:00.123456+00:00"]
+    )
+    job_id: str | None = Field(
+        description="The job that trained it; null for an imported model.",
+        examples=["job_06231f0e9d8c7b6a5f4e3d2b"],
+    )
+    architecture: ModelArchitecture = Field(description="Layers and loss.", examples=[_LOGISTIC_ARCHITECTURE])
+    n_features: int = Field(description="Columns X must have to predict.", examples=[2])
+    n_parameters: int = Field(description="Number of weights and biases.", examples=[9])
+    task: Task = Field(description="binary, multiclass or regression.", examples=["binary"])
+    classes: list[int | float | str] | None = Field(
+        description="Classifiers: the label of each class index (output k stands for classes[k]); null for"
+        " regression.",
+        examples=[[0, 1]],
+    )
+    metrics: dict[str, Any] = Field(
+        description="Final metrics of the training job (empty unless given for an imported model).",
+        examples=[_METRICS_EXAMPLE],
+    )
+    standardization: Standardization | None = Field(
+        description="The standardization predictions apply to X first; null when none.",
+        examples=[_STANDARDIZATION_EXAMPLE],
+    )
+    sha256: str = Field(description="SHA-256 of the stored parameter arrays.", examples=[_SHA256_EXAMPLE])
+    dtype: Dtype | None = Field(
+        None,
+        description="Floating-point type of the parameters; present with include=parameters.",
+        examples=["float64"],
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="The parameter arrays by name (W0, b0, W1, b1, …); present with include=parameters.",
+        examples=[_PARAMETERS_EXAMPLE],
+        json_schema_extra=PARAMETERS_SCHEMA,
+    )
+
+
+class ModelPage(BaseModel):
+    """One page of models, newest first."""
+
+    items: list[Model] = Field(
+        description="At most `limit` models (without parameters).",
+        examples=[
+            [
+                {
+                    "id": MODEL_ID_EXAMPLE,
+                    "created_at": "2025-01-31T12:00:00.123456+00:00",
+                    "job_id": "job_06231f0e9d8c7b6a5f4e3d2b",
+                    "architecture": _ARCHITECTURE_EXAMPLE,
+                    "n_features": 2,
+                    "n_parameters": 9,
+                    "task": "binary",
+                    "classes": [0, 1],
+                    "metrics": _METRICS_EXAMPLE,
+                    "standardization": None,
+                    "sha256": _SHA256_EXAMPLE,
+                }
+            ]
+        ],
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page.",
+        examples=[MODEL_ID_EXAMPLE],
+    )
+
+
+class PredictRequest(BaseModel):
+    """Inputs to predict on: rows of X, or a stored dataset."""
+
+    model_config = ConfigDict(
+        **_STRICT,
+        json_schema_extra={
+            "examples": [{"X": [[0.5, 1.0], [-1.0, 0.0]]}, {"dataset_id": DATASET_ID_EXAMPLE}]
+        },
+    )
+
+    X: Annotated[
+        Any,
+        ArrayField(
+            2, "Inputs, shape [n_samples, n_features], before standardization.", [[0.5, 1.0], [-1.0, 0.0]]
+        ),
+    ] = None
+    dataset_id: str | None = Field(
+        None, min_length=1, description="Predict on this dataset's X instead.", examples=[DATASET_ID_EXAMPLE]
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        if (self.X is None) == (self.dataset_id is None):
+            raise ValueError("give exactly one of X and dataset_id")
+        return self
+
+
+class Prediction(BaseModel):
+    """Predictions, and class probabilities for classifiers."""
+
+    predictions: Annotated[
+        Any,
+        Field(
+            description="One per row: the predicted class label (as in classes) for classifiers, the"
+            " predicted value for regression.",
+            examples=[["cat", "dog"]],
+            json_schema_extra={"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "string"}]}},
+        ),
+    ]
+    probabilities: Annotated[
+        Any,
+        ArrayField(
+            (1, 2),
+            "Classifiers only: binary, the probability of classes[1], shape [n_samples]; multiclass, one"
+            " row per sample and one column per class, shape [n_samples, n_classes].",
+            [0.12, 0.93],
+            default=None,
+        ),
+    ]
+    classes: list[int | float | str] | None = Field(
+        None,
+        description="Classifiers only: the labels, in the order of the probability columns.",
+        examples=[["cat", "dog"]],
+    )
+
+
+class ModelMeta(BaseModel):
+    """Everything of an exported model but its parameters: the ``meta`` member of an ``.npz`` export."""
+
+    model_config = _STRICT
+
+    format: Literal["descent.model/v1"] = Field(description="The format marker.", examples=[MODEL_FORMAT])
+    architecture: ModelArchitecture = Field(description="Layers and loss.", examples=[_LOGISTIC_ARCHITECTURE])
+    n_features: int = Field(ge=1, description="Columns of X.", examples=[2])
+    task: Task = Field(
+        description="binary (one sigmoid output, or a 2-class softmax), multiclass (softmax over the"
+        " classes) or regression.",
+        examples=["binary"],
+    )
+    classes: list[int | float | str] | None = Field(
+        None,
+        description="Classifiers: the label of each output class (2 for binary); null for regression.",
+        examples=[[0, 1]],
+    )
+    standardization: Standardization | None = Field(
+        None, description="Applied to X before the model; null for none.", examples=[_STANDARDIZATION_EXAMPLE]
+    )
+    dtype: Dtype = Field(description="Floating-point type of the parameters.", examples=["float64"])
+    metrics: dict[str, Any] | None = Field(
+        None, description="Training metrics to keep with the model.", examples=[_METRICS_EXAMPLE]
+    )
+
+
+class ModelDocument(ModelMeta):
+    """A model in the exchange format: GET /v1/models/{id}/export writes it, POST /v1/models reads it.
+
+    As ``.npz``, the arrays are members W0, b0, … in the stated dtype and every other field is a JSON
+    object in the member ``meta`` (uint8 bytes of UTF-8 JSON).
+    """
+
+    model_config = ConfigDict(
+        **_STRICT,
+        json_schema_extra={
+            "examples": [
+                {
+                    "format": MODEL_FORMAT,
+                    "architecture": _ARCHITECTURE_EXAMPLE,
+                    "n_features": 2,
+                    "task": "binary",
+                    "classes": [0, 1],
+                    "standardization": None,
+                    "dtype": "float64",
+                    "parameters": _PARAMETERS_EXAMPLE,
+                    "metrics": {},
+                }
+            ]
+        },
+    )
+
+    parameters: dict[str, Any] = Field(
+        description="W0, b0, W1, b1, … with the shapes the architecture gives. The JSON export writes"
+        " float32 values in their exact decimal form, so an import restores the same bits.",
+        examples=[_PARAMETERS_EXAMPLE],
+        json_schema_extra=PARAMETERS_SCHEMA,
+    )

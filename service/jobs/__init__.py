@@ -1,1 +1,0 @@
-"""Training jobs: configuration resolution, the stored artifacts, and ``run_job`` itself."""

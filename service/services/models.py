@@ -1,0 +1,399 @@
+"""Model service functions: describe, predict, export and import (JSON or ``.npz``, never pickle).
+
+Exports round-trip exactly: an imported export has bit-for-bit the parameters (float32 or float64),
+standardization and classes of the original, so its sha256 is the same too. Every function here is
+synchronous; async handlers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from engine.models import Architecture, Parameters, build_architecture
+from engine.models import predict as engine_predict
+from service.errors import validation_error
+from service.http.jsonio import JSONBody, ensure_finite, field_error, to_array, validate
+from service.http.schemas.models import MODEL_FORMAT, ModelDocument, ModelMeta, PredictRequest
+from service.runners.artifacts import (
+    architecture_from_json,
+    architecture_json,
+    parameter_arrays,
+    parameters_from_arrays,
+)
+from service.services.datasets import read_npz
+from service.settings import Settings
+from service.store import (
+    ModelRecord,
+    Store,
+    create_model,
+    encode_npz,
+    get_dataset,
+    get_model,
+    load_dataset_arrays,
+    load_model_parameters,
+)
+from service.store import NotFound as StoreNotFound
+
+Array = np.ndarray[Any, Any]
+
+NPZ_META = "meta"
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+# The one layer of each single-layer model type: its activation, and the fewest and most units.
+_SINGLE_LAYER: dict[str, tuple[str, int, int | None]] = {
+    "logistic_regression": ("sigmoid", 1, 1),
+    "linear_regression": ("identity", 1, None),
+    "softmax_regression": ("softmax", 2, None),
+}
+# Classification losses read the output as probabilities, so they need the activation that makes them.
+_LOSS_OUTPUT = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A stored model ready for the engine.
+
+    Attributes
+    ----------
+    record : ModelRecord
+    architecture : Architecture
+    parameters : Parameters
+        In the stored dtype.
+    arrays : dict of str to ndarray
+        The stored arrays W0, b0, … exactly as stored.
+    """
+
+    record: ModelRecord
+    architecture: Architecture
+    parameters: Parameters
+    arrays: dict[str, Array]
+
+    @property
+    def dtype(self) -> str:
+        return str(self.parameters.flat.dtype)
+
+
+def load_model(store: Store, model_id: str, *, owner: str) -> LoadedModel:
+    """A stored model's record, architecture and parameters (``NotFound`` for an unknown id)."""
+    record = get_model(store, model_id, owner=owner)
+    arrays = load_model_parameters(store, model_id, owner=owner)
+    architecture = architecture_from_json(record.architecture)
+    return LoadedModel(record, architecture, parameters_from_arrays(architecture, arrays), arrays)
+
+
+def model_json(record: ModelRecord, loaded: LoadedModel | None = None) -> dict[str, Any]:
+    """The API's view of a model (the ``Model`` schema); with ``loaded``, its dtype and parameters too."""
+    content: dict[str, Any] = {
+        "id": record.id,
+        "created_at": record.created_at,
+        "job_id": record.job_id,
+        "architecture": record.architecture,
+        "n_features": record.n_features,
+        "n_parameters": architecture_from_json(record.architecture).n_parameters,
+        "task": record.task,
+        "classes": record.classes,
+        "metrics": record.metrics,
+        "standardization": record.standardization,
+        "sha256": record.sha256,
+    }
+    if loaded is not None:
+        content["dtype"] = loaded.dtype
+        content["parameters"] = loaded.arrays
+    return content
+
+
+# ---- predict ------------------------------------------------------------------------------------
+
+
+def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, owner: str) -> dict[str, Any]:
+    """POST /v1/models/{id}/predict: predictions (original class labels) and probabilities for classifiers.
+
+    X is cast to the parameters' dtype, standardized with the stored mean and scale, and run through
+    ``engine.models.predict``, exactly as the training job's own evaluation does.
+    """
+    request = validate(PredictRequest, body)
+    model = load_model(store, model_id, owner=owner)
+    record = model.record
+    if request.dataset_id is not None:
+        X = _dataset_inputs(store, request.dataset_id, record, owner)
+    else:
+        X = to_array(
+            request.X, "X", ndim=2, max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans
+        )
+        if X.shape[1] != record.n_features:
+            raise field_error(
+                "X", f"has {X.shape[1]} features (columns) but model {record.id!r} takes {record.n_features}"
+            )
+    return predict_arrays(model, X)
+
+
+def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str) -> Array:
+    try:
+        dataset = get_dataset(store, dataset_id, owner=owner)
+        X, _ = load_dataset_arrays(store, dataset_id, owner=owner)
+    except StoreNotFound:
+        raise field_error("dataset_id", f"names no dataset: {dataset_id!r} was not found") from None
+    if dataset.n_features != record.n_features:
+        raise field_error(
+            "dataset_id",
+            f"dataset {dataset_id!r} has {dataset.n_features} features but model {record.id!r} takes"
+            f" {record.n_features}",
+        )
+    return X
+
+
+def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
+    """Predict on raw X of shape (n_samples, n_features).
+
+    Returns
+    -------
+    content : dict
+        ``predictions`` (class labels or values) and, for classifiers, ``probabilities`` (binary: of
+        classes[1], shape (n_samples,); multiclass: shape (n_samples, n_classes)) and ``classes``.
+    """
+    record = model.record
+    dtype = model.parameters.flat.dtype
+    with np.errstate(all="ignore"):
+        X = np.asarray(X, dtype=dtype)
+        if not np.isfinite(X).all():
+            raise field_error("X", f"has values beyond the range of {dtype}, the model's dtype")
+        std = record.standardization
+        if std is not None:
+            X = (X - np.asarray(std["mean"], dtype=dtype)) / np.asarray(std["scale"], dtype=dtype)
+        outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
+    content: dict[str, Any]
+    if record.classes is None:
+        content = {"predictions": outputs}
+    else:
+        classes = record.classes
+        if all(isinstance(c, str) for c in classes):
+            labels: Any = [classes[i] for i in outputs.tolist()]
+        else:
+            labels = np.asarray(classes)[outputs]
+        if probabilities is not None and record.task == "binary" and probabilities.ndim == 2:
+            probabilities = probabilities[:, 1]
+        content = {"predictions": labels, "probabilities": probabilities, "classes": classes}
+    ensure_finite(content)
+    return content
+
+
+# ---- export -------------------------------------------------------------------------------------
+
+
+def _meta(model: LoadedModel) -> dict[str, Any]:
+    record = model.record
+    return {
+        "format": MODEL_FORMAT,
+        "architecture": record.architecture,
+        "n_features": record.n_features,
+        "task": record.task,
+        "classes": record.classes,
+        "standardization": record.standardization,
+        "dtype": model.dtype,
+        "metrics": record.metrics,
+    }
+
+
+def export_document(model: LoadedModel) -> dict[str, Any]:
+    """The model as a ``descent.model/v1`` JSON document.
+
+    float32 parameters are written as float64 numbers, i.e. the exact decimal of each float32, so
+    that reading them back and rounding to float32 gives the same bits (a shortest float32 repr
+    read as float64 and rounded again need not).
+    """
+    parameters = {name: array.astype(np.float64) for name, array in model.arrays.items()}
+    return {**_meta(model), "parameters": parameters}
+
+
+def export_npz(model: LoadedModel) -> bytes:
+    """The model as ``.npz`` bytes: arrays W0, b0, … in their dtype, the rest as JSON in member ``meta``."""
+    meta = np.frombuffer(orjson.dumps(_meta(model)), dtype=np.uint8)
+    return encode_npz({NPZ_META: meta, **model.arrays})
+
+
+# ---- import -------------------------------------------------------------------------------------
+
+
+def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str) -> ModelRecord:
+    """POST /v1/models with a JSON ``descent.model/v1`` document."""
+    document = validate(ModelDocument, body)
+    architecture = _architecture(document, settings)
+    _check_names(architecture, document.parameters)
+    dtype = _DTYPES[document.dtype]
+    limit, scan = settings.max_array_elements, body.scan_booleans
+    arrays: dict[str, Array] = {}
+    for name, value in document.parameters.items():
+        where = f"parameters.{name}"
+        values = to_array(value, where, ndim=(1, 2), max_elements=limit, scan_booleans=scan)
+        with np.errstate(over="ignore"):
+            array = values.astype(dtype)
+        if not np.isfinite(array).all():
+            raise field_error(where, f"has values beyond the range of {document.dtype}")
+        arrays[name] = array
+    return _store_import(store, document, architecture, arrays, owner=owner)
+
+
+def import_npz(store: Store, settings: Settings, raw: bytes, *, owner: str) -> ModelRecord:
+    """POST /v1/models with the ``.npz`` export: member ``meta`` (JSON) and the parameter arrays."""
+    arrays = read_npz(raw, max_elements=settings.max_array_elements)
+    meta_bytes = arrays.pop(NPZ_META, None)
+    if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
+        raise field_error(NPZ_META, "must be a member holding the model's JSON description as uint8 bytes")
+    try:
+        data = orjson.loads(meta_bytes.tobytes())
+        meta = ModelMeta.model_validate(data)
+    except orjson.JSONDecodeError as exc:
+        raise field_error(NPZ_META, f"is not valid JSON: {exc.msg}") from None
+    except ValidationError as exc:
+        raise validation_error(
+            exc.errors(include_input=False, include_url=False), prefix=("body", NPZ_META)
+        ) from None
+    for name, array in arrays.items():
+        if array.dtype != _DTYPES[meta.dtype]:
+            raise field_error(name, f"has dtype {array.dtype} but the model's dtype is {meta.dtype}")
+        if not np.isfinite(array).all():
+            raise field_error(name, "must hold finite numbers only, found NaN or infinity")
+    architecture = _architecture(meta, settings)
+    _check_names(architecture, arrays)
+    return _store_import(store, meta, architecture, arrays, owner=owner)
+
+
+def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
+    arch = meta.architecture
+    if arch.n_features is not None and arch.n_features != meta.n_features:
+        raise field_error(
+            "architecture.n_features", f"is {arch.n_features} but the model's n_features is {meta.n_features}"
+        )
+    units = [layer.units for layer in arch.layers]
+    activations = [layer.activation for layer in arch.layers]
+    if arch.type in _SINGLE_LAYER:
+        activation, fewest, most = _SINGLE_LAYER[arch.type]
+        wanted = f"{fewest} unit" if fewest == most else f"at least {fewest} unit(s)"
+        if (
+            len(units) != 1
+            or activations[0] != activation
+            or units[0] < fewest
+            or units[0] > (most or units[0])
+        ):
+            raise field_error(
+                "architecture.layers",
+                f"of a {arch.type} must be one {activation} layer with {wanted}, got"
+                f" {[layer.model_dump() for layer in arch.layers]}",
+            )
+    try:
+        # build_architecture gives the loss the output activation pairs with, for when none is given.
+        paired = build_architecture(
+            "mlp",
+            meta.n_features,
+            units[-1],
+            hidden_layers=units[:-1],
+            activation=activations[:-1],
+            output_activation=activations[-1],
+        )
+        architecture = Architecture(
+            arch.type, paired.layer_sizes, paired.activations, arch.loss or paired.loss
+        )
+    except ValueError as exc:
+        raise field_error("architecture", str(exc)) from None
+    output = _LOSS_OUTPUT.get(architecture.loss)
+    if output is not None and activations[-1] != output:
+        raise field_error(
+            "architecture.loss",
+            f"{architecture.loss} needs a {output} output layer, got {activations[-1]}",
+        )
+    if architecture.n_parameters > settings.max_array_elements:
+        raise field_error(
+            "architecture",
+            f"has {architecture.n_parameters} parameters; the limit is {settings.max_array_elements}"
+            " (setting max_array_elements)",
+        )
+    return architecture
+
+
+def _check_task(meta: ModelMeta, architecture: Architecture) -> list[Any] | None:
+    """Check task, output layer and classes agree; return the classes."""
+    loss, k = architecture.loss, architecture.n_outputs
+    if meta.task == "binary":
+        fits = (loss == "binary_cross_entropy" and k == 1) or (loss == "cross_entropy" and k == 2)
+        want = "one binary_cross_entropy output or two cross_entropy (softmax) outputs"
+        n_classes = 2
+    elif meta.task == "multiclass":
+        fits = loss == "cross_entropy" and k >= 2
+        want = "a cross_entropy (softmax) output with one unit per class"
+        n_classes = k
+    else:
+        fits = not architecture.is_classifier
+        want = "an output trained without a classification loss"
+        n_classes = 0
+    if not fits:
+        raise field_error("task", f"{meta.task!r} needs {want}; the architecture has {k} {loss} output(s)")
+    classes = meta.classes
+    if n_classes == 0:
+        if classes is not None:
+            raise field_error("classes", f"must be null for a regression model, got {classes}")
+        return None
+    if classes is None or len(classes) != n_classes:
+        got = "null" if classes is None else f"{len(classes)}"
+        raise field_error(
+            "classes", f"must list the {n_classes} class labels of a {meta.task} model, got {got}"
+        )
+    if len({(type(c) is str, c) for c in classes}) != len(classes):
+        raise field_error("classes", f"must be distinct, got {classes}")
+    if len({type(c) is str for c in classes}) != 1:
+        raise field_error("classes", f"must be all numbers or all strings, got {classes}")
+    return list(classes)
+
+
+def _standardization(meta: ModelMeta) -> dict[str, list[float]] | None:
+    std = meta.standardization
+    if std is None:
+        return None
+    for name in ("mean", "scale"):
+        values = getattr(std, name)
+        if len(values) != meta.n_features:
+            raise field_error(
+                f"standardization.{name}",
+                f"has {len(values)} entries but the model has {meta.n_features} features",
+            )
+    if any(s == 0 for s in std.scale):
+        raise field_error("standardization.scale", "must not contain 0 (features are divided by it)")
+    return {"mean": [float(v) for v in std.mean], "scale": [float(v) for v in std.scale]}
+
+
+def _check_names(architecture: Architecture, parameters: Mapping[str, Any]) -> None:
+    expected = [f"{p}{i}" for i in range(len(architecture.shapes)) for p in "Wb"]
+    if set(parameters) != set(expected):
+        missing = [n for n in expected if n not in parameters]
+        unexpected = sorted(set(parameters) - set(expected))
+        raise field_error(
+            "parameters",
+            f"must be exactly {expected} for this architecture; missing {missing}, unexpected {unexpected}",
+        )
+
+
+def _store_import(
+    store: Store, meta: ModelMeta, architecture: Architecture, arrays: Mapping[str, Array], *, owner: str
+) -> ModelRecord:
+    classes = _check_task(meta, architecture)
+    standardization = _standardization(meta)
+    try:
+        params = parameters_from_arrays(architecture, dict(arrays))
+    except ValueError as exc:
+        raise field_error("parameters", str(exc)) from None
+    return create_model(
+        store,
+        owner=owner,
+        job_id=None,
+        architecture=architecture_json(architecture),
+        n_features=meta.n_features,
+        task=meta.task,
+        classes=classes,
+        metrics=meta.metrics or {},
+        standardization=standardization,
+        parameters=parameter_arrays(architecture, params),
+    )
