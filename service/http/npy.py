@@ -131,4 +131,5 @@ def dumps(array: Array) -> bytes:
         array = np.ascontiguousarray(array)
     header = io.BytesIO()
     npy_format.write_array_header_1_0(header, npy_format.header_data_from_array_1_0(array))
-    return b"".join([header.getvalue(), memoryview(array.reshape(-1)).cast("B")])
+    data: Any = array.reshape(-1)  # a view: C-contiguous
+    return b"".join([header.getvalue(), memoryview(data).cast("B")])
