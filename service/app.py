@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import gc
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,17 +11,13 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.encoders import jsonable_encoder
-from fastapi.openapi.models import Schema
-from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
-from pydantic.json_schema import models_json_schema
 
-from service.errors import install_error_handlers
-from service.http.jsonio import JSONResponse
 from service.http.middleware import RequestContextMiddleware
-from service.http.routers import register_routes
-from service.http.schemas.common import DOCUMENTED_MODELS, EXTRA_SCHEMAS, REF_PREFIX, problem_responses
+from service.http.openapi import DESCRIPTION, TAGS, TITLE, build_openapi
+from service.http.problems import install_error_handlers
+from service.http.responses import JSONResponse
+from service.http.routers import ROUTERS
+from service.http.routing import operation_id, register_routes
 from service.logs import configure_logging, flush_access_log
 from service.metrics import Metrics
 from service.settings import Settings
@@ -35,34 +29,6 @@ try:
     __version__ = version("descent")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
-
-TITLE = "Descent"
-DESCRIPTION = """\
-Gradient descent as a service, over a pure-NumPy engine.
-
-* **Compute** (stateless): evaluate activations and losses with their derivatives, run a model
-  forward, and get its loss and gradients, optionally checked against finite differences.
-* **Datasets, training jobs and models**: upload or generate data, train logistic, linear and
-  softmax regressions and MLPs in background jobs, follow their progress, and predict.
-
-Arrays are nested JSON lists of finite numbers. Every error is an RFC 9457
-`application/problem+json` document whose `detail` names what is wrong.
-"""
-TAGS = [
-    {"name": "activations", "description": "Activation functions φ and their derivatives."},
-    {"name": "losses", "description": "Loss functions and their gradients."},
-    {"name": "compute", "description": "Forward passes and gradients of models with given parameters."},
-    {"name": "datasets", "description": "Stored datasets: uploaded (JSON, CSV, .npz) or generated."},
-    {"name": "jobs", "description": "Training jobs: create, follow (progress, metrics, events), cancel."},
-    {"name": "models", "description": "Trained or imported models: inspect, predict, export, import."},
-    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
-]
-
-
-def _operation_id(route: APIRoute) -> str:
-    """Fallback operation id for routes without an explicit one: ``<tag>-<function name>``."""
-    name = route.name.replace("_", "-")
-    return f"{route.tags[0]}-{name}" if route.tags else name
 
 
 @asynccontextmanager
@@ -110,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         default_response_class=JSONResponse,
-        generate_unique_id_function=_operation_id,
+        generate_unique_id_function=operation_id,
         separate_input_output_schemas=False,
     )
     app.state.settings = settings
@@ -120,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
     )
-    register_routes(app)
+    register_routes(app, ROUTERS)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -129,46 +95,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the request-body models it cannot see (bodies are parsed by orjson)."""
-    schema = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-        tags=app.openapi_tags,
-        separate_input_output_schemas=False,
-    )
-    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    _document_validation_errors_as_problems(schema)
-    _, defs = models_json_schema(
-        [(model, "validation") for model in DOCUMENTED_MODELS.values()], ref_template=REF_PREFIX + "{model}"
-    )
-    for name, model_schema in {**defs.get("$defs", {}), **EXTRA_SCHEMAS}.items():
-        # Normalized as get_openapi normalizes its own (nulls dropped, numbers typed), so that a model
-        # FastAPI documents too (e.g. as a response) compares equal.
-        normalized = jsonable_encoder(Schema(**model_schema), by_alias=True, exclude_none=True)
-        if components.setdefault(name, normalized) != normalized:
-            raise RuntimeError(f"two different schemas are named {name!r} in the OpenAPI document")
-    schema["components"]["schemas"] = dict(sorted(components.items()))
-    return schema
-
-
-def _document_validation_errors_as_problems(schema: dict[str, Any]) -> None:
-    """Replace FastAPI's default 422 (HTTPValidationError) by the problem+json the service really sends."""
-    default_ref = REF_PREFIX + "HTTPValidationError"
-    problem = problem_responses(422)[422]
-    for item in schema.get("paths", {}).values():
-        for operation in item.values():
-            response = operation.get("responses", {}).get("422", {})
-            if (
-                response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
-                == default_ref
-            ):
-                operation["responses"]["422"] = copy.deepcopy(problem)
-    components = schema.get("components", {}).get("schemas", {})
-    if default_ref not in json.dumps(schema.get("paths", {})):
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)

@@ -1,36 +1,24 @@
-"""Domain errors that carry their HTTP status, and the one place that turns errors into problem+json.
+"""The service's domain errors: one hierarchy, each class carrying its HTTP status, title and type.
 
-Every error response is RFC 9457 ``application/problem+json``::
+This module imports nothing but the standard library, so every layer may raise these errors: the
+store (``NotFound``, ``Conflict``, ``QueueFull``, ``StoreUnavailable``...), the services and the HTTP
+layer alike. ``service.http.problems`` is the one place that turns them, and every other error, into
+RFC 9457 ``application/problem+json``.
 
-    {"type", "title", "status", "detail", "instance", "request_id", "errors"?: [{"loc": [...], "msg": ...}]}
-
-Handlers raise a :class:`ProblemError` subclass (never ``HTTPException``); :func:`install_error_handlers`
-maps those, the store's errors, FastAPI's request validation errors, Starlette's HTTP errors (404, 405)
-and anything unexpected (500, generic detail, logged with the request id, never a stack trace).
+A field-level failure is built one way, :func:`field_error`; :func:`validation_error` turns pydantic's
+errors into the same shape.
 """
 
 from __future__ import annotations
 
-import logging
+import re
 from collections.abc import Mapping, Sequence
-from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-from starlette.types import Scope
-
-from service.store.errors import StoreError
-
-logger = logging.getLogger("descent.errors")
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:descent:problem:"
 
 Loc = Sequence[str | int]
+Source = Literal["body", "query", "path", "header"]
 
 
 def problem_type(slug: str) -> str:
@@ -38,8 +26,8 @@ def problem_type(slug: str) -> str:
     return PROBLEM_TYPE_PREFIX + slug
 
 
-class ProblemError(Exception):
-    """An error that becomes a problem+json response with its own status.
+class DomainError(Exception):
+    """An error with its own HTTP status, answered as a problem document.
 
     Parameters
     ----------
@@ -72,50 +60,96 @@ class ProblemError(Exception):
         return problem_type(self.slug)
 
 
-class NotFound(ProblemError):
+class NotFound(DomainError):
+    """404: no resource here, or no resource of this kind with this id (or it is another owner's)."""
+
     status, title, slug = 404, "Not Found", "not-found"
 
+    @classmethod
+    def resource(cls, kind: str, id: str) -> NotFound:
+        """``NotFound.resource("job", "job_1")``: detail "job 'job_1' not found"."""
+        return cls(f"{kind} {id!r} not found")
 
-class Conflict(ProblemError):
+
+class MethodNotAllowed(DomainError):
+    """405: the path exists but does not take this method; ``Allow`` lists those it takes."""
+
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class NotAcceptable(DomainError):
+    """406: none of the media types the request accepts can be produced."""
+
+    status, title, slug = 406, "Not Acceptable", "not-acceptable"
+
+
+class Conflict(DomainError):
+    """409: the resource is in a state that does not allow the change."""
+
     status, title, slug = 409, "Conflict", "conflict"
 
 
-class PayloadTooLarge(ProblemError):
+class StaleAttempt(Conflict):
+    """A run wrote with an attempt that no longer owns the job; nothing was written.
+
+    It is a ``Conflict``, so callers that only care that the job refused the write can catch one class.
+    """
+
+    title, slug = "Stale Attempt", "stale-attempt"
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        super().__init__(f"attempt {attempt} no longer owns job {job_id!r}")
+        self.job_id = job_id
+        self.attempt = attempt
+
+
+class PayloadTooLarge(DomainError):
     status, title, slug = 413, "Content Too Large", "payload-too-large"
 
 
-class UnsupportedMediaType(ProblemError):
+class UnsupportedMediaType(DomainError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
 
 
-class InvalidInput(ProblemError):
-    """422: the request is well-formed JSON but its content is not acceptable."""
+class InvalidInput(DomainError):
+    """422: the request is well-formed but its content is not acceptable (build with :func:`field_error`)."""
 
     status, title, slug = 422, "Invalid Input", "invalid-input"
 
-    @classmethod
-    def at(cls, loc: Loc, msg: str) -> InvalidInput:
-        """An error about one field: ``loc`` like ``("body", "x")``; the detail names the field."""
-        return cls(f"{_loc_str(loc)}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
 
+class _RetryLater(DomainError):
+    """An error the client may retry after ``retry_after`` seconds (sent as ``Retry-After``)."""
 
-class _RetryLater(ProblemError):
+    retry_after_s: int = 1
+
     def __init__(
         self,
         detail: str,
         *,
-        retry_after: int = 1,
+        retry_after: int | None = None,
         errors: Sequence[Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(detail, errors=errors, headers={"Retry-After": str(retry_after), **(headers or {})})
-        self.retry_after = retry_after
+        self.retry_after = self.retry_after_s if retry_after is None else retry_after
+        super().__init__(
+            detail, errors=errors, headers={"Retry-After": str(self.retry_after), **(headers or {})}
+        )
 
 
 class TooManyRequests(_RetryLater):
-    """429 with ``Retry-After`` (seconds): the job queue is full or a rate limit was hit."""
+    """429 with ``Retry-After`` (seconds): a limit on requests or queued work was reached."""
 
     status, title, slug = 429, "Too Many Requests", "too-many-requests"
+
+
+class QueueFull(TooManyRequests):
+    """The number of queued jobs has reached the configured limit."""
+
+    title, slug, retry_after_s = "Queue Full", "queue-full", 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the job queue is full ({limit} queued jobs at most); retry later")
+        self.limit = limit
 
 
 class ServiceUnavailable(_RetryLater):
@@ -124,138 +158,73 @@ class ServiceUnavailable(_RetryLater):
     status, title, slug = 503, "Service Unavailable", "service-unavailable"
 
 
-# Seconds a client should wait after a store error that says "later", by status.
-_STORE_RETRY_AFTER = {429: 5, 503: 5}
+class StoreUnavailable(ServiceUnavailable):
+    """The database could not be reached or did not answer in time."""
+
+    title, slug, retry_after_s = "Store Unavailable", "store-unavailable", 5
 
 
-def request_id_of(scope: Scope) -> str | None:
-    """The id the request-id middleware gave this request, if it ran."""
-    state = scope.get("state")
-    return state.get("request_id") if isinstance(state, dict) else None
+_LOC_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def problem_response(
-    scope: Scope,
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    type: str = "about:blank",
-    errors: Sequence[Mapping[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    """Build the problem+json response; ``instance`` is the request path."""
-    body: dict[str, Any] = {
-        "type": type,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": scope.get("path", ""),
-    }
-    request_id = request_id_of(scope)
-    if request_id is not None:
-        body["request_id"] = request_id
-    if errors:
-        body["errors"] = list(errors)
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+def field_loc(name: str, source: Source = "body") -> list[str | int]:
+    """``"model.parameters[0].weights"`` → ``["body", "model", "parameters", 0, "weights"]``."""
+    parts: list[str | int] = [source]
+    for key, index in _LOC_PART.findall(name):
+        parts.append(int(index) if index else key)
+    return parts
 
 
-def unhandled_error_response(scope: Scope, exc: BaseException) -> Response:
-    """Log an unexpected exception with the request id and answer a generic 500."""
-    request_id = request_id_of(scope)
-    logger.error(
-        "unhandled error",
-        exc_info=exc,
-        extra={"request_id": request_id, "method": scope.get("method"), "path": scope.get("path")},
-    )
-    detail = "the server hit an unexpected error"
-    if request_id is not None:
-        detail += f"; quote request id {request_id} when reporting it"
-    return problem_response(scope, 500, "Internal Server Error", detail, type=problem_type("internal"))
+def field_error(name: str, msg: str, *, source: Source = "body", detail: str | None = None) -> InvalidInput:
+    """The 422 about one field of the request: the one way to build it.
+
+    Parameters
+    ----------
+    name : str
+        The field as a reader writes it: ``"X"``, ``"model.parameters[0].weights"``, ``"X[3][1]"``;
+        for a query parameter, header or path parameter its name (``"cursor"``, ``"Idempotency-Key"``).
+        An empty name with the body source means the whole body.
+    msg : str
+        What is wrong, as the rest of a sentence about the field: ``"must not be empty"``.
+    source : {"body", "query", "path", "header"}
+        Where the field is; the first element of the error's ``loc``.
+    detail : str, optional
+        The problem's detail when ``msg`` is a sentence of its own (e.g. the engine's ``ValueError``
+        message); by default "X must not be empty" for a body field, "query parameter cursor must ..."
+        or "header Idempotency-Key must ..." for the others.
+
+    Returns
+    -------
+    InvalidInput
+        With one error, ``{"loc": [source, ...], "msg": msg}``.
+    """
+    if source == "body":
+        subject = name or "the request body"
+        loc = field_loc(name)
+    else:
+        subject = f"header {name}" if source == "header" else f"{source} parameter {name}"
+        loc = [source, name.lower() if source == "header" else name]
+    return InvalidInput(detail or f"{subject} {msg}", errors=[{"loc": loc, "msg": msg}])
 
 
 def _loc_str(loc: Loc) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _format_validation_errors(raw: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Turn pydantic errors into ``[{"loc", "msg"}]`` (inputs left out: they can be huge) and a detail."""
-    errors: list[dict[str, Any]] = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid value"))} for e in raw
-    ]
-    parts = [f"{_loc_str(e['loc'])}: {e['msg']}" if e["loc"] else str(e["msg"]) for e in errors]
-    if len(parts) == 1:
-        return parts[0], errors
-    return f"{len(parts)} invalid fields: " + "; ".join(parts), errors
-
-
 def validation_error(raw: Sequence[Mapping[str, Any]], prefix: Loc = ()) -> InvalidInput:
-    """An InvalidInput from pydantic's ``ValidationError.errors()``, each loc prefixed (e.g. with "body")."""
-    prefixed = [{**e, "loc": (*prefix, *e.get("loc", ()))} for e in raw]
-    detail, errors = _format_validation_errors(prefixed)
+    """An InvalidInput from pydantic's ``ValidationError.errors()``, each loc prefixed (e.g. with "body").
+
+    Inputs are left out (they can be huge); the detail lists every failure as "loc: msg".
+    """
+    errors: list[dict[str, Any]] = [{"loc": [*prefix, *e.get("loc", ())], "msg": _message(e)} for e in raw]
+    parts = [f"{_loc_str(e['loc'])}: {e['msg']}" if e["loc"] else str(e["msg"]) for e in errors]
+    detail = parts[0] if len(parts) == 1 else f"{len(parts)} invalid fields: " + "; ".join(parts)
     return InvalidInput(detail, errors=errors)
 
 
-async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ProblemError)
-    return problem_response(
-        request.scope,
-        exc.status,
-        exc.title,
-        exc.detail,
-        type=exc.type,
-        errors=exc.errors,
-        headers=exc.headers,
-    )
-
-
-async def _store_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StoreError)
-    status = exc.status_code
-    if status >= 500 and status != 503:
-        return unhandled_error_response(request.scope, exc)
-    headers = {"Retry-After": str(_STORE_RETRY_AFTER[status])} if status in _STORE_RETRY_AFTER else None
-    slug = type(exc).__name__
-    slug = "".join("-" + c.lower() if c.isupper() else c for c in slug).lstrip("-")
-    return problem_response(
-        request.scope, status, exc.title, exc.detail, type=problem_type(slug), headers=headers
-    )
-
-
-async def _validation_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    problem = validation_error(exc.errors())
-    return problem_response(
-        request.scope, 422, problem.title, problem.detail, type=problem.type, errors=problem.errors
-    )
-
-
-async def _http_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    status = exc.status_code
-    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    if status == 404:
-        detail = f"no resource at {request.url.path}"
-    elif status == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        detail = f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}"
-    else:
-        detail = str(exc.detail)
-    return problem_response(request.scope, status, title, detail, headers=exc.headers)
-
-
-async def _unhandled_handler(request: Request, exc: Exception) -> Response:
-    return unhandled_error_response(request.scope, exc)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every error into problem+json; the only place that does so."""
-    app.add_exception_handler(ProblemError, _problem_handler)
-    # The store's domain errors (NotFound, Conflict, StaleAttempt, QueueFull, StoreUnavailable) carry
-    # status_code/title/detail; 429 and 503 gain a Retry-After.
-    app.add_exception_handler(StoreError, _store_error_handler)
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_handler)
-    # Starlette runs the Exception handler outside every middleware; RequestContextMiddleware catches
-    # unexpected errors first (so the 500 carries X-Request-ID) and calls the same function.
-    app.add_exception_handler(Exception, _unhandled_handler)
+def _message(error: Mapping[str, Any]) -> str:
+    msg = str(error.get("msg", "invalid value"))
+    # pydantic prefixes the message of a ValueError raised by a validator; the reader needs the reason.
+    if error.get("type") == "value_error" and msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, ")
+    return msg

@@ -13,7 +13,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, problem_response, unhandled_error_response
+from service.errors import PayloadTooLarge
+from service.http.problems import problem_response, unhandled_error_response
 from service.logs import log_access
 from service.metrics import Metrics
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import redis
 
+from service.errors import StoreUnavailable
 from service.runners.celery_app import QUEUE, TASK_NAME, make_celery
 from service.settings import Settings
-from service.store import Store, StoreUnavailable, queued_job_ids, reap_stale
+from service.store import Store, queued_job_ids, reap_stale
 
 log = logging.getLogger("descent.runner")
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
+from service.errors import DomainError
 from service.runners.run_job import RunSettings, run_job
-from service.store import Store, StoreError, get_job, open_store, queued_job_ids, reap_stale
+from service.store import Store, get_job, open_store, queued_job_ids, reap_stale
 from service.store.runs import release_lost_run
 
 log = logging.getLogger("descent.runner")
@@ -229,7 +230,7 @@ def worker_main(
                     if _run_next(store, slot, run_settings, stop):
                         answered = -1  # more may be waiting: look again at once
                         continue
-                except StoreError as exc:
+                except DomainError as exc:
                     # The store is down or refused: keep the worker, look again later.
                     log.warning("looking for queued jobs failed: %s", exc)
             time.sleep(IDLE_WAIT_S)

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.models import Architecture
 from engine.training import Checkpoint, EpochState, FitConfig, FitResult, fit
+from service.errors import NotFound, StaleAttempt, StoreUnavailable
 from service.runners.artifacts import (
     architecture_from_json,
     checkpoint_from_bytes,
@@ -31,10 +32,7 @@ from service.runners.artifacts import (
 from service.runners.spec import architecture_for, fit_config
 from service.store import (
     DatasetRecord,
-    NotFound,
-    StaleAttempt,
     Store,
-    StoreUnavailable,
     claim_job,
     finish_job,
     get_dataset,

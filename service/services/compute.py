@@ -1,7 +1,7 @@
 """Service functions of the stateless compute endpoints: JSON in, engine call, JSON out.
 
 Each takes the parsed body, validates the small fields with pydantic, converts the arrays with
-``jsonio.to_array``, calls the engine and returns the response content (ndarrays included; the
+``arrays.to_array``, calls the engine and returns the response content (ndarrays included; the
 JSON response serializes them). The engine's ``ValueError``s become 422 problems here, at the
 call, and so do non-finite results.
 """
@@ -18,8 +18,10 @@ from engine.activations import ACTIVATIONS, resolve_params
 from engine.gradcheck import check_gradients
 from engine.losses import compute_loss
 from engine.models import forward, loss_and_gradient, targets
-from service.errors import InvalidInput
-from service.http.jsonio import JSONBody, ensure_finite, field_error, field_loc, to_array, validate
+from service.errors import field_error
+from service.http.arrays import to_array
+from service.http.body import JSONBody, validate
+from service.http.responses import ensure_finite
 from service.http.schemas.compute import ActivationRequest, ForwardRequest, GradientsRequest, LossRequest
 from service.services.modelspec import build_model, outputs_to_json, parameters_to_json
 from service.settings import Settings
@@ -53,7 +55,7 @@ class engine_errors:
     ) -> None:
         self._errstate.__exit__(kind, exc, tb)
         if isinstance(exc, ValueError):
-            raise InvalidInput(str(exc), errors=[{"loc": field_loc(self.name), "msg": str(exc)}]) from None
+            raise field_error(self.name, str(exc), detail=str(exc)) from None
 
 
 def _number_or_array(a: Array) -> float | Array:
@@ -104,7 +106,7 @@ def evaluate_activation(name: str, body: JSONBody, settings: Settings) -> dict[s
         try:
             params = resolve_params(name, given)
         except ValueError as exc:
-            raise InvalidInput(str(exc), errors=[{"loc": ["body", "params"], "msg": str(exc)}]) from None
+            raise field_error("params", str(exc), detail=str(exc)) from None
     with engine_errors("x"):
         y = act.function(x, **params)
         # The derivative reuses y, as backpropagation does, rather than recomputing φ(x).
@@ -130,15 +132,17 @@ def activation_curve(name: str, start: float, stop: float, num: int, alpha: floa
     sigmoid(z).
     """
     if not start < stop:
-        raise InvalidInput(
-            f"start must be less than stop, got start={start}, stop={stop}",
-            errors=[{"loc": ["query", "start"], "msg": f"must be less than stop ({stop})"}],
+        raise field_error(
+            "start",
+            f"must be less than stop ({stop})",
+            source="query",
+            detail=f"start must be less than stop, got start={start}, stop={stop}",
         )
     act = ACTIVATIONS[name]
     try:
         params = resolve_params(name, None if alpha is None else {"alpha": alpha})
     except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"loc": ["query", "alpha"], "msg": str(exc)}]) from None
+        raise field_error("alpha", str(exc), source="query", detail=str(exc)) from None
     x = np.linspace(start, stop, num)
     with engine_errors():
         if act.elementwise:
@@ -157,10 +161,7 @@ def evaluate_loss(name: str, body: JSONBody, settings: Settings) -> dict[str, An
     """POST /v1/losses/{name}: the loss from y_pred or logits, and optionally its gradient."""
     request = validate(LossRequest, body)
     if (request.y_pred is None) == (request.logits is None):
-        raise InvalidInput(
-            "give exactly one of y_pred and logits",
-            errors=[{"loc": ["body"], "msg": "give exactly one of y_pred and logits"}],
-        )
+        raise field_error("", "must hold exactly one of y_pred and logits")
     limit, scan = settings.max_array_elements, body.scan_booleans
     y_true = to_array(request.y_true, "y_true", ndim=(1, 2), max_elements=limit, scan_booleans=scan)
     wrt = "y_pred" if request.y_pred is not None else "logits"

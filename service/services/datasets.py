@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from engine.datasets import make_dataset, task_of
-from service.errors import Conflict, InvalidInput, PayloadTooLarge
-from service.http.jsonio import JSONBody, field_error, field_loc, to_array, validate
+from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, field_error, field_loc
+from service.http.arrays import to_array
+from service.http.body import JSONBody, validate
 from service.http.schemas.datasets import DatasetCreate
 from service.http.schemas.training import GeneratorSpec
 from service.settings import Settings
@@ -38,7 +39,6 @@ from service.store import (
     recall,
     remember,
 )
-from service.store import NotFound as StoreNotFound
 
 Array = np.ndarray[Any, Any]
 Labels = Array | Sequence[str]
@@ -374,7 +374,7 @@ def arrays_from_json(
     y : list of number or list of str
     settings : Settings
     scan_booleans : bool
-        ``JSONBody.scan_booleans`` (see ``service.http.jsonio.to_array``).
+        ``JSONBody.scan_booleans`` (see ``service.http.arrays.to_array``).
     field_prefix : str
         Prefix of the field names in error messages.
 
@@ -767,7 +767,7 @@ def _replay(
         )
     try:
         return get_dataset(store, dataset_id, owner=owner)
-    except StoreNotFound:
+    except NotFound:
         raise Conflict(
             f"Idempotency-Key {key!r} created dataset {dataset_id!r}, which has since been deleted;"
             " use a new key",

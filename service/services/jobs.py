@@ -18,8 +18,9 @@ import numpy as np
 import orjson
 
 from engine.datasets import task_of
-from service.errors import Conflict, InvalidInput
-from service.http.jsonio import JSONBody, dumps, field_error, validate
+from service.errors import Conflict, InvalidInput, NotFound, QueueFull, field_error
+from service.http.body import JSONBody, validate
+from service.http.responses import dumps
 from service.http.schemas.training import InlineDataset, TrainingConfig
 from service.runners import Runner
 from service.runners.artifacts import architecture_from_json
@@ -30,8 +31,6 @@ from service.store import (
     DatasetRecord,
     EventRecord,
     JobRecord,
-    NotFound,
-    QueueFull,
     Store,
     delete_dataset,
     events_since,

@@ -17,8 +17,10 @@ from pydantic import ValidationError
 
 from engine.models import Architecture, Parameters, build_architecture
 from engine.models import predict as engine_predict
-from service.errors import validation_error
-from service.http.jsonio import JSONBody, ensure_finite, field_error, to_array, validate
+from service.errors import NotFound, field_error, validation_error
+from service.http.arrays import to_array
+from service.http.body import JSONBody, validate
+from service.http.responses import ensure_finite
 from service.http.schemas.models import MODEL_FORMAT, ModelDocument, ModelMeta, PredictRequest
 from service.runners.artifacts import (
     architecture_from_json,
@@ -38,7 +40,6 @@ from service.store import (
     load_dataset_arrays,
     load_model_parameters,
 )
-from service.store import NotFound as StoreNotFound
 
 Array = np.ndarray[Any, Any]
 
@@ -136,7 +137,7 @@ def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: s
     try:
         dataset = get_dataset(store, dataset_id, owner=owner)
         X, _ = load_dataset_arrays(store, dataset_id, owner=owner)
-    except StoreNotFound:
+    except NotFound:
         raise field_error("dataset_id", f"names no dataset: {dataset_id!r} was not found") from None
     if dataset.n_features != record.n_features:
         raise field_error(

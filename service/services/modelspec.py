@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from engine.models import Architecture, Parameters, build_architecture, from_arrays
-from service.errors import InvalidInput
-from service.http.jsonio import field_error, field_loc, to_array
+from service.errors import field_error
+from service.http.arrays import to_array
 from service.http.schemas.compute import MLP, LinearRegression, LogisticRegression, SoftmaxRegression
 
 Array = np.ndarray[Any, Any]
@@ -121,7 +121,7 @@ def build_model(
     try:
         params = from_arrays(arch, weights, biases)
     except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"loc": field_loc(prefix), "msg": str(exc)}]) from None
+        raise field_error(prefix, str(exc), detail=str(exc)) from None
     return ModelSpec(arch, params)
 
 
@@ -158,7 +158,7 @@ def _architecture(prefix: str, kind: str, n_features: int, n_outputs: int, **kwa
     try:
         return build_architecture(kind, n_features, n_outputs, **kwargs)
     except ValueError as exc:
-        raise InvalidInput(str(exc), errors=[{"loc": field_loc(prefix), "msg": str(exc)}]) from None
+        raise field_error(prefix, str(exc), detail=str(exc)) from None
 
 
 def parameters_to_json(architecture: Architecture, params: Parameters) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 SQLAlchemy 2 (sync) over a SQLite file by default or PostgreSQL; the schema is managed by Alembic and
 brought up to date by :func:`open_store`. Repository functions take the :class:`Store` first, run one
-transaction each, return frozen records and raise the domain errors of :mod:`service.store.errors`.
+transaction each, return frozen records and raise the domain errors of :mod:`service.errors`
+(``NotFound``, ``Conflict``, ``StaleAttempt``, ``QueueFull``, ``StoreUnavailable``).
 
 Where things are: ``db.py`` (engine, sessions, migrations, ids), ``tables.py`` (schema), ``records.py``
 (returned values), ``blobs.py`` (``.npz`` bytes), ``datasets.py``, ``jobs.py`` (client side of jobs),
@@ -18,7 +19,6 @@ from service.store.datasets import (
     load_dataset_arrays,
 )
 from service.store.db import DEFAULT_URL, Store, open_store
-from service.store.errors import Conflict, NotFound, QueueFull, StaleAttempt, StoreError, StoreUnavailable
 from service.store.idempotency import recall, remember
 from service.store.jobs import (
     create_job,
@@ -55,19 +55,13 @@ from service.store.runs import (
 __all__ = [
     "DEFAULT_URL",
     "Checkpoint",
-    "Conflict",
     "DatasetRecord",
     "EpochMetrics",
     "EventRecord",
     "JobRecord",
     "ModelRecord",
-    "NotFound",
-    "QueueFull",
     "Remembered",
-    "StaleAttempt",
     "Store",
-    "StoreError",
-    "StoreUnavailable",
     "claim_job",
     "create_dataset",
     "create_job",

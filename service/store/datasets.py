@@ -8,9 +8,9 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from service.errors import Conflict, NotFound
 from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
-from service.store.errors import Conflict, NotFound
 from service.store.records import DatasetRecord
 from service.store.tables import DEFAULT_OWNER, TASKS, DatasetRow, JobRow
 
@@ -93,7 +93,7 @@ def _dataset_row(session: Session, dataset_id: str, owner: str | None, *, lock: 
         stmt = stmt.with_for_update()
     row = session.scalar(stmt)
     if row is None or (owner is not None and row.owner != owner):
-        raise NotFound("dataset", dataset_id)
+        raise NotFound.resource("dataset", dataset_id)
     return row
 
 
@@ -118,7 +118,7 @@ def load_dataset_arrays(
         row = _dataset_row(session, dataset_id, owner)
         data = blob_data(session, row.blob_id)
     if data is None:
-        raise NotFound("dataset", dataset_id)
+        raise NotFound.resource("dataset", dataset_id)
     arrays = decode_npz(data)
     return arrays["X"], arrays["y"]
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError,
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from service.store.errors import StoreUnavailable
+from service.errors import StoreUnavailable
 
 DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000

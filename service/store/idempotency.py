@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from service.errors import Conflict
 from service.store.db import Store, utcnow
-from service.store.errors import Conflict
 from service.store.records import Remembered
 from service.store.tables import IdempotencyKeyRow
 

@@ -16,8 +16,8 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.errors import Conflict, NotFound, QueueFull
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
-from service.store.errors import Conflict, NotFound, QueueFull
 from service.store.records import EpochMetrics, EventRecord, JobRecord
 from service.store.tables import (
     DEFAULT_OWNER,
@@ -42,7 +42,7 @@ def lock_job(session: Session, job_id: str, owner: str | None = None) -> JobRow:
         select(JobRow).where(JobRow.id == job_id).with_for_update().execution_options(populate_existing=True)
     )
     if row is None or (owner is not None and row.owner != owner):
-        raise NotFound("job", job_id)
+        raise NotFound.resource("job", job_id)
     return row
 
 
@@ -126,7 +126,7 @@ def create_job(
                     .with_for_update(read=True, key_share=True)
                 )
                 if dataset_owner is None or dataset_owner != owner:
-                    raise NotFound("dataset", dataset_id)
+                    raise NotFound.resource("dataset", dataset_id)
             queued = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
             if queued is not None and queued >= max_queued:
                 raise QueueFull(max_queued)
@@ -148,7 +148,7 @@ def create_job(
             return JobRecord.from_row(row)
     except IntegrityError as exc:
         # Only the dataset foreign key can fail here: the dataset was deleted concurrently.
-        raise NotFound("dataset", str(dataset_id)) from exc
+        raise NotFound.resource("dataset", str(dataset_id)) from exc
 
 
 def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
@@ -156,7 +156,7 @@ def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord
     with store.read() as session:
         row = session.get(JobRow, job_id)
         if row is None or (owner is not None and row.owner != owner):
-            raise NotFound("job", job_id)
+            raise NotFound.resource("job", job_id)
         return JobRecord.from_row(row)
 
 
@@ -255,7 +255,7 @@ def list_job_metrics(store: Store, job_id: str, after_epoch: int | None = None) 
     """
     with store.read() as session:
         if session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
-            raise NotFound("job", job_id)
+            raise NotFound.resource("job", job_id)
         stmt = select(JobMetricRow).where(JobMetricRow.job_id == job_id)
         if after_epoch is not None:
             stmt = stmt.where(JobMetricRow.epoch > after_epoch)

@@ -9,9 +9,9 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.errors import NotFound
 from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
-from service.store.errors import NotFound
 from service.store.records import ModelRecord
 from service.store.tables import DEFAULT_OWNER, TASKS, ModelRow
 
@@ -123,7 +123,7 @@ def create_model(
 def _model_row(session: Session, model_id: str, owner: str | None) -> ModelRow:
     row = session.get(ModelRow, model_id)
     if row is None or (owner is not None and row.owner != owner):
-        raise NotFound("model", model_id)
+        raise NotFound.resource("model", model_id)
     return row
 
 
@@ -139,7 +139,7 @@ def load_model_parameters(store: Store, model_id: str, *, owner: str | None = No
         row = _model_row(session, model_id, owner)
         data = blob_data(session, row.blob_id)
     if data is None:
-        raise NotFound("model", model_id)
+        raise NotFound.resource("model", model_id)
     return decode_npz(data)
 
 

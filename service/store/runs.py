@@ -16,8 +16,8 @@ import numpy as np
 from sqlalchemy import Row, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.errors import NotFound, StaleAttempt
 from service.store.db import Store, finite_or_none, jsonable, utcnow
-from service.store.errors import NotFound, StaleAttempt
 from service.store.jobs import append_event, end_job
 from service.store.models import MODEL_FIELDS, insert_model
 from service.store.records import Checkpoint, JobRecord
@@ -69,7 +69,7 @@ def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[st
     ).one_or_none()
     if row is None:
         if session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
-            raise NotFound("job", job_id)
+            raise NotFound.resource("job", job_id)
         raise StaleAttempt(job_id, attempt)
     return row
 
@@ -78,7 +78,7 @@ def _locked_row(session: Session, job_id: str) -> JobRow:
     """The job's row after a successful fence (which already holds its lock)."""
     row = session.get(JobRow, job_id, populate_existing=True)
     if row is None:
-        raise NotFound("job", job_id)
+        raise NotFound.resource("job", job_id)
     return row
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
@@ -11,6 +13,19 @@ import pytest
 
 from engine.activations import ACTIVATIONS
 from engine.losses import LOSSES
+from service.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    QueueFull,
+    ServiceUnavailable,
+    StaleAttempt,
+    StoreUnavailable,
+    TooManyRequests,
+    field_error,
+    field_loc,
+    validation_error,
+)
 from service.services import compute
 from tests.service.conftest import Client, assert_problem
 
@@ -240,15 +255,25 @@ def test_json_content_type_with_charset_is_accepted(client: Client) -> None:
 
 def test_unknown_path(client: Client) -> None:
     body = assert_problem(client.get("/v1/nothing-here"), 404, "no resource at /v1/nothing-here")
-    assert body["type"] == "about:blank"
+    assert body["type"] == "urn:descent:problem:not-found"
     assert body["title"] == "Not Found"
     assert_still_answers(client)
+
+
+def test_an_unknown_path_and_an_unknown_id_are_the_same_problem(client: Client) -> None:
+    path = assert_problem(client.get("/v1/nothing-here"), 404)
+    job = assert_problem(client.get("/v1/jobs/job_0194b2c3d4e5f6a7b8c9d0e1f2"), 404, "job", "not found")
+    model = assert_problem(client.get("/v1/models/mdl_06231f0e9d8c7b6a5f4e3d2c"), 404)
+    assert {(b["type"], b["title"]) for b in (path, job, model)} == {
+        ("urn:descent:problem:not-found", "Not Found")
+    }
 
 
 def test_wrong_method(client: Client) -> None:
     response = client.request("DELETE", "/v1/activations")
     body = assert_problem(response, 405, "method DELETE is not allowed", "allowed: GET")
     assert body["title"] == "Method Not Allowed"
+    assert body["type"] == "urn:descent:problem:method-not-allowed"
     assert response.headers["allow"] == "GET"
     assert_still_answers(client)
 
@@ -290,3 +315,83 @@ def test_unexpected_error_is_a_generic_500_logged_with_the_request_id(
     assert record.exc_info is not None and "secret internal state" in str(record.exc_info[1])
     monkeypatch.undo()
     assert_still_answers(client)
+
+
+def test_the_error_hierarchy_is_a_leaf_every_layer_may_import() -> None:
+    code = (
+        "import sys, service.errors; print(' '.join(sorted(m for m in sys.modules if m.startswith(THIRD))))"
+    )
+    third = "('service', 'engine', 'fastapi', 'starlette', 'pydantic', 'numpy', 'sqlalchemy')"
+    out = subprocess.run(
+        [sys.executable, "-c", code.replace("THIRD", third)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["service", "service.errors"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "title", "slug"),
+    [
+        (NotFound.resource("job", "job_1"), 404, "Not Found", "not-found"),
+        (Conflict("busy"), 409, "Conflict", "conflict"),
+        (StaleAttempt("job_1", 2), 409, "Stale Attempt", "stale-attempt"),
+        (QueueFull(3), 429, "Queue Full", "queue-full"),
+        (StoreUnavailable("down"), 503, "Store Unavailable", "store-unavailable"),
+        (field_error("x", "must not be empty"), 422, "Invalid Input", "invalid-input"),
+    ],
+)
+def test_domain_errors_carry_status_title_and_type(
+    error: DomainError, status: int, title: str, slug: str
+) -> None:
+    assert (error.status, error.title, error.type) == (status, title, f"urn:descent:problem:{slug}")
+
+
+def test_the_store_and_the_http_layer_raise_the_same_classes() -> None:
+    assert issubclass(StaleAttempt, Conflict) and issubclass(QueueFull, TooManyRequests)
+    assert issubclass(StoreUnavailable, ServiceUnavailable)
+    assert NotFound.resource("dataset", "ds_1").detail == "dataset 'ds_1' not found"
+    assert QueueFull(3).headers == {"Retry-After": "5"}
+    assert ServiceUnavailable("down", retry_after=7).headers == {"Retry-After": "7"}
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "detail", "loc"),
+    [
+        (("X[3][1]", "must be a number, got null"), {}, "X[3][1] must be a number, got null",
+         ["body", "X", 3, 1]),
+        (("", "must be a JSON object"), {}, "the request body must be a JSON object", ["body"]),
+        (("cursor", "must be a job id"), {"source": "query"}, "query parameter cursor must be a job id",
+         ["query", "cursor"]),
+        (("Idempotency-Key", "must not be empty"), {"source": "header"},
+         "header Idempotency-Key must not be empty", ["header", "idempotency-key"]),
+        (("model", "hidden_layers must be positive"), {"detail": "hidden_layers must be positive"},
+         "hidden_layers must be positive", ["body", "model"]),
+    ],
+)  # fmt: skip
+def test_field_errors_are_built_one_way(args: tuple[str, str], kwargs: dict, detail: str, loc: list) -> None:
+    error = field_error(*args, **kwargs)
+    assert (error.status, error.detail) == (422, detail)
+    assert error.errors == [{"loc": loc, "msg": args[1]}]
+
+
+def test_field_loc_splits_keys_and_indices() -> None:
+    assert field_loc("model.parameters[10].weights") == ["body", "model", "parameters", 10, "weights"]
+    assert field_loc("") == ["body"]
+
+
+def test_pydantic_errors_lose_the_value_error_prefix() -> None:
+    raw = [
+        {
+            "type": "value_error",
+            "loc": ("model",),
+            "msg": "Value error, give exactly one of X and dataset_id",
+        },
+        {"type": "missing", "loc": ("x",), "msg": "Field required"},
+    ]
+    error = validation_error(raw, prefix=("body",))
+    assert error.detail == (
+        "2 invalid fields: body.model: give exactly one of X and dataset_id; body.x: Field required"
+    )
+    assert error.errors == [
+        {"loc": ["body", "model"], "msg": "give exactly one of X and dataset_id"},
+        {"loc": ["body", "x"], "msg": "Field required"},
+    ]

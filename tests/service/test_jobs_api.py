@@ -27,11 +27,12 @@ from engine.models import build_architecture, loss_and_gradient, targets
 from engine.optimizers import OPTIMIZERS
 from engine.training import train_validation_split
 from service.app import create_app
+from service.errors import StoreUnavailable
 from service.http.schemas.jobs import Job, JobMetrics
 from service.runners.artifacts import parameters_from_arrays
 from service.services import jobs as api
 from service.settings import Settings
-from service.store import StoreUnavailable, request_cancel
+from service.store import request_cancel
 
 pytestmark = pytest.mark.anyio
 

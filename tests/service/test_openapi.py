@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
 
 from engine.activations import ACTIVATIONS
 from engine.losses import LOSSES, REDUCTIONS
 from engine.models import MODEL_TYPES
 from service.app import create_app
+from service.http.openapi import DOCUMENTED_MODELS, build_openapi
+from service.http.schemas.common import request_body
 from service.http.schemas.compute import MODEL_CLASSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +165,27 @@ def test_model_types_come_from_the_engine(document: dict[str, Any]) -> None:
     assert set(mapping) == set(MODEL_TYPES)
     for model_type, cls in MODEL_CLASSES.items():
         assert cls.model_fields["type"].annotation.__args__ == (model_type,)
+
+
+def test_a_request_body_model_left_out_of_the_document_fails_the_build() -> None:
+    class Unlisted(BaseModel):
+        x: int
+
+    app = FastAPI()
+
+    @app.post("/unlisted", openapi_extra=request_body(Unlisted, {"one": {"x": 1}}))
+    async def unlisted() -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match=r"undocumented schemas \['#/components/schemas/Unlisted'\]"):
+        build_openapi(app)
+
+
+def test_every_request_body_model_is_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert {model.__name__ for model in DOCUMENTED_MODELS} <= set(schemas)
+    for item in document["paths"].values():
+        for operation in item.values():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if content:
+                assert content["schema"]["$ref"].rsplit("/", 1)[1] in schemas

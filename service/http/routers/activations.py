@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from service.http.jsonio import JSONResponse, respond_json
+from service.http.offload import respond_json
+from service.http.responses import JSONResponse
 from service.http.routers.params import registry_name
 from service.http.schemas.common import name_parameter, problem_responses, request_body
 from service.http.schemas.compute import (

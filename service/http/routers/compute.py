@@ -7,7 +7,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.http.jsonio import respond_json
+from service.http.offload import respond_json
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.compute import ForwardRequest, ForwardResult, GradientsRequest, GradientsResult
 from service.services import compute

@@ -8,9 +8,18 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.errors import InvalidInput, UnsupportedMediaType, field_error
+from service.http.body import parse_json
 from service.http.deps import SettingsDep, StoreDep
-from service.http.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json
+from service.http.media import (
+    CSV_MEDIA_TYPE,
+    JSON_MEDIA_TYPE,
+    NPZ_MEDIA_TYPE,
+    OCTET_STREAM_MEDIA_TYPE,
+    content_kind,
+    preferred_media_type,
+)
+from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
 from service.http.schemas.training import Task
@@ -22,8 +31,7 @@ from service.store import list_datasets as store_list_datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-CSV_MEDIA_TYPE = "text/csv"
-NPZ_MEDIA_TYPES = ("application/x-npz", "application/octet-stream")
+NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
 _CSV_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
 _QUERY_ONLY_FOR_UPLOADS = ("name", "label", "task")
 
@@ -79,33 +87,21 @@ _REPLAYED = {
 }
 
 
-def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
-    """``"text/csv; charset=utf-8"`` → ``("text/csv", {"charset": "utf-8"})``."""
-    media, _, rest = (content_type or "").partition(";")
-    params: dict[str, str] = {}
-    for part in rest.split(";"):
-        key, sep, value = part.partition("=")
-        if sep:
-            params[key.strip().lower()] = value.strip().strip('"').lower()
-    return media.strip().lower(), params
+_BODY_FORMATS = {
+    JSON_MEDIA_TYPE: "json",
+    CSV_MEDIA_TYPE: "csv",
+    NPZ_MEDIA_TYPE: "npz",
+    OCTET_STREAM_MEDIA_TYPE: "npz",
+}
 
 
 def _body_kind(content_type: str | None) -> str:
-    media, params = _media_type(content_type)
-    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
-        return "json"
-    if media == CSV_MEDIA_TYPE:
+    kind, params = content_kind(content_type, _BODY_FORMATS)
+    if kind == "csv":
         charset = params.get("charset", "utf-8")
         if charset not in _CSV_CHARSETS:
             raise UnsupportedMediaType(f"CSV must be UTF-8 (charset=utf-8), got charset={charset}")
-        return "csv"
-    if media in NPZ_MEDIA_TYPES:
-        return "npz"
-    shown = repr(content_type) if content_type else "none"
-    raise UnsupportedMediaType(
-        f"a dataset is sent as application/json, text/csv or application/x-npz (or application/octet-stream),"
-        f" got Content-Type {shown}"
-    )
+    return kind
 
 
 @router.post(
@@ -239,7 +235,7 @@ async def list_datasets(
         try:
             records, next_cursor = store_list_datasets(store, settings.owner, limit, cursor)
         except ValueError as exc:
-            raise InvalidInput.at(("query", "cursor"), str(exc)) from None
+            raise field_error("cursor", str(exc).removeprefix("cursor "), source="query") from None
         return JSONResponse(
             {"items": [datasets.dataset_json(r) for r in records], "next_cursor": next_cursor}
         )
@@ -262,20 +258,7 @@ async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: Sett
     return JSONResponse(datasets.dataset_json(record))
 
 
-def _wants_csv(accept: str | None) -> bool:
-    """Whether the Accept header prefers text/csv to JSON (JSON when absent, on ties and for */*)."""
-    csv_q = json_q = 0.0
-    for entry in (accept or "").split(","):
-        media, params = _media_type(entry)
-        try:
-            q = float(params.get("q", "1"))
-        except ValueError:
-            q = 0.0
-        if media in (CSV_MEDIA_TYPE, "text/*"):
-            csv_q = max(csv_q, q)
-        if media in (JSON_MEDIA_TYPE, "application/*", "*/*"):
-            json_q = max(json_q, q)
-    return csv_q > json_q
+_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
 
 
 @router.get(
@@ -305,7 +288,7 @@ async def dataset_data(
     `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
     x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
     """
-    as_csv = _wants_csv(request.headers.get("accept"))
+    as_csv = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES) == CSV_MEDIA_TYPE
 
     def load() -> Response:
         record, X, labels = datasets.load_data(store, dataset_id, owner=settings.owner)

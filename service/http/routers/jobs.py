@@ -8,10 +8,11 @@ import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from service.http.body import parse_json, read_json_bytes
 from service.http.deps import RunnerDep, SettingsDep, StoreDep
-from service.http.jsonio import JSONResponse, parse_json, read_json_bytes
-from service.http.schemas.common import DOCUMENTED_MODELS, REF_PREFIX, problem_responses, request_body
-from service.http.schemas.jobs import DryRun, Event, Job, JobMetrics, JobPage, JobStatus
+from service.http.responses import JSONResponse
+from service.http.schemas.common import REF_PREFIX, problem_responses, request_body
+from service.http.schemas.jobs import Job, JobMetrics, JobPage, JobStatus
 from service.http.schemas.training import TrainingConfig
 from service.services import jobs as api
 
@@ -44,10 +45,6 @@ _EXAMPLES: dict[str, Any] = {
         "early_stopping": {"patience": 20, "min_delta": 0.0001, "restore_best": True},
     },
 }
-# Documented in the OpenAPI components although no handler declares them: the dry-run answer and the
-# payload of each server-sent event.
-DOCUMENTED_MODELS["DryRun"] = DryRun
-DOCUMENTED_MODELS["Event"] = Event
 
 
 def _ref(name: str) -> dict[str, Any]:

@@ -8,9 +8,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.errors import field_error
+from service.http.body import parse_json, read_json_bytes
 from service.http.deps import SettingsDep, StoreDep
-from service.http.jsonio import JSON_MEDIA_TYPE, JSONResponse, parse_json, read_json_bytes
+from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
+from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
@@ -27,8 +29,8 @@ from service.store import list_models as store_list_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-NPZ_MEDIA_TYPE = "application/x-npz"
-_NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, "application/octet-stream")
+_NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
+_IMPORT_FORMATS = {JSON_MEDIA_TYPE: "json", NPZ_MEDIA_TYPE: "npz", OCTET_STREAM_MEDIA_TYPE: "npz"}
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
 
 ModelIdPath = Annotated[
@@ -65,10 +67,6 @@ _IMPORT_BODY["requestBody"]["description"] = (
 )
 
 
-def _media(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 @router.get(
     "",
     operation_id="models-list",
@@ -94,7 +92,7 @@ async def list_models(
         try:
             records, next_cursor = store_list_models(store, settings.owner, limit, cursor)
         except ValueError as exc:
-            raise InvalidInput.at(("query", "cursor"), str(exc)) from None
+            raise field_error("cursor", str(exc).removeprefix("cursor "), source="query") from None
         return JSONResponse({"items": [models.model_json(r) for r in records], "next_cursor": next_cursor})
 
     return await anyio.to_thread.run_sync(page)
@@ -126,14 +124,7 @@ async def import_model(request: Request, store: StoreDep, settings: SettingsDep)
     (known activations, consistent layers), task and classes, standardization, and every parameter's
     name, shape, dtype and finiteness. The parameters are kept bit for bit.
     """
-    content_type = request.headers.get("content-type")
-    media = _media(content_type)
-    is_json = media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json"))
-    if not is_json and media not in _NPZ_MEDIA_TYPES:
-        shown = repr(content_type) if content_type else "none"
-        raise UnsupportedMediaType(
-            f"a model is imported as application/json or application/x-npz, got Content-Type {shown}"
-        )
+    is_json = content_kind(request.headers.get("content-type"), _IMPORT_FORMATS)[0] == "json"
     raw = await request.body()
     owner = settings.owner
 

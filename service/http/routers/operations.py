@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from service.errors import ServiceUnavailable
 from service.http.deps import MetricsDep
-from service.http.jsonio import JSONResponse
+from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses
 
 router = APIRouter(tags=["operations"])

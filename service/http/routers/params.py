@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from starlette.requests import Request
 
-from service.errors import InvalidInput
+from service.errors import field_error
 
 
 def registry_name(request: Request, kind: str, allowed: Collection[str]) -> str:
@@ -14,5 +14,5 @@ def registry_name(request: Request, kind: str, allowed: Collection[str]) -> str:
     name: str = request.path_params["name"]
     if name not in allowed:
         msg = f"unknown {kind} {name!r}; allowed: {', '.join(allowed)}"
-        raise InvalidInput(msg, errors=[{"loc": ["path", "name"], "msg": msg}])
+        raise field_error("name", msg, source="path", detail=msg)
     return name

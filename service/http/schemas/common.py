@@ -40,7 +40,7 @@ def array_schema(ndim: int | tuple[int, ...] | None) -> dict[str, Any]:
 
 
 def ArrayField(ndim: int | tuple[int, ...] | None, description: str, example: Any, **kwargs: Any) -> Any:
-    """A ``Field`` for a numeric array converted by ``jsonio.to_array``, not by pydantic.
+    """A ``Field`` for a numeric array converted by ``arrays.to_array``, not by pydantic.
 
     Use as ``x: Annotated[Any, ArrayField(...)]``; pydantic passes the value through untouched
     (cheap for big arrays) while the docs show the precise array schema.
@@ -126,14 +126,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# Models documented in the OpenAPI components without being FastAPI body parameters: request bodies
-# are parsed by orjson and validated explicitly (see service.http.jsonio), so FastAPI never sees them.
-DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {"Problem": Problem}
-
-
 def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a JSON request body with ``model``'s schema and named examples."""
-    DOCUMENTED_MODELS[model.__name__] = model
+    """``openapi_extra`` documenting a JSON request body with ``model``'s schema and named examples.
+
+    The schema itself is added to the components by ``service.http.openapi`` (listed in its
+    ``DOCUMENTED_MODELS``), as FastAPI never sees the model.
+    """
     return {
         "requestBody": {
             "required": True,

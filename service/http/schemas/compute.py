@@ -1,7 +1,7 @@
 """Request and response models of the stateless compute endpoints.
 
 Array fields are ``Any`` documented with an array schema (see ``ArrayField``): pydantic validates the
-small fields only and ``jsonio.to_array`` converts the arrays. Allowed names come from the engine's
+small fields only and ``arrays.to_array`` converts the arrays. Allowed names come from the engine's
 registries, so the schema can never drift from what the engine accepts.
 """
 

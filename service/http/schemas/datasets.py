@@ -1,7 +1,7 @@
 """Request and response models of the /v1/datasets resource.
 
 Arrays (X, y) are ``Any`` documented with an array schema: pydantic checks the small fields and
-``service.services.datasets`` converts the arrays itself (see ``service.http.jsonio``).
+``service.services.datasets`` converts the arrays itself (see ``service.http.arrays``).
 """
 
 from __future__ import annotations

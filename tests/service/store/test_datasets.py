@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from service.errors import Conflict, NotFound
 from service.store import (
-    Conflict,
-    NotFound,
     Store,
     claim_job,
     create_dataset,

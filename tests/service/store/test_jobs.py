@@ -4,10 +4,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from service.errors import Conflict, NotFound, QueueFull
 from service.store import (
-    Conflict,
-    NotFound,
-    QueueFull,
     Store,
     claim_job,
     create_job,

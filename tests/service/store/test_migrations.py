@@ -9,7 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import CheckConstraint, create_engine, inspect, text
 
-from service.store import StoreUnavailable, get_dataset, list_datasets, open_store
+from service.errors import StoreUnavailable
+from service.store import get_dataset, list_datasets, open_store
 from service.store.db import Store, create_store_engine
 from service.store.tables import Base
 from tests import pg

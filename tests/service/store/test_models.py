@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from service.errors import NotFound
 from service.store import (
-    NotFound,
     Store,
     claim_job,
     create_model,

@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.errors import Conflict, NotFound, StaleAttempt
 from service.store import (
-    Conflict,
-    NotFound,
-    StaleAttempt,
     Store,
     claim_job,
     events_since,

@@ -1,19 +1,32 @@
-"""service.http.routers: routes registered flat as include_router would; request-only endpoints direct."""
+"""service.http.routing: routes registered flat as include_router would; request-only endpoints direct."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
+import fastapi
+import fastapi.routing
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.responses import PlainTextResponse, Response
 
-from service.app import _operation_id, create_app
-from service.errors import InvalidInput, install_error_handlers
+from service.app import create_app
+from service.errors import InvalidInput
 from service.http.deps import get_metrics
-from service.http.jsonio import JSONResponse
-from service.http.routers import ROUTERS, RequestRoute, _takes_only_the_request, register_routes
+from service.http.problems import install_error_handlers
+from service.http.responses import JSONResponse
+from service.http.routers import ROUTERS
+from service.http.routing import (
+    DEPENDANT_LISTS,
+    DEPENDANT_SPECIAL_NAMES,
+    ROUTE_OPTIONS,
+    RequestRoute,
+    _takes_only_the_request,
+    operation_id,
+    register_routes,
+)
 from service.metrics import Metrics
 from tests.service.conftest import Client, assert_problem
 
@@ -37,7 +50,7 @@ EFFECTIVE_OPTIONS = [
 
 
 def _app(**kwargs: Any) -> FastAPI:
-    return FastAPI(default_response_class=JSONResponse, generate_unique_id_function=_operation_id, **kwargs)
+    return FastAPI(default_response_class=JSONResponse, generate_unique_id_function=operation_id, **kwargs)
 
 
 def _api_routes(app: FastAPI) -> list[APIRoute]:
@@ -58,7 +71,7 @@ def test_registered_routes_are_what_include_router_gives() -> None:
     for router in ROUTERS:
         included.include_router(router)
     flat = _app()
-    register_routes(flat)
+    register_routes(flat, ROUTERS)
     assert flat.openapi() == included.openapi()
     contexts = [c for c in iter_route_contexts(included.routes) if isinstance(c.original_route, APIRoute)]
     routes = _api_routes(flat)
@@ -166,3 +179,48 @@ def test_the_compute_routes_are_called_directly() -> None:
     direct = {route.path for route in _api_routes(app) if _takes_only_the_request(route)}
     assert {"/v1/activations/{name}", "/v1/losses/{name}", "/v1/forward", "/v1/gradients"} <= direct
     assert "/v1/activations/{name}/curve" not in direct  # query parameters: FastAPI validates them
+
+
+REVIEW = (
+    "service/http/routing.py (RequestRoute, register_routes) relies on it: review them for this FastAPI"
+    " release before widening the bound on fastapi in pyproject.toml"
+)
+
+
+def test_the_fastapi_internals_routing_relies_on_are_still_there() -> None:
+    version = f"FastAPI {fastapi.__version__}"
+    dependant = APIRoute("/x", _with_query).dependant
+    missing = [name for name in (*DEPENDANT_LISTS, *DEPENDANT_SPECIAL_NAMES) if not hasattr(dependant, name)]
+    assert not missing, f"{version}: the route's Dependant has no {missing}; {REVIEW}"
+    assert dependant.query_params and dependant.request_param_name == "request", f"{version}: {REVIEW}"
+    add_api_route = inspect.signature(APIRouter.add_api_route).parameters
+    assert "route_class_override" in add_api_route, (
+        f"{version}: APIRouter.add_api_route takes no route_class_override; {REVIEW}"
+    )
+    route = APIRoute("/x", _request_only)
+    not_kept = [name for name in ROUTE_OPTIONS if not hasattr(route, name)]
+    assert not not_kept, f"{version}: APIRoute does not keep the add_api_route options {not_kept}; {REVIEW}"
+    assert "get_route_handler" in vars(APIRoute), f"{version}: APIRoute has no get_route_handler; {REVIEW}"
+
+
+def test_direct_endpoints_skip_fastapis_request_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI builds each route's ASGI app from get_route_handler, the method RequestRoute overrides."""
+
+    async def no_dependency_solving(*args: object, **kwargs: object) -> None:
+        raise AssertionError("FastAPI's request handler ran")
+
+    router = APIRouter(prefix="/t")
+    router.add_api_route("/request", _request_only)
+    router.add_api_route("/query", _with_query)
+    app = _app()
+    install_error_handlers(app)
+    register_routes(app, [router])
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", no_dependency_solving)
+    client = Client(app)
+    try:
+        assert client.get("/t/request").text == "GET /t/request", f"FastAPI {fastapi.__version__}: {REVIEW}"
+        # The patch does reach FastAPI's own handler, which a route with a query parameter still uses.
+        with pytest.raises(AssertionError, match="FastAPI's request handler ran"):
+            client.get("/t/query", params={"n": 3})
+    finally:
+        client.close()

@@ -1,4 +1,4 @@
-"""service.http.jsonio: array conversion, the byte-count proof behind the fast path, finite results."""
+"""service.http.arrays and service.http.bytescan: arrays from JSON, and the byte count for large bodies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import InvalidInput
-from service.http.jsonio import dumps, ensure_finite, field_loc, parse_json, to_array
+from service.http.arrays import to_array
+from service.http.body import parse_json
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
@@ -113,25 +114,3 @@ def test_finite_numbers_whose_sum_overflows_are_accepted() -> None:
 def test_flat_lists_with_anything_but_numbers_are_rejected(value: list, fragment: str) -> None:
     with pytest.raises(InvalidInput, match=re.escape(fragment)):
         to_array(value, "x", max_elements=10)
-
-
-def test_field_loc_splits_keys_and_indices() -> None:
-    assert field_loc("model.parameters[10].weights") == ["body", "model", "parameters", 10, "weights"]
-    assert field_loc("") == ["body"]
-
-
-def test_ensure_finite_names_the_first_bad_field() -> None:
-    ensure_finite({"y": np.ones(3), "loss": 1.5, "shape": [3], "name": "x"})
-    with pytest.raises(InvalidInput) as info:
-        ensure_finite({"layers": [{"z": np.ones(2), "a": np.array([1.0, np.inf])}]})
-    assert "layers[0].a" in info.value.detail
-    assert info.value.errors == [
-        {"loc": ["response", "layers", 0, "a"], "msg": "is not finite (NaN or infinity)"}
-    ]
-    with pytest.raises(InvalidInput, match="result is not finite: loss"):
-        ensure_finite({"loss": math.nan})
-
-
-def test_dumps_writes_arrays_and_numpy_scalars_without_tolist() -> None:
-    content = {"a": np.arange(3.0), "b": np.float64(0.5), "c": np.ones((2, 2))[:, 0], "d": np.array(2.0)}
-    assert orjson.loads(dumps(content)) == {"a": [0.0, 1.0, 2.0], "b": 0.5, "c": [1.0, 1.0], "d": 2.0}
