@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_serializer, field_validator
 
 from descent_client import _arrays
 from service.http.schemas import datasets as dataset_schemas
@@ -45,6 +45,10 @@ class Prediction(model_schemas.Prediction):
     @classmethod
     def _probabilities(cls, value: Any) -> Array | None:
         return None if value is None else np.asarray(value, dtype=np.float64)
+
+    @field_serializer("predictions", "probabilities")
+    def _as_lists(self, value: Array | None) -> list[Any] | None:
+        return None if value is None else list(value.tolist())
 
 
 class _Bound(BaseModel):
