@@ -117,7 +117,7 @@ def _decide(out: Output, on_interrupt: OnInterrupt) -> OnInterrupt | Literal["fo
         return "detach"
     try:
         answer = Prompt.ask(
-            "Interrupted: [c]ancel the job, [d]etach (it goes on), or [f]ollow on?",
+            Text("Interrupted: [c]ancel the job, [d]etach (it goes on), or [f]ollow on?"),
             choices=["c", "d", "f"],
             default="c",
             console=out.stderr,
