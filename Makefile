@@ -23,13 +23,13 @@ serve: $(VENV)/.installed  ## install (first time) and run the service on 127.0.
 	$(BIN)/descent serve
 
 test: $(VENV)/.installed-test  ## install (first time) and run every test
-	$(BIN)/ruff check engine service tests benchmarks
+	$(BIN)/ruff check engine service descent_client tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check engine service tests benchmarks
-	$(BIN)/ruff format --check engine service tests benchmarks
+	$(BIN)/ruff check engine service descent_client tests benchmarks
+	$(BIN)/ruff format --check engine service descent_client tests benchmarks
 	$(BIN)/mypy
 
 openapi: $(VENV)/.installed

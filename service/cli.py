@@ -1,24 +1,46 @@
-"""The ``descent`` command: ``serve`` runs the service, ``worker`` a Celery worker, ``migrate`` the schema
-migrations, ``openapi`` prints the OpenAPI document."""
+"""The ``descent`` command.
+
+Server commands: ``serve`` runs the service, ``worker`` a Celery worker, ``migrate`` the schema
+migrations, ``openapi`` prints the OpenAPI document. Client commands (``datasets``, ``jobs``,
+``models``, ``train``; see ``descent_client.cli``) speak to a running service over HTTP.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Sequence
 
+import click
 
-def _serve(args: argparse.Namespace) -> int:
+from descent_client.cli import register
+from descent_client.cli._options import common
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@common
+def cli() -> None:
+    """Descent: gradient descent as a service."""
+
+
+@cli.command()
+@click.option("--host", help="interface to bind (default: DESCENT_HOST or 127.0.0.1)")
+@click.option("--port", type=int, help="port to listen on (default: DESCENT_PORT or 8000)")
+@click.option(
+    "--log-level", type=click.Choice(LOG_LEVELS), help="log level (default: DESCENT_LOG_LEVEL or info)"
+)
+def serve(host: str | None, port: int | None, log_level: str | None) -> None:
+    """Run the HTTP service with uvicorn (settings from DESCENT_* variables)."""
     import uvicorn
 
     from service.logs import configure_logging
     from service.settings import Settings
 
     # The factory reads its settings from the environment, so flags travel the same way.
-    for flag, var in (("host", "DESCENT_HOST"), ("port", "DESCENT_PORT"), ("log_level", "DESCENT_LOG_LEVEL")):
-        value = getattr(args, flag)
+    for value, var in ((host, "DESCENT_HOST"), (port, "DESCENT_PORT"), (log_level, "DESCENT_LOG_LEVEL")):
         if value is not None:
             os.environ[var] = str(value)
     settings = Settings()
@@ -37,62 +59,51 @@ def _serve(args: argparse.Namespace) -> int:
         # Client addresses are neither logged nor used, so X-Forwarded-For needs no parsing.
         proxy_headers=False,
     )
-    return 0
 
 
-def _openapi(args: argparse.Namespace) -> int:
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document (JSON, sorted keys) to stdout."""
     from service.app import create_app
 
     document = create_app().openapi()
     text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     sys.stdout.buffer.write(text.encode("utf-8"))
     sys.stdout.flush()
-    return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
+@cli.command()
+@click.option("--hostname", help="Celery node name (default: descent@<host>)")
+def worker(hostname: str | None) -> None:
+    """Run a Celery worker that trains jobs (DESCENT_RUNNER=celery; DESCENT_BROKER_URL)."""
     from service.runners.celery_worker import main as worker_main
 
-    worker_main(["--hostname", args.hostname] if args.hostname else [])
-    return 0
+    worker_main(["--hostname", hostname] if hostname else [])
 
 
-def _migrate(args: argparse.Namespace) -> int:
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the store's schema, then exit."""
     from service.settings import Settings
     from service.store import open_store
 
     open_store(Settings().database_url).close()
-    print("the store's schema is up to date")
-    return 0
+    click.echo("the store's schema is up to date")
+
+
+register(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``descent`` console command."""
-    parser = argparse.ArgumentParser(prog="descent", description="Descent: gradient descent as a service.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
-        "serve", help="run the HTTP service with uvicorn (settings from DESCENT_* variables)"
-    )
-    serve.add_argument("--host", help="interface to bind (default: DESCENT_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: DESCENT_PORT or 8000)")
-    serve.add_argument(
-        "--log-level",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="log level (default: DESCENT_LOG_LEVEL or info)",
-    )
-    serve.set_defaults(handler=_serve)
-    openapi = commands.add_parser("openapi", help="print the OpenAPI document (JSON, sorted keys) to stdout")
-    openapi.set_defaults(handler=_openapi)
-    worker = commands.add_parser(
-        "worker", help="run a Celery worker that trains jobs (DESCENT_RUNNER=celery; DESCENT_BROKER_URL)"
-    )
-    worker.add_argument("--hostname", help="Celery node name (default: descent@<host>)")
-    worker.set_defaults(handler=_worker)
-    migrate = commands.add_parser("migrate", help="create or upgrade the store's schema, then exit")
-    migrate.set_defaults(handler=_migrate)
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
+    """Entry point of the ``descent`` console command; returns the exit status."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="descent")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(exc.code, err=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

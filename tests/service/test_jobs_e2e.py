@@ -58,8 +58,9 @@ class ServiceProcess:
         assert self.process is not None, "the service is not started"
         return self.process.pid
 
-    def start(self) -> ServiceProcess:
-        port = free_port()
+    def start(self, *, same_port: bool = False) -> ServiceProcess:
+        """Start the service on a free port, or (``same_port``) on the one it had: a restart in place."""
+        port = int(self.url.rsplit(":", 1)[1]) if same_port and self.url else free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, **{f"DESCENT_{k.upper()}": str(v) for k, v in self.settings.items()}}
         env.update(DESCENT_HOST="127.0.0.1", DESCENT_PORT=str(port))

@@ -1,0 +1,116 @@
+"""NumPy arrays to request bodies and back, and matrices read from files (CSV, .npy, .npz, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+Array = np.ndarray[Any, Any]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(body: Any) -> bytes:
+    """JSON bytes of ``body``; NumPy arrays and scalars become lists and numbers."""
+    return orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def matrix(X: Any, name: str = "X") -> Array:
+    """``X`` as a finite 2-D float64 array (a 1-D array is one sample); ValueError naming what is wrong."""
+    array = np.asarray(X)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {list(array.shape)}")
+    bad = np.argwhere(~np.isfinite(array))
+    if len(bad):
+        raise ValueError(f"{name} must be finite, got {array[tuple(bad[0])]} at {bad[0].tolist()}")
+    return array
+
+
+def labels(y: Any, name: str = "y") -> Array:
+    """``y`` as a 1-D array of numbers or strings."""
+    array = np.asarray(y)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {list(array.shape)}")
+    if array.dtype.kind == "O":
+        array = array.astype(str)
+    if array.dtype.kind not in "biufU":
+        raise ValueError(f"{name} must hold numbers or strings, got dtype {array.dtype}")
+    return array
+
+
+def npz_bytes(**arrays: Array) -> bytes:
+    """An ``.npz`` archive (``numpy.savez``, no pickled objects) of the named arrays."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def label_array(values: list[Any]) -> Array:
+    """Labels or predictions from JSON: numbers stay numbers, strings become a str array."""
+    if any(isinstance(v, str) for v in values):
+        return np.asarray([str(v) for v in values])
+    return np.asarray(values)
+
+
+def _csv_matrix(text: str, source: str) -> Array:
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    if rows:
+        try:
+            [float(cell) for cell in rows[0]]
+        except ValueError:
+            rows = rows[1:]  # a header row
+    try:
+        return np.asarray([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{source}: every cell after the header must be a number ({exc})") from None
+
+
+def read_matrix(path: str | Path, *, stdin: bytes | None = None) -> Array:
+    """Rows of X from a file: CSV (an optional header row), ``.npy``, ``.npz`` (array ``X``) or JSON
+    (``{"X": [[...]]}`` or a list of rows). ``stdin`` holds the bytes when ``path`` is ``-`` (JSON or CSV).
+    """
+    source = str(path)
+    if source == "-":
+        raw = stdin or b""
+        text = raw.decode("utf-8")
+        stripped = text.lstrip()
+        if stripped.startswith(("{", "[")):
+            return matrix(_json_rows(json.loads(text), "stdin"))
+        return matrix(_csv_matrix(text, "stdin"))
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        return matrix(np.load(file, allow_pickle=False))
+    if suffix == ".npz":
+        with np.load(file, allow_pickle=False) as archive:
+            if "X" not in archive.files:
+                raise ValueError(f"{source}: the archive holds {archive.files}, not an array 'X'")
+            return matrix(archive["X"])
+    if suffix == ".json":
+        return matrix(_json_rows(json.loads(file.read_text("utf-8")), source))
+    return matrix(_csv_matrix(file.read_text("utf-8"), source))
+
+
+def _json_rows(document: Any, source: str) -> Any:
+    if isinstance(document, dict):
+        if "X" not in document:
+            raise ValueError(f"{source}: a JSON object must hold 'X', got keys {sorted(document)}")
+        return document["X"]
+    return document

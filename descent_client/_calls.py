@@ -1,0 +1,218 @@
+"""The requests of every operation, built once for the sync and the async client (which only send them).
+
+A :class:`Call` says what to send and how a failed attempt may be retried: ``"connect"`` retries only
+when the request never reached the service (always safe), ``"always"`` retries on any transport error
+and on 503 (for reads, and for creations made safe by their Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from descent_client import _arrays
+
+Retry = Literal["connect", "always"]
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_VARIABLE = "DESCENT_URL"
+KEY_VARIABLE = "DESCENT_API_KEY"
+NPZ_MEDIA_TYPE = "application/x-npz"
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request of the API."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry: Retry = "connect"
+
+
+def resolve_url(url: str | None) -> str:
+    """The base URL: the argument, else ``DESCENT_URL``, else http://127.0.0.1:8000."""
+    chosen = url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    return chosen.rstrip("/")
+
+
+def resolve_key(api_key: str | None) -> str | None:
+    """The API key: the argument, else ``DESCENT_API_KEY``, else none."""
+    return api_key or os.environ.get(KEY_VARIABLE) or None
+
+
+def base_headers(api_key: str | None, user_agent: str) -> dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": user_agent}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _json(method: str, path: str, body: Any, **kwargs: Any) -> Call:
+    headers = {"Content-Type": JSON_MEDIA_TYPE, **kwargs.pop("headers", {})}
+    return Call(method, path, content=_arrays.dumps(body), headers=headers, **kwargs)
+
+
+def _page(limit: int | None, cursor: str | None, **extra: Any) -> dict[str, Any]:
+    params = {"limit": limit, "cursor": cursor, **extra}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def new_key() -> str:
+    """A fresh Idempotency-Key."""
+    return uuid.uuid4().hex
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+
+
+def dataset_from_arrays(X: Any, y: Any, name: str, task: str | None, key: str | None) -> Call:
+    """Arrays go as ``.npz``: exact float bits, compact, and string labels as they are."""
+    archive = _arrays.npz_bytes(X=_arrays.matrix(X), y=_arrays.labels(y))
+    return _upload(archive, NPZ_MEDIA_TYPE, {"name": name, "task": task}, key)
+
+
+def dataset_file(
+    source: str | Path | bytes,
+    kind: Literal["csv", "npz"],
+    *,
+    name: str | None,
+    key: str | None,
+    **query: Any,
+) -> Call:
+    """A CSV or ``.npz`` upload from a path or bytes; the name defaults to the file's stem."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if name is None and not isinstance(source, bytes):
+        name = Path(source).stem
+    media = "text/csv; charset=utf-8" if kind == "csv" else NPZ_MEDIA_TYPE
+    return _upload(raw, media, {"name": name, **query}, key)
+
+
+def _upload(raw: bytes, media: str, query: Mapping[str, Any], key: str | None) -> Call:
+    params = {k: v for k, v in query.items() if v is not None}
+    headers = {"Content-Type": media, "Idempotency-Key": key or new_key()}
+    return Call("POST", "/v1/datasets", params=params, content=raw, headers=headers, retry="always")
+
+
+def dataset_json(body: Mapping[str, Any], key: str | None) -> Call:
+    """A DatasetCreate body: ``{"name", "X", "y"}`` or ``{"name", "generator"}``."""
+    return _json(
+        "POST", "/v1/datasets", dict(body), headers={"Idempotency-Key": key or new_key()}, retry="always"
+    )
+
+
+def list_call(resource: str, limit: int | None, cursor: str | None, **extra: Any) -> Call:
+    return Call("GET", f"/v1/{resource}", params=_page(limit, cursor, **extra), retry="always")
+
+
+def get_call(resource: str, resource_id: str, **params: Any) -> Call:
+    query = {k: v for k, v in params.items() if v is not None}
+    return Call("GET", f"/v1/{resource}/{resource_id}", params=query or None, retry="always")
+
+
+def delete_call(resource: str, resource_id: str) -> Call:
+    return Call("DELETE", f"/v1/{resource}/{resource_id}")
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+
+
+def training_body(config: BaseModel | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A TrainingConfig as JSON: ``config`` updated with ``fields``; a Dataset object becomes its id."""
+    if isinstance(config, BaseModel):
+        body = config.model_dump(mode="python", exclude_unset=True)
+    else:
+        body = dict(config or {})
+    body.update(fields)
+    dataset = body.get("dataset")
+    if dataset is not None and hasattr(dataset, "id") and hasattr(dataset, "sha256"):
+        body.pop("dataset")
+        body["dataset_id"] = dataset.id
+    if isinstance(body.get("dataset_id"), BaseModel):
+        body["dataset_id"] = body["dataset_id"].id
+    return body
+
+
+def create_job(body: Mapping[str, Any], key: str | None, dry_run: bool = False) -> Call:
+    params = {"dry_run": "true"} if dry_run else None
+    headers = {} if dry_run else {"Idempotency-Key": key or new_key()}
+    return _json("POST", "/v1/jobs", dict(body), params=params, headers=headers, retry="always")
+
+
+def cancel_job(job_id: str) -> Call:
+    return Call("POST", f"/v1/jobs/{job_id}/cancel")
+
+
+def job_metrics(job_id: str, since_epoch: int | None = None, max_points: int | None = None) -> Call:
+    params = {k: v for k, v in {"since_epoch": since_epoch, "max_points": max_points}.items() if v}
+    return Call("GET", f"/v1/jobs/{job_id}/metrics", params=params or None, retry="always")
+
+
+def job_events(job_id: str, last_event_id: int) -> Call:
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = str(last_event_id)
+    return Call("GET", f"/v1/jobs/{job_id}/events", headers=headers, retry="always")
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+
+def predict(model_id: str, X: Any = None, dataset_id: str | None = None) -> Call:
+    body: dict[str, Any] = {"dataset_id": dataset_id} if dataset_id is not None else {"X": _arrays.matrix(X)}
+    # Predicting changes nothing on the service: safe to send again.
+    return _json("POST", f"/v1/models/{model_id}/predict", body, retry="always")
+
+
+def export_model(model_id: str, format: Literal["json", "npz"]) -> Call:
+    accept = NPZ_MEDIA_TYPE if format == "npz" else JSON_MEDIA_TYPE
+    return Call(
+        "GET",
+        f"/v1/models/{model_id}/export",
+        params={"format": format},
+        headers={"Accept": accept},
+        retry="always",
+    )
+
+
+def import_model(source: str | Path | bytes | Mapping[str, Any]) -> Call:
+    """A model export: its JSON document (a mapping, or a ``.json`` file) or its ``.npz`` bytes or file."""
+    if isinstance(source, Mapping):
+        return _json("POST", "/v1/models", dict(source))
+    if isinstance(source, bytes):
+        raw = source
+        is_json = raw.lstrip()[:1] == b"{"
+    else:
+        raw = Path(source).read_bytes()
+        is_json = Path(source).suffix.lower() == ".json" or raw.lstrip()[:1] == b"{"
+    media = JSON_MEDIA_TYPE if is_json else NPZ_MEDIA_TYPE
+    return Call("POST", "/v1/models", content=raw, headers={"Content-Type": media})
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): 0.25, 0.5, 1, 2, then 4 at most."""
+    return float(min(0.25 * 2**attempt, 4.0))
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """The wait before a retry: the service's Retry-After (at most 30 s) when it sent one."""
+    return min(retry_after, 30.0) if retry_after is not None else backoff(attempt)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list: the items and the cursor of the next page (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
