@@ -39,11 +39,11 @@ from service.store import (
     recall,
     remember,
 )
+from service.vocabulary import TASKS
 
 Array = np.ndarray[Any, Any]
 Labels = Array | Sequence[str]
 
-TASKS = ("binary", "multiclass", "regression")
 # Integer labels with more distinct values than this are taken for regression targets unless the
 # task says otherwise; no classification dataset may have more classes than MAX_CLASSES.
 INFER_MAX_CLASSES = 100

@@ -46,12 +46,12 @@ from service.store import (
     request_cancel,
 )
 from service.store import create_job as store_create_job
+from service.vocabulary import TERMINAL_STATUSES
 
 Array = np.ndarray[Any, Any]
 
 IDEMPOTENCY_SCOPE = "POST /v1/jobs"
 INLINE_PREFIX = "dataset."  # field names of a job's inline data in error messages
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # Event stream timing: how often the store is polled for new events, and how long a stream may stay
 # silent before a comment line keeps proxies and clients from timing it out.
 EVENT_POLL_S = 0.2

@@ -22,12 +22,12 @@ from service.http.media import (
 from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
-from service.http.schemas.training import Task
 from service.services import datasets
 from service.store import DatasetRecord
 from service.store import delete_dataset as store_delete_dataset
 from service.store import get_dataset as store_get_dataset
 from service.store import list_datasets as store_list_datasets
+from service.vocabulary import Task
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -12,9 +12,10 @@ from service.http.body import parse_json, read_json_bytes
 from service.http.deps import RunnerDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
 from service.http.schemas.common import REF_PREFIX, problem_responses, request_body
-from service.http.schemas.jobs import Job, JobMetrics, JobPage, JobStatus
+from service.http.schemas.jobs import Job, JobMetrics, JobPage
 from service.http.schemas.training import TrainingConfig
 from service.services import jobs as api
+from service.vocabulary import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
