@@ -20,6 +20,7 @@ from engine.models import predict as engine_predict
 from service.errors import NotFound, field_error, validation_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
+from service.http.npz import read_npz
 from service.http.responses import ensure_finite
 from service.http.schemas.models import MODEL_FORMAT, ModelDocument, ModelMeta, PredictRequest
 from service.runners.artifacts import (
@@ -28,7 +29,6 @@ from service.runners.artifacts import (
     parameter_arrays,
     parameters_from_arrays,
 )
-from service.services.datasets import read_npz
 from service.settings import Settings
 from service.store import (
     ModelRecord,

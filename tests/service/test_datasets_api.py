@@ -16,7 +16,8 @@ import pytest
 from engine.datasets import make_dataset
 from service.app import create_app
 from service.errors import InvalidInput
-from service.services.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
+from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, upload_scope
+from service.services.idempotency import create_once
 from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
 from tests.service.conftest import Client, assert_problem, make_settings
 
@@ -499,7 +500,8 @@ def test_idempotency_race_loser_answers_with_the_winners_dataset(client: Client)
         losers.append(loser.id)
         return loser
 
-    record, replayed = create_once(store, owner="default", key="race-1", fingerprint="same", create=create)
+    scope = upload_scope(store, "default")
+    record, replayed = create_once(store, "default", scope, "race-1", "same", create, status_code=201)
     assert (record.id, replayed) == (winner.id, True)
     assert_problem(client.get(f"/v1/datasets/{losers[0]}"), 404)
 
