@@ -31,6 +31,7 @@ from service.errors import StoreUnavailable
 from service.http.schemas.jobs import Job, JobMetrics
 from service.runners.artifacts import parameters_from_arrays
 from service.services import jobs as api
+from service.services.jobs import creation
 from service.settings import Settings
 from service.store import request_cancel
 
@@ -876,7 +877,7 @@ async def test_an_unreachable_store_is_503_with_retry_after(
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable (OperationalError: could not connect)")
 
-    monkeypatch.setattr(api, "store_create_job", unreachable)
+    monkeypatch.setattr(creation, "store_create_job", unreachable)
     response = await client.post("/v1/jobs", json=config(dataset["id"]))
     assert_problem(response, 503, "database unavailable")
     assert int(response.headers["retry-after"]) > 0

@@ -7,18 +7,18 @@ both are None.
 
 Modules: ``labels`` (tasks and label encoding), ``limits`` (the configured size limits), ``ingest``
 (checks and storing, shared by every format and by jobs' inline data), ``uploads`` (POST /v1/datasets:
-the body formats and the Idempotency-Key), ``csv_format`` (CSV in and out), ``read`` (the API's view,
+the body formats and the Idempotency-Key), ``csv_format`` (CSV in and out), ``access`` (the API's view,
 pages, arrays with their original labels).
 
 Every function here is synchronous (it parses, computes and talks to the store): async handlers run
 them in a worker thread.
 """
 
+from service.services.datasets.access import dataset_json, delete, list_page, load_data, read
 from service.services.datasets.csv_format import CSVTable, csv_chunks, parse_csv
 from service.services.datasets.ingest import ingest_arrays, ingest_generator
 from service.services.datasets.labels import EncodedLabels, Labels, encode_labels
 from service.services.datasets.limits import check_dataset_size
-from service.services.datasets.read import dataset_json, delete, list_page, load_data, read
 from service.services.datasets.uploads import (
     IDEMPOTENCY_SCOPE,
     Upload,

@@ -1,4 +1,5 @@
-"""Reading datasets back: the API's view of one, pages of them, their arrays with the original labels."""
+"""Reading datasets back (the API's view of one, pages of them, their arrays with the original labels)
+and deleting them."""
 
 from __future__ import annotations
 
