@@ -40,11 +40,12 @@ def page(
     Raises
     ------
     InvalidInput
-        422 at ``query.cursor`` for a bad cursor.
+        422 at ``["query", "cursor"]`` for a bad cursor, worded alike on every resource.
     """
     try:
         records, next_cursor = read(limit, cursor)
     except ValueError as exc:
         # limit (and any filter) is checked by the query parameter's type; only the cursor is left.
+        # The store says "cursor must be a job id, …"; the error names the parameter itself.
         raise field_error("cursor", str(exc).removeprefix("cursor "), source="query") from None
     return {"items": render(records), "next_cursor": next_cursor}

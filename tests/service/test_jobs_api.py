@@ -34,6 +34,7 @@ from service.services import jobs as api
 from service.services.jobs import creation
 from service.settings import Settings
 from service.store import request_cancel
+from tests.service.conftest import BAD_IDEMPOTENCY_KEYS, assert_bad_cursor, assert_bad_idempotency_key
 
 pytestmark = pytest.mark.anyio
 
@@ -417,6 +418,23 @@ async def test_list_refuses_bad_parameters(
     idle: tuple[FastAPI, httpx.AsyncClient], params: dict[str, Any], needle: str
 ) -> None:
     assert_problem(await idle[1].get("/v1/jobs", params=params), 422, needle)
+
+
+async def test_a_bad_cursor_is_the_422_every_list_gives(idle: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    cursor = "ds_0661234567890abcdef01234"
+    assert_bad_cursor(await idle[1].get("/v1/jobs", params={"cursor": cursor}), "job", cursor)
+
+
+@pytest.mark.parametrize("key", BAD_IDEMPOTENCY_KEYS)
+async def test_a_bad_idempotency_key_is_the_422_every_create_gives(
+    idle: tuple[FastAPI, httpx.AsyncClient], key: str
+) -> None:
+    _, client = idle
+    body = {"dataset": {"generator": {"kind": "xor", "n_samples": 40}}, "model": {"type": "mlp"}}
+    for params in ({}, {"dry_run": "true"}):
+        response = await client.post("/v1/jobs", json=body, params=params, headers={"Idempotency-Key": key})
+        assert_bad_idempotency_key(response, key)
+    assert (await client.get("/v1/jobs")).json()["items"] == []  # nothing was queued
 
 
 # ---- events --------------------------------------------------------------------------------------------
