@@ -11,13 +11,14 @@ import orjson
 from engine.models import Architecture, build_architecture
 from engine.training import EarlyStopping, FitConfig
 from service.http.schemas.training import TrainingConfig
+from service.vocabulary import TASKS, Task
 
 # Which model types can learn which dataset tasks.
-_TASKS = {
+_TASKS: dict[str, tuple[Task, ...]] = {
     "logistic_regression": ("binary",),
     "linear_regression": ("regression",),
     "softmax_regression": ("binary", "multiclass"),
-    "mlp": ("binary", "multiclass", "regression"),
+    "mlp": TASKS,
 }
 
 

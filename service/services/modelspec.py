@@ -87,24 +87,8 @@ def build_model(
         arch = _architecture(prefix, model.type, n_features, 1, loss=loss)
         weights, biases = [w.reshape(-1, 1)], [np.array([model.bias], dtype=np.float64)]
     elif isinstance(model, SoftmaxRegression):
-        W = array(model.weights, f"{prefix}.weights", 2)
-        b = array(model.bias, f"{prefix}.bias", 1)
-        if W.shape[0] != n_features:
-            raise field_error(
-                f"{prefix}.weights", f"has {W.shape[0]} rows but {source} has {n_features} columns"
-            )
-        if W.shape[1] < 2:
-            raise field_error(
-                f"{prefix}.weights",
-                f"has {W.shape[1]} column; softmax regression needs one per class, at least 2",
-            )
-        if b.shape[0] != W.shape[1]:
-            raise field_error(
-                f"{prefix}.bias",
-                f"has {b.shape[0]} entries but {prefix}.weights has {W.shape[1]} columns (classes)",
-            )
-        arch = _architecture(prefix, model.type, n_features, W.shape[1], loss=loss)
-        weights, biases = [W], [b]
+        weights, biases = _softmax_arrays(model, n_features, array, source, prefix)
+        arch = _architecture(prefix, model.type, n_features, weights[0].shape[1], loss=loss)
     else:
         weights, biases = _mlp_arrays(model, n_features, array, source, prefix)
         layers = model.layers
@@ -123,6 +107,26 @@ def build_model(
     except ValueError as exc:
         raise field_error(prefix, str(exc), detail=str(exc)) from None
     return ModelSpec(arch, params)
+
+
+def _softmax_arrays(
+    model: SoftmaxRegression, n_features: int, array: Any, source: str, prefix: str
+) -> tuple[list[Array], list[Array]]:
+    W = array(model.weights, f"{prefix}.weights", 2)
+    b = array(model.bias, f"{prefix}.bias", 1)
+    if W.shape[0] != n_features:
+        raise field_error(f"{prefix}.weights", f"has {W.shape[0]} rows but {source} has {n_features} columns")
+    if W.shape[1] < 2:
+        raise field_error(
+            f"{prefix}.weights",
+            f"has {W.shape[1]} column; softmax regression needs one per class, at least 2",
+        )
+    if b.shape[0] != W.shape[1]:
+        raise field_error(
+            f"{prefix}.bias",
+            f"has {b.shape[0]} entries but {prefix}.weights has {W.shape[1]} columns (classes)",
+        )
+    return [W], [b]
 
 
 def _mlp_arrays(

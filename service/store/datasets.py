@@ -12,9 +12,8 @@ from service.errors import Conflict, NotFound
 from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
 from service.store.records import DatasetRecord
-from service.store.tables import DEFAULT_OWNER, TASKS, DatasetRow, JobRow
-
-ACTIVE_JOB_STATUSES = ("queued", "running", "cancelling")
+from service.store.tables import DEFAULT_OWNER, DatasetRow, JobRow
+from service.vocabulary import ACTIVE_STATUSES, TASKS
 
 
 def create_dataset(
@@ -164,7 +163,7 @@ def delete_dataset(store: Store, dataset_id: str, *, owner: str | None = None) -
         in_use = session.scalar(
             select(func.count())
             .select_from(JobRow)
-            .where(JobRow.dataset_id == dataset_id, JobRow.status.in_(ACTIVE_JOB_STATUSES))
+            .where(JobRow.dataset_id == dataset_id, JobRow.status.in_(ACTIVE_STATUSES))
         )
         if in_use:
             raise Conflict(f"dataset {dataset_id!r} is used by {in_use} queued or running job(s)")

@@ -21,13 +21,13 @@ from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_i
 from service.store.records import EpochMetrics, EventRecord, JobRecord
 from service.store.tables import (
     DEFAULT_OWNER,
-    JOB_STATUSES,
     CheckpointRow,
     DatasetRow,
     JobEventRow,
     JobMetricRow,
     JobRow,
 )
+from service.vocabulary import JOB_STATUSES
 
 
 def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:

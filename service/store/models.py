@@ -13,7 +13,8 @@ from service.errors import NotFound
 from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
 from service.store.records import ModelRecord
-from service.store.tables import DEFAULT_OWNER, TASKS, ModelRow
+from service.store.tables import DEFAULT_OWNER, ModelRow
+from service.vocabulary import TASKS
 
 MODEL_FIELDS = frozenset(
     {"architecture", "n_features", "task", "classes", "metrics", "standardization", "parameters"}

@@ -21,9 +21,9 @@ from service.store.db import Store, finite_or_none, jsonable, utcnow
 from service.store.jobs import append_event, end_job
 from service.store.models import MODEL_FIELDS, insert_model
 from service.store.records import Checkpoint, JobRecord
-from service.store.tables import TERMINAL_STATUSES, CheckpointRow, JobMetricRow, JobRow, UTCDateTime
+from service.store.tables import CheckpointRow, JobMetricRow, JobRow, UTCDateTime
+from service.vocabulary import ERROR_TYPES, RUN_STATUSES, TERMINAL_STATUSES
 
-RUN_STATUSES = ("running", "cancelling")
 METRIC_NAMES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 _IN_CHUNK = 500  # bound parameters per IN (...) list, well under every driver's limit
 
@@ -219,7 +219,7 @@ def finish_job(
     attempt : int
     status : {"succeeded", "failed", "cancelled"}
     error_type, error_detail : str or None
-        Required type for 'failed' (e.g. 'diverged', 'deadline_exceeded', 'invalid_data', 'internal').
+        Required type for 'failed': one of ``service.vocabulary.ERROR_TYPES``.
     model : dict or None
         Keyword arguments of :func:`service.store.models.create_model` other than owner and job_id:
         ``architecture, n_features, task, classes, metrics, standardization, parameters``.
@@ -241,6 +241,8 @@ def finish_job(
         raise ValueError(f"status must be one of {list(TERMINAL_STATUSES)}, got {status!r}")
     if status == "failed" and not error_type:
         raise ValueError("a failed job needs an error_type, got none")
+    if error_type is not None and error_type not in ERROR_TYPES:
+        raise ValueError(f"error_type must be one of {list(ERROR_TYPES)}, got {error_type!r}")
     if model is not None and set(model) != MODEL_FIELDS:
         raise ValueError(f"model must have exactly the keys {sorted(MODEL_FIELDS)}, got {sorted(model)}")
     with store.write() as session:

@@ -34,10 +34,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-TASKS = ("binary", "multiclass", "regression")
-JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-EVENT_KINDS = ("status", "progress", "end")
+from service.vocabulary import EVENT_KINDS, JOB_STATUSES, TASKS
+
 DEFAULT_OWNER = "default"
 
 # Stable constraint names let later migrations (batch mode on SQLite) refer to constraints by name.

@@ -110,3 +110,26 @@ def assert_problem(response: httpx.Response, status: int, *fragments: str) -> di
     for fragment in fragments:
         assert fragment in body["detail"], (fragment, body["detail"])
     return body
+
+
+# The same mistake gets the same answer on every resource: these two are checked on each one that takes
+# the parameter (jobs, datasets, models), word for word.
+
+
+def assert_bad_cursor(response: httpx.Response, kind: str, cursor: str) -> None:
+    """The 422 of a list given a ``cursor`` that is not an id of its ``kind``."""
+    body = assert_problem(response, 422)
+    msg = f"must be a {kind} id, got {cursor!r}"
+    assert body["detail"] == f"query parameter cursor {msg}"
+    assert body["errors"] == [{"loc": ["query", "cursor"], "msg": msg}]
+
+
+def assert_bad_idempotency_key(response: httpx.Response, key: str) -> None:
+    """The 422 of a POST given an empty, too long or unprintable ``Idempotency-Key``."""
+    body = assert_problem(response, 422)
+    msg = f"must be 1 to 255 printable characters, got {len(key)} characters"
+    assert body["detail"] == f"header Idempotency-Key {msg}"
+    assert body["errors"] == [{"loc": ["header", "idempotency-key"], "msg": msg}]
+
+
+BAD_IDEMPOTENCY_KEYS = ["", "k" * 256, "tab\there"]

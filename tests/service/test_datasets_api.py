@@ -16,9 +16,17 @@ import pytest
 from engine.datasets import make_dataset
 from service.app import create_app
 from service.errors import InvalidInput
-from service.services.datasets import IDEMPOTENCY_SCOPE, create_once, ingest_arrays
+from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, upload_scope
+from service.services.idempotency import create_once
 from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
-from tests.service.conftest import Client, assert_problem, make_settings
+from tests.service.conftest import (
+    BAD_IDEMPOTENCY_KEYS,
+    Client,
+    assert_bad_cursor,
+    assert_bad_idempotency_key,
+    assert_problem,
+    make_settings,
+)
 
 CSV_TYPE = {"content-type": "text/csv"}
 NPZ_TYPE = {"content-type": "application/x-npz"}
@@ -499,7 +507,8 @@ def test_idempotency_race_loser_answers_with_the_winners_dataset(client: Client)
         losers.append(loser.id)
         return loser
 
-    record, replayed = create_once(store, owner="default", key="race-1", fingerprint="same", create=create)
+    scope = upload_scope(store, "default")
+    record, replayed = create_once(store, "default", scope, "race-1", "same", create, status_code=201)
     assert (record.id, replayed) == (winner.id, True)
     assert_problem(client.get(f"/v1/datasets/{losers[0]}"), 404)
 
@@ -587,6 +596,23 @@ def test_pagination_yields_every_dataset_exactly_once(make_client: Callable[...,
 )
 def test_bad_list_parameters_are_422(client: Client, query: str, fragment: str) -> None:
     assert_problem(client.get(f"/v1/datasets?{query}"), 422, fragment)
+
+
+def test_a_bad_cursor_is_the_422_every_list_gives(client: Client) -> None:
+    assert_bad_cursor(
+        client.get("/v1/datasets", params={"cursor": "job_0661234567890abcdef01234"}),
+        "dataset",
+        "job_0661234567890abcdef01234",
+    )
+
+
+@pytest.mark.parametrize("key", BAD_IDEMPOTENCY_KEYS)
+def test_a_bad_idempotency_key_is_the_422_every_create_gives(client: Client, key: str) -> None:
+    before = client.get("/v1/datasets", params={"limit": 500}).json()["items"]
+    payload = {"name": "keyed", "X": [[1], [2]], "y": [0, 1]}
+    response = client.post("/v1/datasets", json=payload, headers={"Idempotency-Key": key})
+    assert_bad_idempotency_key(response, key)
+    assert client.get("/v1/datasets", params={"limit": 500}).json()["items"] == before  # nothing was stored
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,10 @@ from service.errors import StoreUnavailable
 from service.http.schemas.jobs import Job, JobMetrics
 from service.runners.artifacts import parameters_from_arrays
 from service.services import jobs as api
+from service.services.jobs import creation
 from service.settings import Settings
 from service.store import request_cancel
+from tests.service.conftest import BAD_IDEMPOTENCY_KEYS, assert_bad_cursor, assert_bad_idempotency_key
 
 pytestmark = pytest.mark.anyio
 
@@ -416,6 +418,23 @@ async def test_list_refuses_bad_parameters(
     idle: tuple[FastAPI, httpx.AsyncClient], params: dict[str, Any], needle: str
 ) -> None:
     assert_problem(await idle[1].get("/v1/jobs", params=params), 422, needle)
+
+
+async def test_a_bad_cursor_is_the_422_every_list_gives(idle: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    cursor = "ds_0661234567890abcdef01234"
+    assert_bad_cursor(await idle[1].get("/v1/jobs", params={"cursor": cursor}), "job", cursor)
+
+
+@pytest.mark.parametrize("key", BAD_IDEMPOTENCY_KEYS)
+async def test_a_bad_idempotency_key_is_the_422_every_create_gives(
+    idle: tuple[FastAPI, httpx.AsyncClient], key: str
+) -> None:
+    _, client = idle
+    body = {"dataset": {"generator": {"kind": "xor", "n_samples": 40}}, "model": {"type": "mlp"}}
+    for params in ({}, {"dry_run": "true"}):
+        response = await client.post("/v1/jobs", json=body, params=params, headers={"Idempotency-Key": key})
+        assert_bad_idempotency_key(response, key)
+    assert (await client.get("/v1/jobs")).json()["items"] == []  # nothing was queued
 
 
 # ---- events --------------------------------------------------------------------------------------------
@@ -876,7 +895,7 @@ async def test_an_unreachable_store_is_503_with_retry_after(
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable (OperationalError: could not connect)")
 
-    monkeypatch.setattr(api, "store_create_job", unreachable)
+    monkeypatch.setattr(creation, "store_create_job", unreachable)
     response = await client.post("/v1/jobs", json=config(dataset["id"]))
     assert_problem(response, 503, "database unavailable")
     assert int(response.headers["retry-after"]) > 0

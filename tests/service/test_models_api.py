@@ -20,7 +20,7 @@ from engine.training import FitConfig, fit
 from service.app import create_app
 from service.runners.artifacts import model_payload
 from service.store import create_model
-from tests.service.conftest import Client, assert_problem, make_settings
+from tests.service.conftest import Client, assert_bad_cursor, assert_problem, make_settings
 
 NPZ_TYPE = {"content-type": "application/x-npz"}
 FORMAT = "descent.model/v1"
@@ -164,7 +164,8 @@ def test_list_pages_through_models_newest_first(make_client: Callable[..., Clien
     seen = [m["id"] for page in (first, second, third) for m in page["items"]]
     assert seen == ids[::-1] and third["next_cursor"] is None
     assert all("parameters" not in m for m in first["items"])
-    assert_problem(fresh.get("/v1/models", params={"cursor": "ds_0000000000000000000000ff"}), 422, "model id")
+    cursor = "ds_0000000000000000000000ff"
+    assert_bad_cursor(fresh.get("/v1/models", params={"cursor": cursor}), "model", cursor)
 
 
 def test_delete_removes_the_model(client: Client) -> None:

@@ -8,8 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from service.errors import InvalidInput, UnsupportedMediaType, field_error
-from service.http.body import parse_json
+from service.errors import UnsupportedMediaType
 from service.http.deps import SettingsDep, StoreDep
 from service.http.media import (
     CSV_MEDIA_TYPE,
@@ -20,20 +19,17 @@ from service.http.media import (
     preferred_media_type,
 )
 from service.http.responses import JSONResponse
+from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
-from service.http.schemas.training import Task
 from service.services import datasets
-from service.store import DatasetRecord
-from service.store import delete_dataset as store_delete_dataset
-from service.store import get_dataset as store_get_dataset
-from service.store import list_datasets as store_list_datasets
+from service.services.pagination import DEFAULT_LIMIT
+from service.vocabulary import Task
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
 _CSV_CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")
-_QUERY_ONLY_FOR_UPLOADS = ("name", "label", "task")
 
 DatasetIdPath = Annotated[
     str, Path(description="The dataset's id, as returned when it was created.", examples=[DATASET_ID_EXAMPLE])
@@ -151,11 +147,9 @@ async def create_dataset(
         ),
     ] = None,
     idempotency_key: Annotated[
-        str | None,
+        IdempotencyKeyHeader,
         Header(
             alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
             description="Sending the same key again with the same request (content type, query and body)"
             " answers 200 with the dataset the key first created, and `Idempotent-Replayed: true`,"
             " instead of storing a second copy; the same key with a different request is a 409.",
@@ -171,35 +165,19 @@ async def create_dataset(
     """
     content_type = request.headers.get("content-type")
     kind = _body_kind(content_type)
-    if kind == "json":
-        given = [key for key in _QUERY_ONLY_FOR_UPLOADS if key in request.query_params]
-        if given:
-            raise InvalidInput(
-                f"query parameter(s) {given} apply to CSV and npz uploads; a JSON body carries name and task"
-                " as fields",
-                errors=[{"loc": ["query", key], "msg": "not used with a JSON body"} for key in given],
-            )
-    raw = await request.body()
-    query = request.query_params.multi_items()
-    owner = settings.owner
-    upload_name = name or "upload"
-
-    def create() -> DatasetRecord:
-        if kind == "json":
-            return datasets.create_from_json(store, settings, parse_json(raw), owner=owner)
-        if kind == "csv":
-            return datasets.create_from_csv(
-                store, settings, raw, owner=owner, name=upload_name, label=label, task=task
-            )
-        return datasets.create_from_npz(store, settings, raw, owner=owner, name=upload_name, task=task)
+    datasets.check_query(kind, request.query_params.keys())
+    upload = datasets.Upload(
+        kind,
+        content_type or "",
+        await request.body(),
+        request.query_params.multi_items(),
+        name=name,
+        label=label,
+        task=task,
+    )
 
     def work() -> Response:
-        fingerprint = (
-            "" if idempotency_key is None else datasets.request_fingerprint(content_type or "", query, raw)
-        )
-        record, replayed = datasets.create_once(
-            store, owner=owner, key=idempotency_key, fingerprint=fingerprint, create=create
-        )
+        record, replayed = datasets.create(store, settings, upload, idempotency_key=idempotency_key)
         headers = {"Location": f"{router.prefix}/{record.id}"}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -220,25 +198,16 @@ async def create_dataset(
 async def list_datasets(
     store: StoreDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most datasets on the page.", examples=[50])] = 50,
+    limit: Annotated[int, LimitQuery("Most datasets on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
-        Query(
-            description="`next_cursor` of the previous page; omit for the first page.",
-            examples=[DATASET_ID_EXAMPLE],
-        ),
+        CursorQuery("`next_cursor` of the previous page; omit for the first page.", DATASET_ID_EXAMPLE),
     ] = None,
 ) -> Response:
     """Datasets, newest first, a page at a time: follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        try:
-            records, next_cursor = store_list_datasets(store, settings.owner, limit, cursor)
-        except ValueError as exc:
-            raise field_error("cursor", str(exc).removeprefix("cursor "), source="query") from None
-        return JSONResponse(
-            {"items": [datasets.dataset_json(r) for r in records], "next_cursor": next_cursor}
-        )
+        return JSONResponse(datasets.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -252,10 +221,8 @@ async def list_datasets(
 )
 async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
     """The dataset's description: size, task, classes and their counts, hash, origin."""
-    record = await anyio.to_thread.run_sync(
-        lambda: store_get_dataset(store, dataset_id, owner=settings.owner)
-    )
-    return JSONResponse(datasets.dataset_json(record))
+    document = await anyio.to_thread.run_sync(lambda: datasets.read(store, dataset_id, owner=settings.owner))
+    return JSONResponse(document)
 
 
 _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
@@ -316,5 +283,5 @@ async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: S
 
     Finished jobs that trained on it keep their history and models.
     """
-    await anyio.to_thread.run_sync(lambda: store_delete_dataset(store, dataset_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=settings.owner))
     return Response(status_code=204)

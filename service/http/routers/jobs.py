@@ -11,10 +11,13 @@ from starlette.responses import Response, StreamingResponse
 from service.http.body import parse_json, read_json_bytes
 from service.http.deps import RunnerDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
+from service.http.routers.params import CursorQuery, LimitQuery
 from service.http.schemas.common import REF_PREFIX, problem_responses, request_body
-from service.http.schemas.jobs import Job, JobMetrics, JobPage, JobStatus
+from service.http.schemas.jobs import Job, JobMetrics, JobPage
 from service.http.schemas.training import TrainingConfig
 from service.services import jobs as api
+from service.services.pagination import DEFAULT_LIMIT
+from service.vocabulary import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -101,10 +104,10 @@ async def create_job(
     configuration and stores nothing.
     """
     raw = await read_json_bytes(request)
-    key = api.check_idempotency_key(idempotency_key)
 
     def work() -> api.Created:
-        return api.create(store, runner, settings, parse_json(raw), idempotency_key=key, dry_run=dry_run)
+        body = parse_json(raw)
+        return api.create(store, runner, settings, body, idempotency_key=idempotency_key, dry_run=dry_run)
 
     created = await anyio.to_thread.run_sync(work)
     headers = {"Location": api.location(created.job_id)} if created.job_id else None
@@ -124,10 +127,9 @@ async def list_jobs(
     status: Annotated[
         JobStatus | None, Query(description="Only jobs in this state.", examples=["running"])
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.", examples=[50])] = 50,
+    limit: Annotated[int, LimitQuery("Jobs per page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
-        str | None,
-        Query(description="`next_cursor` of the previous page.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"]),
+        str | None, CursorQuery("`next_cursor` of the previous page.", "job_0194b2c3d4e5f6a7b8c9d0e1f2")
     ] = None,
 ) -> Response:
     """Jobs newest first, one page at a time."""

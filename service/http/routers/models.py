@@ -8,11 +8,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from service.errors import field_error
 from service.http.body import parse_json, read_json_bytes
 from service.http.deps import SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
 from service.http.responses import JSONResponse
+from service.http.routers.params import CursorQuery, LimitQuery
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
@@ -23,9 +23,7 @@ from service.http.schemas.models import (
     PredictRequest,
 )
 from service.services import models
-from service.store import delete_model as store_delete_model
-from service.store import get_model as store_get_model
-from service.store import list_models as store_list_models
+from service.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -77,23 +75,16 @@ _IMPORT_BODY["requestBody"]["description"] = (
 async def list_models(
     store: StoreDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most models on the page.", examples=[50])] = 50,
+    limit: Annotated[int, LimitQuery("Most models on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
-        Query(
-            description="`next_cursor` of the previous page; omit for the first page.",
-            examples=[MODEL_ID_EXAMPLE],
-        ),
+        CursorQuery("`next_cursor` of the previous page; omit for the first page.", MODEL_ID_EXAMPLE),
     ] = None,
 ) -> Response:
     """Models, newest first, a page at a time (without parameters): follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        try:
-            records, next_cursor = store_list_models(store, settings.owner, limit, cursor)
-        except ValueError as exc:
-            raise field_error("cursor", str(exc).removeprefix("cursor "), source="query") from None
-        return JSONResponse({"items": [models.model_json(r) for r in records], "next_cursor": next_cursor})
+        return JSONResponse(models.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -158,13 +149,10 @@ async def get_model(
 ) -> Response:
     """The model's architecture, task, classes, metrics, standardization and the job that trained it."""
 
-    def load() -> Response:
-        if include == "parameters":
-            loaded = models.load_model(store, model_id, owner=settings.owner)
-            return JSONResponse(models.model_json(loaded.record, loaded))
-        return JSONResponse(models.model_json(store_get_model(store, model_id, owner=settings.owner)))
-
-    return await anyio.to_thread.run_sync(load)
+    document = await anyio.to_thread.run_sync(
+        lambda: models.read(store, model_id, owner=settings.owner, parameters=include == "parameters")
+    )
+    return JSONResponse(document)
 
 
 @router.delete(
@@ -177,7 +165,7 @@ async def get_model(
 )
 async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: SettingsDep) -> Response:
     """Delete the model and its parameters; the job that trained it keeps its history."""
-    await anyio.to_thread.run_sync(lambda: store_delete_model(store, model_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=settings.owner))
     return Response(status_code=204)
 
 

@@ -1,12 +1,24 @@
-"""The ``{name}`` path parameter of the activation and loss routes, checked against a registry."""
+"""Parameters shared by several routes: a registry name in the path, a page's limit and cursor, and the
+Idempotency-Key header."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Annotated, Any
 
+from fastapi import Query
+from pydantic import WithJsonSchema
 from starlette.requests import Request
 
 from service.errors import field_error
+from service.services.idempotency import MAX_KEY_LENGTH
+from service.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# The Idempotency-Key's limits are documented here but checked by service.services.idempotency, so that a
+# bad key is the same 422 on every route (FastAPI's own check would word it differently).
+IdempotencyKeyHeader = (
+    Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})] | None
+)
 
 
 def registry_name(request: Request, kind: str, allowed: Collection[str]) -> str:
@@ -16,3 +28,13 @@ def registry_name(request: Request, kind: str, allowed: Collection[str]) -> str:
         msg = f"unknown {kind} {name!r}; allowed: {', '.join(allowed)}"
         raise field_error("name", msg, source="path", detail=msg)
     return name
+
+
+def LimitQuery(description: str) -> Any:
+    """The ``limit`` query parameter of a list: 1 to ``MAX_LIMIT`` items on a page."""
+    return Query(ge=1, le=MAX_LIMIT, description=description, examples=[DEFAULT_LIMIT])
+
+
+def CursorQuery(description: str, example: str) -> Any:
+    """The ``cursor`` query parameter of a list: the previous page's ``next_cursor``."""
+    return Query(description=description, examples=[example])

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.http.schemas.common import ArrayField
-from service.http.schemas.training import GeneratorSpec, Task
+from service.http.schemas.training import GeneratorSpec
+from service.vocabulary import Task
 
 DATASET_ID_EXAMPLE = "ds_06231f0e9d8c7b6a5f4e3d2c"
 _SHA256_EXAMPLE = "9f2c1e0b7a6d5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3"

@@ -7,12 +7,11 @@ these models are the OpenAPI document's description of those dicts, and the test
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-ErrorType = Literal["diverged", "deadline_exceeded", "invalid_data", "worker_lost", "internal"]
+from service.vocabulary import ErrorType, EventKind, JobStatus, Task
 
 _RESOLVED_EXAMPLE: dict[str, Any] = {
     "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
@@ -200,7 +199,7 @@ class DryRun(BaseModel):
     config_hash: str = Field(
         description="SHA-256 of the resolved configuration.", examples=["3c5e0f9a" + "0" * 56]
     )
-    task: Literal["binary", "multiclass", "regression"] | None = Field(
+    task: Task | None = Field(
         description="The dataset's task, as the model will be trained on it.", examples=["binary"]
     )
 
@@ -241,9 +240,7 @@ class Event(BaseModel):
     id: int = Field(
         description="The event id: increasing across all jobs; resume with Last-Event-ID.", examples=[1234]
     )
-    event: Literal["status", "progress", "end"] = Field(
-        description="The kind of event.", examples=["progress"]
-    )
+    event: EventKind = Field(description="The kind of event.", examples=["progress"])
     data: dict[str, Any] = Field(
         description="The event's JSON payload.",
         examples=[

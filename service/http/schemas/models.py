@@ -18,7 +18,7 @@ from engine.models import MODEL_TYPES
 from service.http.schemas.common import ArrayField
 from service.http.schemas.compute import ActivationName
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE
-from service.http.schemas.training import Task
+from service.vocabulary import Task
 
 if TYPE_CHECKING:
     LossName = str

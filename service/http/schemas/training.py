@@ -11,6 +11,7 @@ from engine.datasets import GENERATORS
 from engine.models import MODEL_TYPES
 from engine.optimizers import DEFAULT_HYPERPARAMETERS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES
 from service.http.schemas.common import ArrayField
+from service.vocabulary import Task
 
 if TYPE_CHECKING:
     ActivationName = str
@@ -25,7 +26,6 @@ else:
     ScheduleName = Literal[tuple(SCHEDULES)]
     ModelType = Literal[tuple(MODEL_TYPES)]
     GeneratorKind = Literal[tuple(GENERATORS)]
-Task = Literal["binary", "multiclass", "regression"]
 
 _STRICT = ConfigDict(extra="forbid")
 

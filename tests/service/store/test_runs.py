@@ -275,6 +275,9 @@ def test_finish_validates_its_arguments(store: Store) -> None:
         finish_job(store, job.id, attempt, status="running")
     with pytest.raises(ValueError, match="needs an error_type"):
         finish_job(store, job.id, attempt, status="failed")
+    # The API documents the error types as an enum: the store refuses any other.
+    with pytest.raises(ValueError, match="error_type must be one of"):
+        finish_job(store, job.id, attempt, status="failed", error_type="exploded")
     with pytest.raises(ValueError, match="exactly the keys"):
         finish_job(store, job.id, attempt, status="succeeded", model={"parameters": {}})
     with pytest.raises(NotFound):

@@ -38,6 +38,17 @@ def _owner() -> sa.Column[Any]:
 
 
 def upgrade() -> None:
+    _blobs()
+    _datasets()
+    _models()
+    _jobs()
+    _job_metrics()
+    _job_events()
+    _checkpoints()
+    _idempotency_keys()
+
+
+def _blobs() -> None:
     op.create_table(
         "blobs",
         _id(),
@@ -47,6 +58,9 @@ def upgrade() -> None:
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name="pk_blobs"),
     )
+
+
+def _datasets() -> None:
     op.create_table(
         "datasets",
         _id(),
@@ -66,6 +80,9 @@ def upgrade() -> None:
         sa.CheckConstraint(TASK_CHECK, name=op.f("ck_datasets_task")),
     )
     op.create_index("ix_datasets_owner_id", "datasets", ["owner", "id"])
+
+
+def _models() -> None:
     op.create_table(
         "models",
         _id(),
@@ -86,6 +103,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_models_owner_id", "models", ["owner", "id"])
     op.create_index("ix_models_job_id", "models", ["job_id"])
+
+
+def _jobs() -> None:
     op.create_table(
         "jobs",
         _id(),
@@ -119,6 +139,9 @@ def upgrade() -> None:
     op.create_index("ix_jobs_owner_id", "jobs", ["owner", "id"])
     op.create_index("ix_jobs_status_id", "jobs", ["status", "id"])
     op.create_index("ix_jobs_dataset_id", "jobs", ["dataset_id"])
+
+
+def _job_metrics() -> None:
     op.create_table(
         "job_metrics",
         _id("job_id"),
@@ -132,6 +155,9 @@ def upgrade() -> None:
             ["job_id"], ["jobs.id"], name="fk_job_metrics_job_id_jobs", ondelete="CASCADE"
         ),
     )
+
+
+def _job_events() -> None:
     op.create_table(
         "job_events",
         sa.Column(
@@ -152,6 +178,9 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_job_events_job_id_id", "job_events", ["job_id", "id"])
+
+
+def _checkpoints() -> None:
     op.create_table(
         "checkpoints",
         _id("job_id"),
@@ -164,6 +193,9 @@ def upgrade() -> None:
             ["job_id"], ["jobs.id"], name="fk_checkpoints_job_id_jobs", ondelete="CASCADE"
         ),
     )
+
+
+def _idempotency_keys() -> None:
     op.create_table(
         "idempotency_keys",
         sa.Column("owner", sa.Text(), nullable=False),

@@ -1,49 +1,30 @@
-"""Model service functions: describe, predict, export and import (JSON or ``.npz``, never pickle).
+"""Imports of a model's export (JSON or ``.npz``, never pickle), checked in full before it is stored.
 
-Exports round-trip exactly: an imported export has bit-for-bit the parameters (float32 or float64),
-standardization and classes of the original, so its sha256 is the same too. Every function here is
-synchronous; async handlers run them in a worker thread.
+Format marker, architecture (known activations, consistent layers), task and classes, standardization,
+and every parameter's name, shape, dtype and finiteness. The parameters are kept bit for bit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from engine.models import Architecture, Parameters, build_architecture
-from engine.models import predict as engine_predict
-from service.errors import NotFound, field_error, validation_error
+from engine.models import Architecture, build_architecture
+from service.errors import field_error, validation_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
-from service.http.responses import ensure_finite
-from service.http.schemas.models import MODEL_FORMAT, ModelDocument, ModelMeta, PredictRequest
-from service.runners.artifacts import (
-    architecture_from_json,
-    architecture_json,
-    parameter_arrays,
-    parameters_from_arrays,
-)
-from service.services.datasets import read_npz
+from service.http.npz import read_npz
+from service.http.schemas.models import ModelDocument, ModelMeta
+from service.runners.artifacts import architecture_json, parameter_arrays, parameters_from_arrays
+from service.services.models.access import Array
+from service.services.models.export import NPZ_META
 from service.settings import Settings
-from service.store import (
-    ModelRecord,
-    Store,
-    create_model,
-    encode_npz,
-    get_dataset,
-    get_model,
-    load_dataset_arrays,
-    load_model_parameters,
-)
+from service.store import ModelRecord, Store, create_model
 
-Array = np.ndarray[Any, Any]
-
-NPZ_META = "meta"
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 # The one layer of each single-layer model type: its activation, and the fewest and most units.
 _SINGLE_LAYER: dict[str, tuple[str, int, int | None]] = {
@@ -53,171 +34,6 @@ _SINGLE_LAYER: dict[str, tuple[str, int, int | None]] = {
 }
 # Classification losses read the output as probabilities, so they need the activation that makes them.
 _LOSS_OUTPUT = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A stored model ready for the engine.
-
-    Attributes
-    ----------
-    record : ModelRecord
-    architecture : Architecture
-    parameters : Parameters
-        In the stored dtype.
-    arrays : dict of str to ndarray
-        The stored arrays W0, b0, … exactly as stored.
-    """
-
-    record: ModelRecord
-    architecture: Architecture
-    parameters: Parameters
-    arrays: dict[str, Array]
-
-    @property
-    def dtype(self) -> str:
-        return str(self.parameters.flat.dtype)
-
-
-def load_model(store: Store, model_id: str, *, owner: str) -> LoadedModel:
-    """A stored model's record, architecture and parameters (``NotFound`` for an unknown id)."""
-    record = get_model(store, model_id, owner=owner)
-    arrays = load_model_parameters(store, model_id, owner=owner)
-    architecture = architecture_from_json(record.architecture)
-    return LoadedModel(record, architecture, parameters_from_arrays(architecture, arrays), arrays)
-
-
-def model_json(record: ModelRecord, loaded: LoadedModel | None = None) -> dict[str, Any]:
-    """The API's view of a model (the ``Model`` schema); with ``loaded``, its dtype and parameters too."""
-    content: dict[str, Any] = {
-        "id": record.id,
-        "created_at": record.created_at,
-        "job_id": record.job_id,
-        "architecture": record.architecture,
-        "n_features": record.n_features,
-        "n_parameters": architecture_from_json(record.architecture).n_parameters,
-        "task": record.task,
-        "classes": record.classes,
-        "metrics": record.metrics,
-        "standardization": record.standardization,
-        "sha256": record.sha256,
-    }
-    if loaded is not None:
-        content["dtype"] = loaded.dtype
-        content["parameters"] = loaded.arrays
-    return content
-
-
-# ---- predict ------------------------------------------------------------------------------------
-
-
-def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, owner: str) -> dict[str, Any]:
-    """POST /v1/models/{id}/predict: predictions (original class labels) and probabilities for classifiers.
-
-    X is cast to the parameters' dtype, standardized with the stored mean and scale, and run through
-    ``engine.models.predict``, exactly as the training job's own evaluation does.
-    """
-    request = validate(PredictRequest, body)
-    model = load_model(store, model_id, owner=owner)
-    record = model.record
-    if request.dataset_id is not None:
-        X = _dataset_inputs(store, request.dataset_id, record, owner)
-    else:
-        X = to_array(
-            request.X, "X", ndim=2, max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans
-        )
-        if X.shape[1] != record.n_features:
-            raise field_error(
-                "X", f"has {X.shape[1]} features (columns) but model {record.id!r} takes {record.n_features}"
-            )
-    return predict_arrays(model, X)
-
-
-def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str) -> Array:
-    try:
-        dataset = get_dataset(store, dataset_id, owner=owner)
-        X, _ = load_dataset_arrays(store, dataset_id, owner=owner)
-    except NotFound:
-        raise field_error("dataset_id", f"names no dataset: {dataset_id!r} was not found") from None
-    if dataset.n_features != record.n_features:
-        raise field_error(
-            "dataset_id",
-            f"dataset {dataset_id!r} has {dataset.n_features} features but model {record.id!r} takes"
-            f" {record.n_features}",
-        )
-    return X
-
-
-def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
-    """Predict on raw X of shape (n_samples, n_features).
-
-    Returns
-    -------
-    content : dict
-        ``predictions`` (class labels or values) and, for classifiers, ``probabilities`` (binary: of
-        classes[1], shape (n_samples,); multiclass: shape (n_samples, n_classes)) and ``classes``.
-    """
-    record = model.record
-    dtype = model.parameters.flat.dtype
-    with np.errstate(all="ignore"):
-        X = np.asarray(X, dtype=dtype)
-        if not np.isfinite(X).all():
-            raise field_error("X", f"has values beyond the range of {dtype}, the model's dtype")
-        std = record.standardization
-        if std is not None:
-            X = (X - np.asarray(std["mean"], dtype=dtype)) / np.asarray(std["scale"], dtype=dtype)
-        outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
-    content: dict[str, Any]
-    if record.classes is None:
-        content = {"predictions": outputs}
-    else:
-        classes = record.classes
-        if all(isinstance(c, str) for c in classes):
-            labels: Any = [classes[i] for i in outputs.tolist()]
-        else:
-            labels = np.asarray(classes)[outputs]
-        if probabilities is not None and record.task == "binary" and probabilities.ndim == 2:
-            probabilities = probabilities[:, 1]
-        content = {"predictions": labels, "probabilities": probabilities, "classes": classes}
-    ensure_finite(content)
-    return content
-
-
-# ---- export -------------------------------------------------------------------------------------
-
-
-def _meta(model: LoadedModel) -> dict[str, Any]:
-    record = model.record
-    return {
-        "format": MODEL_FORMAT,
-        "architecture": record.architecture,
-        "n_features": record.n_features,
-        "task": record.task,
-        "classes": record.classes,
-        "standardization": record.standardization,
-        "dtype": model.dtype,
-        "metrics": record.metrics,
-    }
-
-
-def export_document(model: LoadedModel) -> dict[str, Any]:
-    """The model as a ``descent.model/v1`` JSON document.
-
-    float32 parameters are written as float64 numbers, i.e. the exact decimal of each float32, so
-    that reading them back and rounding to float32 gives the same bits (a shortest float32 repr
-    read as float64 and rounded again need not).
-    """
-    parameters = {name: array.astype(np.float64) for name, array in model.arrays.items()}
-    return {**_meta(model), "parameters": parameters}
-
-
-def export_npz(model: LoadedModel) -> bytes:
-    """The model as ``.npz`` bytes: arrays W0, b0, … in their dtype, the rest as JSON in member ``meta``."""
-    meta = np.frombuffer(orjson.dumps(_meta(model)), dtype=np.uint8)
-    return encode_npz({NPZ_META: meta, **model.arrays})
-
-
-# ---- import -------------------------------------------------------------------------------------
 
 
 def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str) -> ModelRecord:

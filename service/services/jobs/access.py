@@ -1,0 +1,55 @@
+"""Reading and cancelling jobs: one job, pages of them (with queue positions), a cancel request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from service.services.jobs.document import document, job_document
+from service.services.pagination import page
+from service.settings import Settings
+from service.store import JobRecord, Store, get_job, list_jobs, queue_position, queued_job_ids, request_cancel
+
+# Queue positions of a page are looked up in one query while the queue is at most this long.
+_POSITION_SCAN = 10_000
+
+
+def read(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+    """The Job ``job_id`` with its queue position; 404 when unknown."""
+    return document(store, get_job(store, job_id, owner=settings.owner))
+
+
+def list_page(
+    store: Store, settings: Settings, *, status: str | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """One page of jobs, newest first: ``{"items", "next_cursor"}``."""
+
+    def read_page(n: int, after: str | None) -> tuple[list[JobRecord], str | None]:
+        return list_jobs(store, settings.owner, status=status, limit=n, cursor=after)
+
+    return page(read_page, limit, cursor, lambda jobs: _documents(store, jobs))
+
+
+def _documents(store: Store, jobs: Sequence[JobRecord]) -> list[dict[str, Any]]:
+    """The Jobs of a page, their queue positions read in one query."""
+    queue: dict[str, int] = {}
+    if any(job.status == "queued" for job in jobs):
+        queue = {job_id: i for i, job_id in enumerate(queued_job_ids(store, limit=_POSITION_SCAN))}
+
+    def position(job: JobRecord) -> int | None:
+        if job.status != "queued":
+            return None
+        if len(queue) >= _POSITION_SCAN:
+            return queue_position(store, job)
+        # The page and the queue are two reads: a job missing from the queue has started meanwhile.
+        return queue.get(job.id)
+
+    return [job_document(job, position(job)) for job in jobs]
+
+
+def cancel(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+    """Ask a job to stop: a queued one is cancelled at once, a running one becomes 'cancelling'.
+
+    Raises ``NotFound`` (404) and ``Conflict`` (409, the job is already terminal).
+    """
+    return document(store, request_cancel(store, job_id, owner=settings.owner))

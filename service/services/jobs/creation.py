@@ -1,0 +1,174 @@
+"""POST /v1/jobs: validate a TrainingConfig, store inline data, queue the job and hand it to the runner."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from service.errors import NotFound, QueueFull
+from service.http.body import JSONBody, validate
+from service.http.schemas.training import TrainingConfig
+from service.runners import Runner
+from service.runners.spec import config_hash, resolve
+from service.services.idempotency import Scope, check_key, create_once
+from service.services.jobs.document import document
+from service.services.jobs.target import (
+    Target,
+    check_model_task,
+    check_warm_start,
+    store_inline,
+    target_of,
+)
+from service.settings import Settings
+from service.store import JobRecord, Store, delete_dataset, get_job, request_cancel
+from service.store import create_job as store_create_job
+
+IDEMPOTENCY_SCOPE = "POST /v1/jobs"
+
+
+@dataclass(frozen=True)
+class Created:
+    """The answer to POST /v1/jobs: status code (202 new, 200 replay or dry run) and body."""
+
+    status_code: int
+    body: dict[str, Any]
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated configuration, what it trains on, and its resolved form (what the job keeps)."""
+
+    config: TrainingConfig
+    target: Target
+    resolved: dict[str, Any]
+
+
+def request_hash(body: JSONBody) -> str:
+    """SHA-256 of the body's JSON content (keys sorted), so that the same body always hashes the same."""
+    return hashlib.sha256(orjson.dumps(body.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def create(
+    store: Store,
+    runner: Runner,
+    settings: Settings,
+    body: JSONBody,
+    *,
+    idempotency_key: str | None = None,
+    dry_run: bool = False,
+) -> Created:
+    """Validate a TrainingConfig, store inline data as a dataset, queue the job and hand it to the runner.
+
+    Parameters
+    ----------
+    store : Store
+    runner : Runner
+    settings : Settings
+    body : JSONBody
+        The parsed request body, a TrainingConfig.
+    idempotency_key : str, optional
+        A replay of a key with the same body answers 200 with the job the key first created (in its
+        current state); with a different body, 409. Dry runs neither read nor record keys.
+    dry_run : bool
+        Validate and resolve only: answer 200 with the resolved configuration, store nothing.
+
+    Returns
+    -------
+    Created
+        202 and the new Job; 200 and the original Job for a replay; 200 and a DryRun for a dry run.
+
+    Raises
+    ------
+    InvalidInput
+        422 for an invalid configuration or Idempotency-Key, a model type that cannot learn the
+        dataset's task, or a warm start model of another architecture.
+    NotFound
+        404 for an unknown dataset or warm start model.
+    QueueFull
+        429 when ``settings.max_queued_jobs`` jobs are queued.
+    Conflict
+        409 when the idempotency key was used with a different body.
+    """
+    key = check_key(idempotency_key)
+    if dry_run:
+        plan = _plan(store, settings, body)
+        resolved = plan.resolved
+        return Created(
+            200, {"config": resolved, "config_hash": config_hash(resolved), "task": plan.target.task}
+        )
+    owner = settings.owner
+    fingerprint = "" if key is None else request_hash(body)
+    job, replayed = create_once(
+        store,
+        owner,
+        job_scope(store, owner),
+        key,
+        fingerprint,
+        lambda: _queue(store, settings, body),
+        status_code=202,
+    )
+    if replayed:
+        return Created(200, document(store, job), job.id)
+    runner.submit(job.id)
+    # Read again: a worker may have taken the job already, and the answer shows its current state.
+    return Created(202, document(store, get_job(store, job.id)), job.id)
+
+
+def job_scope(store: Store, owner: str) -> Scope[JobRecord]:
+    """How an Idempotency-Key of POST /v1/jobs replays its job, or withdraws a duplicate.
+
+    A duplicate is withdrawn by cancelling it: it is still queued, unless a worker already took it, in
+    which case its run ends it.
+    """
+
+    def withdraw(job: JobRecord) -> None:
+        request_cancel(store, job.id, owner=owner)
+
+    return Scope(
+        name=IDEMPOTENCY_SCOPE,
+        noun="job",
+        id_of=lambda job: job.id,
+        fetch=lambda job_id: get_job(store, job_id, owner=owner),
+        withdraw=withdraw,
+    )
+
+
+def _plan(store: Store, settings: Settings, body: JSONBody) -> _Plan:
+    """Validate and resolve the configuration; nothing is stored."""
+    config = validate(TrainingConfig, body)
+    target = target_of(store, settings, config, body)
+    check_model_task(config.model.type, target)
+    resolved = resolve(config, target.dataset_id or "")
+    resolved["dataset_id"] = target.dataset_id
+    if config.warm_start_model_id is not None:
+        check_warm_start(store, settings.owner, config.warm_start_model_id, resolved, target)
+    return _Plan(config, target, resolved)
+
+
+def _queue(store: Store, settings: Settings, body: JSONBody) -> JobRecord:
+    """Store the job's inline data (if any) and queue the job; a refused job leaves no dataset behind."""
+    plan = _plan(store, settings, body)
+    owner, inline, resolved = settings.owner, plan.config.dataset, plan.resolved
+    dataset_id = plan.target.dataset_id
+    if inline is not None:
+        dataset_id = store_inline(store, settings, inline, plan.target).id
+        resolved["dataset_id"] = dataset_id
+    try:
+        return store_create_job(
+            store,
+            owner=owner,
+            config=resolved,
+            config_hash=config_hash(resolved),
+            dataset_id=dataset_id,
+            max_retries=plan.config.max_retries,
+            max_queued=settings.max_queued_jobs,
+        )
+    except (QueueFull, NotFound):
+        if inline is not None and dataset_id is not None:
+            # The inline dataset exists only for this job; a refused job must not leave it behind.
+            delete_dataset(store, dataset_id, owner=owner)
+        raise

@@ -1,0 +1,89 @@
+"""Predictions of a stored model, on rows of X or a stored dataset, with the original class labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.models import predict as engine_predict
+from service.errors import NotFound, field_error
+from service.http.arrays import to_array
+from service.http.body import JSONBody, validate
+from service.http.responses import ensure_finite
+from service.http.schemas.models import PredictRequest
+from service.services.models.access import Array, LoadedModel, load_model
+from service.settings import Settings
+from service.store import ModelRecord, Store, get_dataset, load_dataset_arrays
+
+
+def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, owner: str) -> dict[str, Any]:
+    """POST /v1/models/{id}/predict: predictions (original class labels) and probabilities for classifiers.
+
+    X is cast to the parameters' dtype, standardized with the stored mean and scale, and run through
+    ``engine.models.predict``, exactly as the training job's own evaluation does.
+    """
+    request = validate(PredictRequest, body)
+    model = load_model(store, model_id, owner=owner)
+    record = model.record
+    if request.dataset_id is not None:
+        X = _dataset_inputs(store, request.dataset_id, record, owner)
+    else:
+        X = to_array(
+            request.X, "X", ndim=2, max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans
+        )
+        if X.shape[1] != record.n_features:
+            raise field_error(
+                "X", f"has {X.shape[1]} features (columns) but model {record.id!r} takes {record.n_features}"
+            )
+    return predict_arrays(model, X)
+
+
+def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str) -> Array:
+    try:
+        dataset = get_dataset(store, dataset_id, owner=owner)
+        X, _ = load_dataset_arrays(store, dataset_id, owner=owner)
+    except NotFound:
+        raise field_error("dataset_id", f"names no dataset: {dataset_id!r} was not found") from None
+    if dataset.n_features != record.n_features:
+        raise field_error(
+            "dataset_id",
+            f"dataset {dataset_id!r} has {dataset.n_features} features but model {record.id!r} takes"
+            f" {record.n_features}",
+        )
+    return X
+
+
+def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
+    """Predict on raw X of shape (n_samples, n_features).
+
+    Returns
+    -------
+    content : dict
+        ``predictions`` (class labels or values) and, for classifiers, ``probabilities`` (binary: of
+        classes[1], shape (n_samples,); multiclass: shape (n_samples, n_classes)) and ``classes``.
+    """
+    record = model.record
+    dtype = model.parameters.flat.dtype
+    with np.errstate(all="ignore"):
+        X = np.asarray(X, dtype=dtype)
+        if not np.isfinite(X).all():
+            raise field_error("X", f"has values beyond the range of {dtype}, the model's dtype")
+        std = record.standardization
+        if std is not None:
+            X = (X - np.asarray(std["mean"], dtype=dtype)) / np.asarray(std["scale"], dtype=dtype)
+        outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
+    content: dict[str, Any]
+    if record.classes is None:
+        content = {"predictions": outputs}
+    else:
+        classes = record.classes
+        if all(isinstance(c, str) for c in classes):
+            labels: Any = [classes[i] for i in outputs.tolist()]
+        else:
+            labels = np.asarray(classes)[outputs]
+        if probabilities is not None and record.task == "binary" and probabilities.ndim == 2:
+            probabilities = probabilities[:, 1]
+        content = {"predictions": labels, "probabilities": probabilities, "classes": classes}
+    ensure_finite(content)
+    return content
