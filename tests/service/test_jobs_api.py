@@ -177,7 +177,7 @@ def assert_problem(response: httpx.Response, status: int, *needles: str) -> dict
     return problem
 
 
-# ---- the seed's claim, through the API -----------------------------------------------------------------
+# ---- the lesson's claim (README.md), through the API -------------------------------------------------------
 
 
 async def test_logistic_regression_stays_near_chance_on_xor_while_an_mlp_separates_it(
