@@ -25,12 +25,14 @@ serve: $(VENV)/.installed  ## install (first time) and run the service on 127.0.
 test: $(VENV)/.installed-test  ## install (first time) and run every test
 	$(BIN)/ruff check engine service descent_client tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check engine service descent_client tests benchmarks
 	$(BIN)/ruff format --check engine service descent_client tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 openapi: $(VENV)/.installed
 	$(BIN)/descent openapi > openapi/openapi.json
@@ -41,4 +43,4 @@ bench: $(VENV)/.installed-test  ## the engine and service benchmarks (PyTorch, w
 	$(BIN)/python benchmarks/service.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

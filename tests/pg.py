@@ -13,7 +13,7 @@ Usage::
 
     @pytest.fixture
     def postgres_url() -> Iterator[str]:
-        yield from database_fixture()  # the same, or the test is skipped without PostgreSQL
+        yield from database_fixture()  # the same; without PostgreSQL, skipped (failed in CI)
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import secrets
 from collections.abc import Iterator
 
 import psycopg
-import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
+
+from tests.requires import missing
 
 ADMIN_URL_ENV = "DESCENT_TEST_POSTGRES_URL"
 TEMP_PREFIX = "descent_test_"
@@ -106,10 +107,13 @@ def temp_database() -> Iterator[str]:
 
 
 def database_fixture() -> Iterator[str]:
-    """The body of a fixture (``yield from``) giving a :func:`temp_database`; skips without PostgreSQL."""
+    """The body of a fixture (``yield from``) giving a :func:`temp_database`.
+
+    Without PostgreSQL the test is skipped, or failed in CI (:func:`tests.requires.missing`).
+    """
     reason = unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with temp_database() as url:
         yield url
 

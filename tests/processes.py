@@ -4,13 +4,14 @@
 and the kernel sends it SIGKILL if the process that started it dies (``PR_SET_PDEATHSIG``; strictly,
 when the starting thread ends, so start processes from the main thread), so a crashed or interrupted
 test leaves nothing running; :meth:`Process.kill` and :meth:`Process.stop` end the whole group.
+Every wait takes its bound from ``tests.timing`` (scaled by ``DESCENT_TEST_TIMEOUT_SCALE``).
 
 Usage::
 
     server = Process("api", ["descent", "serve"], env=env, cwd=workdir, log_path=workdir / "api.log")
     server.start()
     try:
-        server.wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        server.wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=STARTUP_S)
         ...
     finally:
         server.stop()
@@ -200,7 +201,7 @@ class Process:
             if not self.running:
                 raise ProcessError(f"{self.name} exited while starting\n{self.tail()}")
             try:
-                return httpx.get(url, timeout=1.0).status_code == 200
+                return httpx.get(url, timeout=5.0).status_code == 200
             except httpx.TransportError:
                 return False
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -46,20 +47,25 @@ import yaml
 from psycopg import sql
 
 from tests.processes import Process, ProcessError, as_user, free_port, wait_until
+from tests.timing import STARTUP_S, limit
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # The console scripts of the environment the tests run in.
 BIN_DIR = Path(sys.executable).parent
 
-# Fast timings, so that a lost worker is noticed and a job resumed within seconds.
+# Fast timings, so that a lost worker is noticed and a job resumed within seconds. The heartbeat
+# timeout and the grace at shutdown scale with the tests' bounds: on a slow machine a live run may be
+# silent for longer, and must not be taken for lost.
 FAST_TIMINGS = {
-    "DESCENT_HEARTBEAT_TIMEOUT_S": "4",
+    "DESCENT_HEARTBEAT_TIMEOUT_S": f"{limit(4):g}",
     "DESCENT_PROGRESS_INTERVAL_S": "0.1",
     "DESCENT_CHECKPOINT_INTERVAL_S": "0.3",
-    "DESCENT_SHUTDOWN_GRACE_S": "5",
+    "DESCENT_SHUTDOWN_GRACE_S": f"{limit(5):g}",
     "DESCENT_LOG_LEVEL": "info",
 }
+# A line a Celery worker logs at level info about a task message it received or finished.
+_TASK_LINE = re.compile(r"Task \S+\[(?P<id>[0-9a-f-]+)\] (?P<what>received|succeeded|failed|raised|retry)")
 
 
 class StackError(ProcessError):
@@ -250,7 +256,7 @@ class Stack:
 
     # --- life cycle
 
-    def migrate(self, timeout: float = 60.0) -> None:
+    def migrate(self, timeout: float = STARTUP_S) -> None:
         """Run the ``migrate`` service's command to completion (compose runs it before api and workers)."""
         if "migrate" not in self.services:
             return
@@ -263,7 +269,7 @@ class Stack:
         if code != 0:
             raise StackError(f"migrate exited with {code}\n{process.tail()}")
 
-    def start(self, timeout: float = 60.0) -> Stack:
+    def start(self, timeout: float = STARTUP_S) -> Stack:
         """Migrate, start the API and every worker, and wait until all of them are ready."""
         self.migrate(timeout)
         for name in self.processes:
@@ -272,7 +278,7 @@ class Stack:
             self.wait_started(name, timeout)
         return self
 
-    def start_process(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> None:
+    def start_process(self, name: str, *, wait: bool = True, timeout: float = STARTUP_S) -> None:
         """Start (or start again) one process; with ``wait``, until it is ready."""
         process = self.processes[name]
         self._log_mark[name] = len(process.output())
@@ -280,7 +286,7 @@ class Stack:
         if wait:
             self.wait_started(name, timeout)
 
-    def wait_started(self, name: str, timeout: float = 60.0) -> None:
+    def wait_started(self, name: str, timeout: float = STARTUP_S) -> None:
         """Until the API answers /readyz with 200, or the worker's Celery node says it is ready."""
         process = self.processes[name]
         if name == "api":
@@ -288,7 +294,7 @@ class Stack:
         else:
             process.wait_for_output(" ready.", timeout, after=self._log_mark.get(name, 0))
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = STARTUP_S) -> None:
         """Until GET /readyz answers 200."""
         api = self.processes["api"]
 
@@ -313,7 +319,7 @@ class Stack:
         """``kill -9`` the process (its whole group)."""
         self.processes[name].kill()
 
-    def terminate(self, name: str, timeout: float = 30.0) -> int:
+    def terminate(self, name: str, timeout: float = STARTUP_S) -> int:
         """SIGTERM the process as ``docker stop`` does and wait for it to exit; its exit code."""
         process = self.processes[name]
         process.send(signal.SIGTERM)
@@ -321,26 +327,34 @@ class Stack:
         process.kill()  # anything left in its group
         return code
 
-    def cpu_seconds(self, name: str) -> float:
-        """CPU time (user + system) the process has used so far."""
-        with open(f"/proc/{self.processes[name].pid}/stat") as stat:
-            # The fields after the command name, which is in parentheses and may contain spaces.
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def running_tasks(self, name: str) -> set[str]:
+        """Ids of the task messages the worker received since it last started and has not finished."""
+        process = self.processes[name]
+        running: set[str] = set()
+        for match in _TASK_LINE.finditer(process.output()[self._log_mark.get(name, 0) :]):
+            if match["what"] == "received":
+                running.add(match["id"])
+            else:
+                running.discard(match["id"])
+        return running
 
-    def busy_worker(self, sample_s: float = 0.5) -> str:
-        """The worker that is running a job, told by its CPU use; ``StackError`` unless exactly one is."""
-        names = [name for name in self.worker_names if self.processes[name].running]
-        before = {name: self.cpu_seconds(name) for name in names}
-        time.sleep(sample_s)
-        used = {name: self.cpu_seconds(name) - before[name] for name in names}
-        ranked = sorted(used, key=lambda name: used[name], reverse=True)
-        # An idle worker only wakes up for its reaper's few queries; a busy one gets its share of a
-        # core even on a loaded machine.
-        busy = bool(ranked) and used[ranked[0]] >= 0.1 * sample_s
-        if not busy or any(used[name] > 0.5 * used[ranked[0]] for name in ranked[1:]):
-            raise StackError(f"not exactly one busy worker; CPU seconds used in {sample_s:g} s: {used}")
-        return ranked[0]
+    def busy_worker(self, timeout: float = STARTUP_S) -> str:
+        """The one running worker in the middle of a task, told by its log; ``StackError`` unless one is.
+
+        A duplicate message (the reaper sends a queued job again while its first message is in flight)
+        is received and finished by another worker at once: wait until exactly one worker has a task.
+        """
+        busy: list[str] = []
+
+        def one_busy() -> bool:
+            busy[:] = [n for n in self.worker_names if self.processes[n].running and self.running_tasks(n)]
+            return len(busy) == 1
+
+        try:
+            wait_until(one_busy, timeout, "exactly one worker running a task", interval=0.05)
+        except TimeoutError as exc:
+            raise StackError(f"{exc}; busy: {busy}\n{self.logs()}") from None
+        return busy[0]
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(process.tail(lines) for process in self.processes.values())
@@ -385,7 +399,7 @@ class RedisServer:
             "redis", argv, env=os.environ, cwd=self.workdir, log_path=self.workdir / "redis.log"
         )
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = STARTUP_S) -> RedisServer:
         self.process.start()
         try:
             wait_until(self.ping, timeout, f"redis-server on port {self.port} answering PING")
@@ -535,7 +549,7 @@ class PostgresCluster:
         except psycopg.Error:
             return False
 
-    def start(self, timeout: float = 30.0) -> PostgresCluster:
+    def start(self, timeout: float = STARTUP_S) -> PostgresCluster:
         self.process.start()
         try:
             wait_until(self.ping, timeout, f"PostgreSQL on port {self.port} accepting connections", 0.1)
@@ -543,7 +557,7 @@ class PostgresCluster:
             raise StackError(f"{exc}\n{self.process.tail()}") from None
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STARTUP_S) -> None:
         """Fast shutdown (SIGINT): clients are disconnected, the data stays."""
         self.process.send(signal.SIGINT)
         self.process.wait(timeout)

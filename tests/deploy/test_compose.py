@@ -3,9 +3,10 @@
 Each test starts the compose file's ``migrate``, ``api`` and ``worker`` (2 replicas) commands as local
 processes (see ``stack.py``) against a database of its own and a private Redis without persistence, so
 that a restart of Redis loses every message (the compose Redis keeps them in its append-only file; this is
-the harder case). Timings are shortened: heartbeat timeout 4 s, progress every 0.1 s, checkpoints every
-0.3 s. The shared PostgreSQL and Redis of the machine are never stopped; the PostgreSQL outage runs
-against a private cluster.
+the harder case). Timings are shortened: heartbeat timeout 4 s (times ``DESCENT_TEST_TIMEOUT_SCALE``),
+progress every 0.1 s, checkpoints every 0.3 s. The shared PostgreSQL and Redis of the machine are never
+stopped; the PostgreSQL outage runs against a private cluster. Tests wait on the store, on the API and on
+the processes' logs, within the bounds of ``tests.timing``; none asserts how long recovery took.
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ from tests.deploy.stack import (
     redis_unavailable_reason,
 )
 from tests.processes import wait_until
+from tests.requires import missing
+from tests.timing import JOB_S, REQUEST_S, STARTUP_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
 
 HEARTBEAT_TIMEOUT_S = float(FAST_TIMINGS["DESCENT_HEARTBEAT_TIMEOUT_S"])
 TERMINAL = {"succeeded", "failed", "cancelled"}
-# About 1 ms per epoch on one core: LONG_EPOCHS is a few seconds, long enough to be hit mid-job.
+# About 1 ms per epoch on one core: LONG_EPOCHS is a few seconds, long enough to be hit mid-job (on a
+# loaded machine the job and the test slow down alike).
 LONG_EPOCHS, SHORT_EPOCHS = 4000, 1200
+POLL_S = 0.1
 
 
 def job_body(dataset_id: str, epochs: int, seed: int = 42) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def job_body(dataset_id: str, epochs: int, seed: int = 42) -> dict[str, Any]:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     reason = redis_unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with RedisServer(tmp_path / "redis") as server:
         yield server
 
@@ -80,7 +85,7 @@ def private_postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of this test alone, which it may stop."""
     reason = postgres_unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     with PostgresCluster() as cluster:
         yield cluster
 
@@ -112,7 +117,7 @@ def private_stack(
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=15) as http:
+    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as http:
         yield http
 
 
@@ -151,7 +156,9 @@ def get_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return job
 
 
-def wait_job(client: httpx.Client, stack: Stack, job_id: str, timeout: float, until: Any = TERMINAL) -> dict:
+def wait_job(
+    client: httpx.Client, stack: Stack, job_id: str, timeout: float = JOB_S, until: Any = TERMINAL
+) -> dict:
     """The job once ``until(job)`` holds (by default: once it is terminal)."""
     check = until if callable(until) else (lambda job: job["status"] in until)
     last: dict[str, Any] = {}
@@ -161,13 +168,13 @@ def wait_job(client: httpx.Client, stack: Stack, job_id: str, timeout: float, un
         return bool(check(last))
 
     try:
-        wait_until(reached, timeout, f"job {job_id}", interval=0.05)
+        wait_until(reached, timeout, f"job {job_id}", interval=POLL_S)
     except TimeoutError as exc:
         pytest.fail(f"{exc}; last seen: {last}\n{stack.logs()}")
     return last
 
 
-def wait_checkpoint(store: Store, stack: Stack, job_id: str, min_epoch: int, timeout: float = 30) -> int:
+def wait_checkpoint(store: Store, stack: Stack, job_id: str, min_epoch: int, timeout: float = JOB_S) -> int:
     """The epoch of the job's checkpoint once it is at least ``min_epoch``."""
 
     def epoch() -> int | None:
@@ -175,7 +182,9 @@ def wait_checkpoint(store: Store, stack: Stack, job_id: str, min_epoch: int, tim
         return checkpoint.epoch if checkpoint is not None and checkpoint.epoch >= min_epoch else None
 
     try:
-        return int(wait_until(epoch, timeout, f"a checkpoint of job {job_id} at epoch >= {min_epoch}"))
+        return int(
+            wait_until(epoch, timeout, f"a checkpoint of job {job_id} at epoch >= {min_epoch}", POLL_S)
+        )
     except TimeoutError as exc:
         pytest.fail(f"{exc}\n{stack.logs()}")
 
@@ -252,11 +261,13 @@ def assert_complete(client: httpx.Client, job_id: str, epochs: int) -> str:
     return str(job["model_id"])
 
 
-def assert_resumed_from(store: Store, job_id: str, checkpoint_epoch: int, requeue_reason: str) -> None:
-    """The epochs up to the checkpoint were written before the job was requeued and never again.
+def resumed_from(store: Store, job_id: str, requeue_reason: str) -> int:
+    """The epoch the job's next run resumed from, after it was requeued for ``requeue_reason``.
 
-    PostgreSQL stamps each row with the id of the transaction that wrote it (``xmin``); ids grow with
-    time. A run that started over would have rewritten every epoch after the requeue.
+    The epochs up to it were written before the requeue and never again; every later one was written
+    after it (a run resuming from a checkpoint first drops the metrics past it). PostgreSQL stamps each
+    row with the id of the transaction that wrote it (``xmin``); ids grow with time. A run that started
+    over would have rewritten every epoch after the requeue, and resumed from 0.
     """
     with store.engine.connect() as conn:
         marker = conn.execute(
@@ -270,8 +281,10 @@ def assert_resumed_from(store: Store, job_id: str, checkpoint_epoch: int, requeu
             text("SELECT epoch, xmin::text::bigint FROM job_metrics WHERE job_id = :id"), {"id": job_id}
         ).all()
     kept = sorted(epoch for epoch, xid in rows if xid < marker)
-    assert kept == list(range(1, checkpoint_epoch + 1))
-    assert all(xid > marker for epoch, xid in rows if epoch > checkpoint_epoch)
+    resumed = len(kept)
+    assert kept == list(range(1, resumed + 1)), "the epochs kept from before the requeue have gaps"
+    assert all(xid > marker for epoch, xid in rows if epoch > resumed)
+    return resumed
 
 
 # --- the tests ------------------------------------------------------------------------------------------
@@ -315,20 +328,17 @@ def test_worker_killed_mid_job_resumes_on_the_other_worker(
 ) -> None:
     dataset_id = create_dataset(client)
     reference = submit(client, dataset_id, LONG_EPOCHS)
-    wait_job(client, stack, reference, timeout=60)
+    wait_job(client, stack, reference)
     reference_model = assert_complete(client, reference, LONG_EPOCHS)
 
     job_id = submit(client, dataset_id, LONG_EPOCHS)
-    wait_checkpoint(store, stack, job_id, min_epoch=LONG_EPOCHS // 10)
+    seen = wait_checkpoint(store, stack, job_id, min_epoch=LONG_EPOCHS // 10)
     victim = stack.busy_worker()
     stack.kill(victim)
-    killed_at = time.monotonic()
-    # Nothing writes the checkpoint until the job's next run resumes from it.
-    checkpoint = load_checkpoint(store, job_id)
-    assert checkpoint is not None and checkpoint.epoch < LONG_EPOCHS
 
-    job = wait_job(client, stack, job_id, timeout=45)
-    assert time.monotonic() - killed_at <= 30, "the job took more than 30 s to finish after the kill"
+    # The reaper finds the run silent, requeues the job, and the other worker resumes it. (Celery
+    # alone would deliver the message again only after the broker's visibility timeout, a day.)
+    job = wait_job(client, stack, job_id)
     assert job["status"] == "succeeded" and job["attempt"] == 2
     assert statuses(read_events(client, job_id)) == [
         ("queued", 0, None),
@@ -338,7 +348,8 @@ def test_worker_killed_mid_job_resumes_on_the_other_worker(
         ("succeeded", 2, None),
     ]
     model_id = assert_complete(client, job_id, LONG_EPOCHS)
-    assert_resumed_from(store, job_id, checkpoint.epoch, "worker_lost")
+    # From the killed run's last checkpoint: at or after the one seen before the kill.
+    assert seen <= resumed_from(store, job_id, "worker_lost") < LONG_EPOCHS
     assert_bitwise_equal(exported_parameters(client, model_id), exported_parameters(client, reference_model))
 
 
@@ -349,10 +360,11 @@ def test_worker_sigterm_mid_job_requeues_it_to_another_worker(
     job_id = submit(client, dataset_id, LONG_EPOCHS)
     wait_checkpoint(store, stack, job_id, min_epoch=LONG_EPOCHS // 10)
     victim = stack.busy_worker()
-    # The worker gives the job back at its next epoch and exits cleanly, well within the grace period.
-    assert stack.terminate(victim, timeout=float(FAST_TIMINGS["DESCENT_SHUTDOWN_GRACE_S"]) + 5) == 0
+    # The worker gives the job back at its next epoch and exits cleanly (the 'shutdown' requeue below
+    # shows it did so within the grace period, not cut short by a cold shutdown).
+    assert stack.terminate(victim) == 0
 
-    job = wait_job(client, stack, job_id, timeout=45)
+    job = wait_job(client, stack, job_id)
     assert job["status"] == "succeeded" and job["attempt"] == 2
     events = read_events(client, job_id)
     assert statuses(events) == [
@@ -367,7 +379,7 @@ def test_worker_sigterm_mid_job_requeues_it_to_another_worker(
     # (reason 'shutdown'), rather than leaving it for the reaper.
     last_epoch = [e["data"]["epoch"] for e in events[:requeue] if e["event"] == "progress"][-1]
     assert_complete(client, job_id, LONG_EPOCHS)
-    assert_resumed_from(store, job_id, last_epoch, "shutdown")
+    assert resumed_from(store, job_id, "shutdown") == last_epoch
 
 
 def test_api_killed_mid_job_leaves_the_job_running(stack: Stack, client: httpx.Client, store: Store) -> None:
@@ -385,12 +397,12 @@ def test_api_killed_mid_job_leaves_the_job_running(stack: Stack, client: httpx.C
         return int((job.progress or {}).get("epoch", 0))
 
     seen = epoch()
-    wait_until(lambda: epoch() > seen + 50, 10, "progress while the API is down")
+    wait_until(lambda: epoch() > seen + 50, JOB_S, "progress while the API is down", POLL_S)
 
     stack.start_process("api")
     assert get_job(client, job_id)["status"] in ("running", "succeeded")
     assert job_id in [j["id"] for j in client.get("/v1/jobs").json()["items"]]
-    job = wait_job(client, stack, job_id, timeout=45)
+    job = wait_job(client, stack, job_id)
     assert job["status"] == "succeeded" and job["attempt"] == 1
     assert statuses(read_events(client, job_id)) == [
         ("queued", 0, None),
@@ -406,7 +418,10 @@ def test_redis_restart_loses_queued_messages_and_every_job_still_runs(
     dataset_id = create_dataset(client)
     jobs = [submit(client, dataset_id, SHORT_EPOCHS, seed=seed) for seed in range(6)]
     wait_until(
-        lambda: sum(get_job(client, j)["status"] == "running" for j in jobs) == 2, 20, "two jobs running"
+        lambda: sum(get_job(client, j)["status"] == "running" for j in jobs) == 2,
+        JOB_S,
+        "two jobs running",
+        POLL_S,
     )
     broker = redis_server.client()
     assert broker.llen(QUEUE) > 0, "some jobs should be waiting in the broker"
@@ -419,10 +434,10 @@ def test_redis_restart_loses_queued_messages_and_every_job_still_runs(
     redis_server.start()
     # The restart lost everything, the waiting messages with the sentinel.
     assert broker.get("descent-test-sentinel") is None
-    wait_until(lambda: stack.readyz() == 200, 15, "/readyz answering 200 again")
+    wait_until(lambda: stack.readyz() == 200, STARTUP_S, "/readyz answering 200 again", POLL_S)
 
     for job_id in jobs:
-        job = wait_job(client, stack, job_id, timeout=60)
+        job = wait_job(client, stack, job_id)
         assert job["status"] == "succeeded" and job["attempt"] == 1, job
         assert_complete(client, job_id, SHORT_EPOCHS)
 
@@ -431,11 +446,14 @@ def test_postgres_outage_answers_503_and_loses_nothing(
     private_stack: Stack, private_postgres: PostgresCluster
 ) -> None:
     stack = private_stack
-    with httpx.Client(base_url=stack.api_url, timeout=15) as client:
+    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client:
         dataset_id = create_dataset(client)
         jobs = [submit(client, dataset_id, 2500, seed=seed) for seed in range(3)]
         wait_until(
-            lambda: sum(get_job(client, j)["status"] == "running" for j in jobs) == 2, 20, "jobs running"
+            lambda: sum(get_job(client, j)["status"] == "running" for j in jobs) == 2,
+            JOB_S,
+            "jobs running",
+            POLL_S,
         )
 
         private_postgres.stop()
@@ -451,9 +469,9 @@ def test_postgres_outage_answers_503_and_loses_nothing(
         assert set(answers) == {503}
         assert unavailable.status_code == 503
         assert "retry-after" in unavailable.headers
-        wait_until(lambda: stack.readyz() == 200, 15, "/readyz answering 200 again")
+        wait_until(lambda: stack.readyz() == 200, STARTUP_S, "/readyz answering 200 again", POLL_S)
         for job_id in jobs:
-            job = wait_job(client, stack, job_id, timeout=60)
+            job = wait_job(client, stack, job_id)
             # The runs kept training through the outage: none was presumed lost.
             assert job["status"] == "succeeded" and job["attempt"] == 1, job
             assert_complete(client, job_id, 2500)

@@ -8,6 +8,7 @@ import pytest
 
 from descent_client import Client
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import STARTUP_S
 
 
 @pytest.fixture(scope="module")
@@ -18,5 +19,5 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
 
 @pytest.fixture
 def client(service: ServiceProcess) -> Iterator[Client]:
-    with Client(service.url, reconnect_timeout=60) as opened:
+    with Client(service.url, reconnect_timeout=STARTUP_S) as opened:
         yield opened

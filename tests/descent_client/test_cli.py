@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from descent_client import Client
 from service.cli import cli
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import STARTUP_S
 
 pytestmark = pytest.mark.e2e
 
@@ -282,7 +283,7 @@ def test_server_commands_keep_their_options(tmp_path: Path) -> None:
         env={"DESCENT_DATABASE_URL": f"sqlite:///{database}", "PATH": str(DESCENT.parent)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=STARTUP_S,
     )
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout == "the store's schema is up to date\n" and database.stat().st_size > 0

@@ -21,6 +21,7 @@ import pytest
 from descent_client import Client
 from tests.processes import wait_until
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import JOB_S, STARTUP_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -80,7 +81,7 @@ class Terminal:
         """Every ``epoch N/T`` the bar has drawn, in order."""
         return [int(n) for n in re.findall(r"epoch (\d+)/\d+", self.text)]
 
-    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = JOB_S) -> re.Match[str]:
         def found() -> re.Match[str] | None:
             if self.process.poll() is not None and not re.search(pattern, self.text):
                 raise AssertionError(
@@ -94,7 +95,7 @@ class Terminal:
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
 
-    def finish(self, timeout: float = 120) -> int:
+    def finish(self, timeout: float = STARTUP_S) -> int:
         code = self.process.wait(timeout)
         self._reader.join(5)
         return code
@@ -132,7 +133,7 @@ def test_the_progress_bar_advances_on_a_terminal(service: ServiceProcess, termin
         drawn = sorted(set(term.epochs()))
         return len(drawn) >= 3 and drawn[-1] > 1000
 
-    wait_until(advanced, 120, "the bar to be drawn at three epochs past 1000")
+    wait_until(advanced, JOB_S, "the bar to be drawn at three epochs past 1000")
     drawn = term.epochs()
     assert drawn == sorted(drawn), "the bar went backwards"
     frame = term.text.split("epoch")[-2:]
@@ -148,7 +149,7 @@ def test_the_progress_bar_advances_on_a_terminal(service: ServiceProcess, termin
 def test_ctrl_c_then_cancel_stops_the_job(service: ServiceProcess, terminal) -> None:  # type: ignore[no-untyped-def]
     term = terminal("train", *LONG_TRAINING, "--epochs", "1000000")
     job_id = job_id_of(term)
-    wait_until(lambda: any(e > 50 for e in term.epochs()), 120, "the bar past epoch 50")
+    wait_until(lambda: any(e > 50 for e in term.epochs()), JOB_S, "the bar past epoch 50")
     term.type(b"\x03")  # Ctrl-C: the terminal sends SIGINT to the command
     term.wait_for(r"Interrupted: \[c\]ancel the job, \[d\]etach")
     term.type(b"c\n")
@@ -162,7 +163,7 @@ def test_ctrl_c_then_cancel_stops_the_job(service: ServiceProcess, terminal) -> 
 def test_ctrl_c_then_detach_leaves_the_job_running(service: ServiceProcess, terminal) -> None:  # type: ignore[no-untyped-def]
     term = terminal("train", *LONG_TRAINING, "--epochs", "1000000")
     job_id = job_id_of(term)
-    wait_until(lambda: any(e > 50 for e in term.epochs()), 120, "the bar past epoch 50")
+    wait_until(lambda: any(e > 50 for e in term.epochs()), JOB_S, "the bar past epoch 50")
     term.type(b"\x03")
     term.wait_for(r"Interrupted:")
     term.type(b"d\n")
@@ -171,4 +172,4 @@ def test_ctrl_c_then_detach_leaves_the_job_running(service: ServiceProcess, term
     with Client(service.url) as client:
         assert client.jobs.get(job_id).status == "running"
         client.jobs.cancel(job_id)
-        client.jobs.wait(job_id, check=False, timeout=120)
+        client.jobs.wait(job_id, check=False, timeout=JOB_S)

@@ -29,6 +29,7 @@ from descent_client import (
 from tests.descent_client.proxy import Proxy
 from tests.processes import free_port
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import JOB_S
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +116,7 @@ def test_wait_raises_job_failed_for_a_cancelled_job(service: ServiceProcess, cli
     job = small_job(client, dataset, epochs=100_000, batch_size=8)
     job.cancel()
     with pytest.raises(JobFailed) as caught:
-        job.wait(timeout=120)
+        job.wait(timeout=JOB_S)
     assert caught.value.job.status == "cancelled"
     assert client.jobs.wait(job.id, check=False).status == "cancelled"
 

@@ -11,6 +11,7 @@ from descent_client import Client, EndUpdate, EpochUpdate, StatusUpdate, Update
 from tests.descent_client.proxy import Proxy
 from tests.processes import wait_until
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import JOB_S, STARTUP_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -53,9 +54,9 @@ class Follower(threading.Thread):
             seen = self.epochs()
             return bool(seen) and seen[-1] >= epoch
 
-        wait_until(reached, 60, f"the follow of {self.job_id} to reach epoch {epoch}")
+        wait_until(reached, JOB_S, f"the follow of {self.job_id} to reach epoch {epoch}")
 
-    def finish(self, timeout: float = 180) -> list[Update]:
+    def finish(self, timeout: float = JOB_S) -> list[Update]:
         self.join(timeout)
         assert not self.is_alive(), f"the follow of {self.job_id} did not end within {timeout} s"
         if self.error is not None:
@@ -83,7 +84,7 @@ def assert_every_epoch_once(client: Client, job_id: str, updates: list[Update]) 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill -9"])
 def test_follow_survives_a_restart_of_the_service(service: ServiceProcess, how: str) -> None:
-    with Client(service.url, reconnect_timeout=90) as client:
+    with Client(service.url, reconnect_timeout=STARTUP_S) as client:
         job_id = start_job(client)
         follower = Follower(client, job_id)
         follower.start()
@@ -107,7 +108,7 @@ def test_follow_survives_a_restart_of_the_service(service: ServiceProcess, how: 
 def test_follow_survives_dropped_connections(service: ServiceProcess) -> None:
     proxy = Proxy(int(service.url.rsplit(":", 1)[1]))
     try:
-        with Client(proxy.url, reconnect_timeout=60) as client:
+        with Client(proxy.url, reconnect_timeout=STARTUP_S) as client:
             job_id = start_job(client)
             follower = Follower(client, job_id)
             follower.start()

@@ -10,7 +10,8 @@ from engine.activations import ACTIVATIONS, activate, backward, derivative, get_
 
 NAMES = sorted(ACTIVATIONS)
 ELEMENTWISE = [name for name in NAMES if ACTIVATIONS[name].elementwise]
-# The names API.md promises at least.
+# The names the HTTP contract offers (openapi/openapi.json, e.g. ActivationInfo.name): the engine must keep
+# at least these.
 API_NAMES = (
     "identity",
     "relu",

@@ -1,8 +1,8 @@
-"""The claims of SEED.md, "Neural networks vs linear models", as tests of the engine.
+"""The claims of the "neural networks vs linear models" lesson (README.md), as tests of the engine.
 
 A composite of linear functions stays linear, so a linear model (or an MLP without
 non-linear activations) cannot separate XOR, while one non-linear hidden layer can; and
-full-batch gradient descent is exactly the seed's update rule w ← w − η ∂L/∂w with
+full-batch gradient descent is exactly the lesson's update rule w ← w − η ∂L/∂w with
 ∂L/∂w = mean((ŷ − y)·x) and ∂L/∂b = mean(ŷ − y).
 """
 
@@ -86,7 +86,7 @@ def test_identity_mlp_classifier_predicts_like_its_collapsed_linear_map_after_tr
 
 
 def _seed_gradient_descent(X, y, w, b, lr, epochs):
-    """The seed's formulas: ŷ = σ(w·x + b), w ← w − η mean((ŷ − y)x), b ← b − η mean(ŷ − y)."""
+    """The lesson's formulas: ŷ = σ(w·x + b), w ← w − η mean((ŷ − y)x), b ← b − η mean(ŷ − y)."""
     for _ in range(epochs):
         y_hat = 1 / (1 + np.exp(-(X @ w + b)))
         dw = np.mean((y_hat - y)[:, None] * X, axis=0)

@@ -47,6 +47,11 @@ class Client:
     def httpx(self) -> httpx.AsyncClient:
         return self._client
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the app and every request run on."""
+        return self._runner.get_loop()
+
     def close(self) -> None:
         try:
             self._runner.run(self._lifespan.__aexit__(None, None, None))

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import Process, free_port
+from tests.processes import Process, free_port, wait_until
+from tests.timing import REQUEST_S, STARTUP_S
 
 DESCENT = Path(sys.executable).with_name("descent")
 JSON = {"content-type": "application/json"}
@@ -34,15 +35,15 @@ def server(tmp_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     process.start()
     try:
-        process.wait_for_http(f"{url}/healthz", timeout=20)
+        process.wait_for_http(f"{url}/healthz", timeout=STARTUP_S)
         yield url
     finally:
-        process.stop(timeout=15)
+        process.stop(timeout=STARTUP_S)
 
 
 @pytest.mark.e2e
 def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
-    with httpx.Client(base_url=server, timeout=10) as client:
+    with httpx.Client(base_url=server, timeout=REQUEST_S) as client:
         response = client.post(
             "/v1/activations/sigmoid", json={"x": [0.0, 0.0]}, headers={"X-Request-ID": "e2e-1"}
         )
@@ -70,5 +71,9 @@ def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
 
         assert client.get("/healthz").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "Descent"
-    log = (tmp_path / "server.log").read_text()
-    assert '"request_id":"e2e-1"' in log
+    # Access lines are written in batches, soon after the request.
+    wait_until(
+        lambda: '"request_id":"e2e-1"' in (tmp_path / "server.log").read_text(),
+        REQUEST_S,
+        "the request's access line in the server's log",
+    )

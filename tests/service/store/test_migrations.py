@@ -16,6 +16,7 @@ from service.store import get_dataset, list_datasets, open_store
 from service.store.db import Store, create_store_engine
 from service.store.tables import Base
 from tests import pg
+from tests.requires import missing
 from tests.service.store.factories import make_dataset
 
 TABLES = {
@@ -144,7 +145,7 @@ def test_ping_reports_reachability(store: Store) -> None:
 def test_a_database_lost_while_open_raises_store_unavailable() -> None:
     reason = pg.unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     url = pg.create_temp_database()
     store = open_store(url)
     try:
