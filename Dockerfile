@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY engine engine
 COPY service service
+COPY descent_client descent_client
 RUN /opt/descent/bin/pip install -c requirements/constraints.txt .
 
 # Runtime stage: the virtual environment only, run as an unprivileged user.

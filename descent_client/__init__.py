@@ -17,7 +17,8 @@
 
 from descent_client._async import AsyncClient, AsyncFollow
 from descent_client._calls import Page
-from descent_client._sync import Client, Follow
+from descent_client._follow import Follow
+from descent_client._sync import Client
 from descent_client.errors import (
     APIError,
     BadRequest,

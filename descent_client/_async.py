@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from descent_client import _arrays, _calls
 from descent_client._calls import Call, Page
 from descent_client._sync import USER_AGENT
-from descent_client.errors import JobFailed, ServiceUnavailable, TransportError, error_from_response
+from descent_client.errors import JobFailed, error_from_response
 from descent_client.events import FollowState, SSEDecoder, Update, history_rows
 from descent_client.types import Array, AsyncDataset, AsyncJob, AsyncModel, JobMetrics, Prediction
 
@@ -73,23 +73,12 @@ class AsyncClient:
                     call.method, call.path, params=call.params, content=call.content, headers=call.headers
                 )
             except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt >= self.retries or not (unsent or call.retry == "always"):
-                    raise TransportError(
-                        f"{call.method} {self.url}{call.path}: {exc or type(exc).__name__}"
-                    ) from exc
-                delay = _calls.backoff(attempt)
+                delay = _calls.delay_after_error(call, self.url, attempt, self.retries, exc)
             else:
-                if not response.is_error:
+                retry = _calls.delay_after_response(call, attempt, self.retries, response)
+                if retry is None:
                     return response
-                error = error_from_response(response)
-                if not (
-                    isinstance(error, ServiceUnavailable)
-                    and call.retry == "always"
-                    and attempt < self.retries
-                ):
-                    raise error
-                delay = _calls.retry_delay(attempt, error.retry_after)
+                delay = retry
             await anyio.sleep(delay)
             attempt += 1
 
@@ -249,7 +238,7 @@ class AsyncFollow(AsyncIterator[Update]):
         while not state.done:
             try:
                 call = _calls.job_events(self.job_id, state.last_event_id)
-                async with self._client.stream_lines(call, self._read_timeout()) as lines:
+                async with self._client.stream_lines(call, _calls.read_timeout(self.deadline)) as lines:
                     failing_since, attempt = None, 0
                     decoder = SSEDecoder()
                     async for line in lines:
@@ -272,20 +261,21 @@ class AsyncFollow(AsyncIterator[Update]):
                         state.commit(event)
                         if state.done:
                             return
-            except (httpx.TransportError, TransportError, ServiceUnavailable) as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if self.deadline is not None and now >= self.deadline:
-                    raise TimeoutError(f"job {self.job_id} did not end in time") from None
-                if now - failing_since > self._client.reconnect_timeout:
-                    raise TransportError(f"following job {self.job_id}: {exc}") from exc
-                await anyio.sleep(_calls.backoff(attempt))
+                # The service closed the stream before the end (e.g. it is shutting down).
+                raise _calls.StreamClosed(f"the event stream of job {self.job_id} closed before its end")
+            except _calls.RECONNECTABLE as exc:
+                failing_since = failing_since or time.monotonic()
+                await anyio.sleep(
+                    _calls.reconnect_delay(
+                        self.job_id,
+                        exc,
+                        failing_since,
+                        attempt,
+                        self._client.reconnect_timeout,
+                        self.deadline,
+                    )
+                )
                 attempt += 1
-
-    def _read_timeout(self) -> float:
-        if self.deadline is None:
-            return 60.0
-        return max(0.05, min(60.0, self.deadline - time.monotonic()))
 
 
 class AsyncJobs:

@@ -8,15 +8,18 @@ and on 503 (for reads, and for creations made safe by their Idempotency-Key).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+import httpx
 from pydantic import BaseModel
 
 from descent_client import _arrays
+from descent_client.errors import ServiceUnavailable, TransportError, error_from_response
 
 Retry = Literal["connect", "always"]
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -202,9 +205,60 @@ def backoff(attempt: int) -> float:
     return float(min(0.25 * 2**attempt, 4.0))
 
 
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """The wait before a retry: the service's Retry-After (at most 30 s) when it sent one."""
-    return min(retry_after, 30.0) if retry_after is not None else backoff(attempt)
+def delay_after_error(
+    call: Call, base_url: str, attempt: int, retries: int, exc: httpx.TransportError
+) -> float:
+    """The wait before retrying ``call`` after a transport error; ``TransportError`` when it may not be."""
+    unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    if attempt >= retries or not (unsent or call.retry == "always"):
+        detail = str(exc) or type(exc).__name__
+        raise TransportError(f"{call.method} {base_url}{call.path}: {detail}") from exc
+    return backoff(attempt)
+
+
+def delay_after_response(call: Call, attempt: int, retries: int, response: httpx.Response) -> float | None:
+    """None for a success; the wait before retrying a 503 (its Retry-After, at most 30 s); otherwise
+    the ``APIError`` of the response's status is raised."""
+    if not response.is_error:
+        return None
+    error = error_from_response(response)
+    if not (isinstance(error, ServiceUnavailable) and call.retry == "always" and attempt < retries):
+        raise error
+    return min(error.retry_after, 30.0) if error.retry_after is not None else backoff(attempt)
+
+
+class StreamClosed(Exception):
+    """An event stream ended before the job's end event."""
+
+
+# Errors after which a follow reconnects (for up to the client's reconnect_timeout at a stretch).
+RECONNECTABLE = (httpx.TransportError, TransportError, ServiceUnavailable, StreamClosed)
+
+
+def reconnect_delay(
+    job_id: str,
+    exc: Exception,
+    failing_since: float,
+    attempt: int,
+    reconnect_timeout: float,
+    deadline: float | None,
+) -> float:
+    """The wait before a follow reconnects; ``TimeoutError`` past the deadline, ``TransportError`` when
+    the service has been unreachable for longer than ``reconnect_timeout``."""
+    now = time.monotonic()
+    if deadline is not None and now >= deadline:
+        raise TimeoutError(f"job {job_id} did not end in time") from None
+    if now - failing_since > reconnect_timeout:
+        raise TransportError(f"following job {job_id}: {exc}") from exc
+    return backoff(attempt)
+
+
+def read_timeout(deadline: float | None) -> float:
+    """The read timeout of an event stream: keep-alives come every 10 s, so a silent minute is a dead
+    connection; a ``wait`` with a deadline reads no longer than the deadline."""
+    if deadline is None:
+        return 60.0
+    return max(0.05, min(60.0, deadline - time.monotonic()))
 
 
 T = TypeVar("T")

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 
 from descent_client import _arrays, _calls
 from descent_client._calls import Call, Page
-from descent_client.errors import JobFailed, ServiceUnavailable, TransportError, error_from_response
-from descent_client.events import FollowState, SSEDecoder, Update, history_rows
+from descent_client._follow import Follow
+from descent_client.errors import JobFailed, error_from_response
+from descent_client.events import FollowState
 from descent_client.types import Array, Dataset, Job, JobMetrics, Model, Prediction
 
 B = TypeVar("B", Dataset, Job, Model)
@@ -92,23 +93,12 @@ class Client:
                     call.method, call.path, params=call.params, content=call.content, headers=call.headers
                 )
             except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt >= self.retries or not (unsent or call.retry == "always"):
-                    raise TransportError(
-                        f"{call.method} {self.url}{call.path}: {exc or type(exc).__name__}"
-                    ) from exc
-                delay = _calls.backoff(attempt)
+                delay = _calls.delay_after_error(call, self.url, attempt, self.retries, exc)
             else:
-                if not response.is_error:
+                retry = _calls.delay_after_response(call, attempt, self.retries, response)
+                if retry is None:
                     return response
-                error = error_from_response(response)
-                if not (
-                    isinstance(error, ServiceUnavailable)
-                    and call.retry == "always"
-                    and attempt < self.retries
-                ):
-                    raise error
-                delay = _calls.retry_delay(attempt, error.retry_after)
+                delay = retry
             time.sleep(delay)
             attempt += 1
 
@@ -228,87 +218,6 @@ class Datasets:
 
     def delete(self, dataset_id: str) -> None:
         self._client.send(_calls.delete_call("datasets", dataset_id))
-
-
-class Follow(Iterator[Update]):
-    """The updates of a job: status changes, every epoch exactly once and in order, then the end.
-
-    Reconnects with ``Last-Event-ID`` after a dropped connection or a restart of the service (for up to
-    the client's ``reconnect_timeout`` at a stretch). Interrupted (e.g. by KeyboardInterrupt), it can be
-    iterated again and goes on where it stopped. ``last_event_id`` and ``last_epoch`` say where it is.
-    """
-
-    def __init__(
-        self, client: Client, job_id: str, state: FollowState, deadline: float | None = None
-    ) -> None:
-        self._client, self.job_id, self.state, self.deadline = client, job_id, state, deadline
-        self._updates: Iterator[Update] | None = None
-
-    @property
-    def last_event_id(self) -> int:
-        return self.state.last_event_id
-
-    @property
-    def last_epoch(self) -> int:
-        return self.state.last_epoch
-
-    def __iter__(self) -> Follow:
-        return self
-
-    def __next__(self) -> Update:
-        if self._updates is None:
-            self._updates = self._run()
-        try:
-            return next(self._updates)
-        except StopIteration:
-            raise
-        except BaseException:
-            self._updates = None  # the next iteration reconnects from the state
-            raise
-
-    def close(self) -> None:
-        if self._updates is not None:
-            self._updates.close()  # type: ignore[attr-defined]
-            self._updates = None
-
-    def _run(self) -> Iterator[Update]:
-        state, failing_since, attempt = self.state, None, 0
-        while not state.done:
-            try:
-                call = _calls.job_events(self.job_id, state.last_event_id)
-                with self._client.stream_lines(call, self._read_timeout()) as lines:
-                    failing_since, attempt = None, 0
-                    decoder = SSEDecoder()
-                    for line in lines:
-                        event = decoder.feed(line)
-                        if event is None or event.id <= state.last_event_id:
-                            continue
-                        plan = state.plan(event)
-                        yield from plan.now
-                        yield from state.epoch_updates(event.id, plan.rows)
-                        if plan.fetch:
-                            history = self._client.json(_calls.job_metrics(self.job_id, state.last_epoch))
-                            yield from state.epoch_updates(event.id, history_rows(history, plan.upto))
-                        yield from plan.after
-                        state.commit(event)
-                        if state.done:
-                            return
-                # The service closed the stream before the end (e.g. it is shutting down): reconnect.
-            except (httpx.TransportError, TransportError, ServiceUnavailable) as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if self.deadline is not None and now >= self.deadline:
-                    raise TimeoutError(f"job {self.job_id} did not end in time") from None
-                if now - failing_since > self._client.reconnect_timeout:
-                    raise TransportError(f"following job {self.job_id}: {exc}") from exc
-                time.sleep(_calls.backoff(attempt))
-                attempt += 1
-
-    def _read_timeout(self) -> float:
-        # Keep-alive comments come every 10 s: a silent minute is a dead connection.
-        if self.deadline is None:
-            return 60.0
-        return max(0.05, min(60.0, self.deadline - time.monotonic()))
 
 
 class Jobs:

@@ -53,6 +53,13 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def csv_cell(value: Any) -> str:
+    """A CSV cell: numbers at full precision (the data, not a view of it)."""
+    if isinstance(value, float):
+        return repr(value)
+    return text(value)
+
+
 class Output:
     """The printer of the running command, following ``--output`` and ``--quiet``."""
 
@@ -116,7 +123,7 @@ class Output:
         elif self.format == "csv":
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(header)
-            writer.writerows([[text(cell) for cell in row] for row in rows])
+            writer.writerows([[csv_cell(cell) for cell in row] for row in rows])
         elif self.quiet:
             self.ids(ids or [])
         else:

@@ -47,6 +47,13 @@ class Follower(threading.Thread):
     def epochs(self) -> list[int]:
         return [u.epoch for u in list(self.updates) if isinstance(u, EpochUpdate)]
 
+    def resumed(self) -> bool:
+        """Whether a second run of the job has started."""
+        if self.error is not None:
+            raise self.error
+        runs = [u for u in list(self.updates) if isinstance(u, StatusUpdate) and u.status == "running"]
+        return any(u.attempt >= 2 for u in runs)
+
     def wait_for_epoch(self, epoch: int) -> None:
         def reached() -> bool:
             if self.error is not None:
@@ -95,7 +102,9 @@ def test_follow_survives_a_restart_of_the_service(service: ServiceProcess, how: 
         else:
             service.kill_group()
         service.start(same_port=True)
-        follower.wait_for_epoch(before + 100)
+        # The run may have gone on during the graceful shutdown: wait for the second run to train.
+        wait_until(follower.resumed, 120, f"job {job_id} to run again after the restart")
+        follower.wait_for_epoch(max(follower.epochs()[-1], before) + 50)
         client.jobs.cancel(job_id)
         updates = follower.finish()
         job = client.jobs.get(job_id)
