@@ -1,20 +1,43 @@
 """Activation functions φ and their derivatives, registered by the name the API exposes.
 
 A composition of linear functions stays linear; φ(wx + b) is what lets a network bend. Each
-activation sits next to its derivative. Every function takes the pre-activation ``z`` (any shape)
-and returns an array of the same shape; all of them give finite output for every finite input
-without floating-point warnings.
+activation sits next to its derivative, and its registry entry says how the weights feeding it
+are initialised. Every function gives finite output for every finite input without
+floating-point warnings.
+
+Every function takes the activation's parameters (such as ``alpha``) by keyword, after
+``resolve_params`` has checked and filled them; ``**_`` lets the parameterless ones share one type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 Array = np.ndarray[Any, Any]
+# He-normal weights suit the rectifier family, Glorot-uniform the saturating and linear ones.
+Init = Literal["he", "glorot"]
+
+
+class Function(Protocol):
+    """φ itself: takes the pre-activation ``z`` (any shape) and returns φ(z), shaped like z."""
+
+    def __call__(self, z: Array, /, **params: float) -> Array: ...
+
+
+class Derivative(Protocol):
+    """dφ/dz, elementwise: takes what the forward pass already holds and returns dφ/dz, shaped like z.
+
+    ``z`` is the pre-activation and ``y`` the activation φ(z) the forward pass computed from it (the
+    same shape). Each derivative reads whichever is cheaper: the rectifiers read z, sigmoid and tanh
+    read y (σ' = y(1 − y), tanh' = 1 − y²). For softmax it is the Jacobian's diagonal.
+    """
+
+    def __call__(self, z: Array, y: Array, /, **params: float) -> Array: ...
+
 
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 _GELU_C = 0.044715
@@ -27,41 +50,41 @@ def _float_dtype(z: Array) -> Any:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-def identity(z: Array) -> Array:
+def identity(z: Array, /, **_: float) -> Array:
     return z.copy()
 
 
-def identity_derivative(z: Array, y: Array) -> Array:
+def identity_derivative(z: Array, y: Array, /, **_: float) -> Array:
     return np.ones_like(z)
 
 
-def relu(z: Array) -> Array:
+def relu(z: Array, /, **_: float) -> Array:
     return np.maximum(z, 0)
 
 
-def relu_derivative(z: Array, y: Array) -> Array:
+def relu_derivative(z: Array, y: Array, /, **_: float) -> Array:
     # The subgradient at 0 is taken as 0, as scikit-learn and PyTorch do.
     return (z > 0).astype(z.dtype)
 
 
-def leaky_relu(z: Array, alpha: float = 0.01) -> Array:
+def leaky_relu(z: Array, /, alpha: float = 0.01, **_: float) -> Array:
     return np.where(z > 0, z, z * alpha)
 
 
-def leaky_relu_derivative(z: Array, y: Array, alpha: float = 0.01) -> Array:
+def leaky_relu_derivative(z: Array, y: Array, /, alpha: float = 0.01, **_: float) -> Array:
     return np.where(z > 0, 1, alpha).astype(z.dtype)
 
 
-def elu(z: Array, alpha: float = 1.0) -> Array:
+def elu(z: Array, /, alpha: float = 1.0, **_: float) -> Array:
     # expm1 of the clipped value: exp of a large positive z would overflow in the unused branch.
     return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
 
 
-def elu_derivative(z: Array, y: Array, alpha: float = 1.0) -> Array:
+def elu_derivative(z: Array, y: Array, /, alpha: float = 1.0, **_: float) -> Array:
     return np.where(z > 0, 1, alpha * np.exp(np.minimum(z, 0))).astype(z.dtype)
 
 
-def sigmoid(z: Array) -> Array:
+def sigmoid(z: Array, /, **_: float) -> Array:
     # 1 / (1 + e^-z) is exact in both tails; e^-z only overflows to inf for very negative z,
     # where 1 / inf = 0 is the right answer, so the overflow warning is silenced, not the result.
     # An explicit float buffer: a ufunc returns a scalar for 0-d input, and out= cannot hold an int.
@@ -72,32 +95,32 @@ def sigmoid(z: Array) -> Array:
     return np.reciprocal(out, out=out)
 
 
-def sigmoid_derivative(z: Array, y: Array) -> Array:
+def sigmoid_derivative(z: Array, y: Array, /, **_: float) -> Array:
     return y * (1 - y)
 
 
-def tanh(z: Array) -> Array:
+def tanh(z: Array, /, **_: float) -> Array:
     return np.tanh(z)
 
 
-def tanh_derivative(z: Array, y: Array) -> Array:
+def tanh_derivative(z: Array, y: Array, /, **_: float) -> Array:
     return 1 - y * y
 
 
-def softplus(z: Array) -> Array:
+def softplus(z: Array, /, **_: float) -> Array:
     # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large z, no precision loss for small.
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
-def softplus_derivative(z: Array, y: Array) -> Array:
+def softplus_derivative(z: Array, y: Array, /, **_: float) -> Array:
     return sigmoid(z)
 
 
-def silu(z: Array) -> Array:
+def silu(z: Array, /, **_: float) -> Array:
     return z * sigmoid(z)
 
 
-def silu_derivative(z: Array, y: Array) -> Array:
+def silu_derivative(z: Array, y: Array, /, **_: float) -> Array:
     s = sigmoid(z)
     return s * (1 + z * (1 - s))
 
@@ -110,17 +133,17 @@ def _gelu_tanh(z: Array) -> tuple[Array, Array]:
     return zc, np.tanh(_SQRT_2_OVER_PI * (zc + _GELU_C * zc**3))
 
 
-def gelu(z: Array) -> Array:
+def gelu(z: Array, /, **_: float) -> Array:
     # The tanh form (Hendrycks & Gimpel), as GPT-2 and PyTorch's approximate="tanh" use.
     return 0.5 * z * (1 + _gelu_tanh(z)[1])
 
 
-def gelu_derivative(z: Array, y: Array) -> Array:
+def gelu_derivative(z: Array, y: Array, /, **_: float) -> Array:
     zc, t = _gelu_tanh(z)
     return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * zc * zc)
 
 
-def softmax(z: Array) -> Array:
+def softmax(z: Array, /, **_: float) -> Array:
     # Shifting by the row maximum keeps exp from overflowing; the result is unchanged.
     # For rows spanning more than the float range the shift overflows to -inf, and exp(-inf) = 0
     # is the right answer, so that overflow warning is silenced, not the result.
@@ -130,7 +153,7 @@ def softmax(z: Array) -> Array:
     return e
 
 
-def softmax_derivative(z: Array, y: Array) -> Array:
+def softmax_derivative(z: Array, y: Array, /, **_: float) -> Array:
     # The diagonal of the Jacobian, ∂y_i/∂z_i; backpropagation uses the full vector-Jacobian product.
     return y * (1 - y)
 
@@ -141,14 +164,32 @@ def _softmax_vjp(z: Array, y: Array, grad_y: Array) -> Array:
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation function with its derivative and the facts the API documents."""
+    """An activation function with its derivative, its weight initialisation and the facts the API documents.
+
+    Attributes
+    ----------
+    name : str
+        The name in the API.
+    function : Function
+    derivative : Derivative
+    formula, derivative_formula : str
+    output_range : (low, high)
+        None for an unbounded side.
+    init : {"he", "glorot"}
+        How the weights of a layer with this activation start (see ``engine.parameters``).
+    params : mapping of str to float
+        The parameters it takes, with their defaults.
+    elementwise : bool
+        False for softmax, which mixes the entries along the last axis.
+    """
 
     name: str
-    function: Callable[..., Array]
-    derivative: Callable[..., Array]
+    function: Function
+    derivative: Derivative
     formula: str
     derivative_formula: str
     output_range: tuple[float | None, float | None]
+    init: Init
     params: Mapping[str, float] = field(default_factory=dict)
     elementwise: bool = True
 
@@ -156,8 +197,8 @@ class Activation:
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
-        Activation("identity", identity, identity_derivative, "z", "1", (None, None)),
-        Activation("relu", relu, relu_derivative, "max(0, z)", "1 if z > 0 else 0", (0.0, None)),
+        Activation("identity", identity, identity_derivative, "z", "1", (None, None), init="glorot"),
+        Activation("relu", relu, relu_derivative, "max(0, z)", "1 if z > 0 else 0", (0.0, None), init="he"),
         Activation(
             "leaky_relu",
             leaky_relu,
@@ -165,7 +206,8 @@ ACTIVATIONS: dict[str, Activation] = {
             "z if z > 0 else alpha * z",
             "1 if z > 0 else alpha",
             (None, None),
-            {"alpha": 0.01},
+            init="he",
+            params={"alpha": 0.01},
         ),
         Activation(
             "elu",
@@ -174,7 +216,8 @@ ACTIVATIONS: dict[str, Activation] = {
             "z if z > 0 else alpha * (exp(z) - 1)",
             "1 if z > 0 else alpha * exp(z)",
             (None, None),
-            {"alpha": 1.0},
+            init="he",
+            params={"alpha": 1.0},
         ),
         Activation(
             "gelu",
@@ -184,6 +227,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "0.5 * (1 + t) + 0.5 * z * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 * z^2),"
             " t = tanh(sqrt(2/pi) * (z + 0.044715 * z^3))",
             (-0.1701, None),
+            init="he",
         ),
         Activation(
             "sigmoid",
@@ -192,11 +236,20 @@ ACTIVATIONS: dict[str, Activation] = {
             "1 / (1 + exp(-z))",
             "sigmoid(z) * (1 - sigmoid(z))",
             (0.0, 1.0),
+            init="glorot",
         ),
         Activation(
-            "tanh", tanh, tanh_derivative, "(e^z - e^-z) / (e^z + e^-z)", "1 - tanh(z)^2", (-1.0, 1.0)
+            "tanh",
+            tanh,
+            tanh_derivative,
+            "(e^z - e^-z) / (e^z + e^-z)",
+            "1 - tanh(z)^2",
+            (-1.0, 1.0),
+            init="glorot",
         ),
-        Activation("softplus", softplus, softplus_derivative, "log(1 + exp(z))", "sigmoid(z)", (0.0, None)),
+        Activation(
+            "softplus", softplus, softplus_derivative, "log(1 + exp(z))", "sigmoid(z)", (0.0, None), init="he"
+        ),
         Activation(
             "silu",
             silu,
@@ -204,6 +257,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "z * sigmoid(z)",
             "sigmoid(z) * (1 + z * (1 - sigmoid(z)))",
             (-0.28, None),
+            init="he",
         ),
         Activation(
             "softmax",
@@ -212,6 +266,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "exp(z_i) / sum_j exp(z_j)  (along the last axis)",
             "diagonal of the Jacobian: softmax(z)_i * (1 - softmax(z)_i)",
             (0.0, 1.0),
+            init="glorot",
             elementwise=False,
         ),
     ]

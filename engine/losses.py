@@ -8,8 +8,8 @@ cross-entropy makes the gradient with respect to the logits ``y_pred - y`` — t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -212,19 +212,65 @@ def _finish(elementwise: Array, grad: Array, reduction: str) -> tuple[float | Ar
     return loss, grad * scale
 
 
-LossFunction = Callable[[Array, Array, str], tuple[float | Array, Array]]
+class LossFunction(Protocol):
+    """A loss and its gradient: ``(y_true, y_pred or logits, reduction) -> (loss, grad)``."""
 
-LOSSES: dict[str, LossFunction] = {
-    "binary_cross_entropy": binary_cross_entropy,
-    "cross_entropy": cross_entropy,
-    "mean_squared_error": mean_squared_error,
+    def __call__(
+        self, y_true: Array, y_pred: Array, reduction: str = "mean", /
+    ) -> tuple[float | Array, Array]: ...
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss, its stable form from logits when it has one, and the output activation it pairs with.
+
+    Attributes
+    ----------
+    name : str
+        The name in the API.
+    function : LossFunction
+        The loss of predictions (probabilities for the cross-entropies).
+    output : str or None
+        The output activation the loss pairs with: its derivative cancels the loss's, so the error
+        at the output is ŷ − y, and ``from_logits`` takes that activation's input. A loss with an
+        output activation is a classification loss; None pairs with any output.
+    from_logits : LossFunction or None
+        The same loss of ``output``(logits), computed from the logits without overflow.
+    """
+
+    name: str
+    function: LossFunction
+    output: str | None = None
+    from_logits: LossFunction | None = None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.output is not None
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in [
+        Loss("binary_cross_entropy", binary_cross_entropy, "sigmoid", binary_cross_entropy_with_logits),
+        Loss("cross_entropy", cross_entropy, "softmax", cross_entropy_with_logits),
+        Loss("mean_squared_error", mean_squared_error),
+    ]
 }
-LOSSES_FROM_LOGITS: dict[str, LossFunction] = {
-    "binary_cross_entropy": binary_cross_entropy_with_logits,
-    "cross_entropy": cross_entropy_with_logits,
-}
-# The output activation whose logits each loss can take directly.
-LOGIT_ACTIVATION = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
+# The loss an output activation pairs with, when it pairs with one; the others default to this.
+DEFAULT_LOSS = "mean_squared_error"
+
+
+def loss_for_output(activation: str) -> str:
+    """The loss an output layer of ``activation`` trains with by default."""
+    return next((loss.name for loss in LOSSES.values() if loss.output == activation), DEFAULT_LOSS)
+
+
+def get_loss(name: str) -> Loss:
+    """Look up a loss by its API name; ValueError lists the allowed names."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}") from None
 
 
 def compute_loss(
@@ -254,15 +300,14 @@ def compute_loss(
     grad : ndarray
         With respect to y_pred, or to logits when logits were given.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
+    loss = get_loss(name)
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}")
     if (y_pred is None) == (logits is None):
         raise ValueError("give exactly one of y_pred and logits")
     if logits is not None:
-        if name not in LOSSES_FROM_LOGITS:
-            allowed = ", ".join(sorted(LOSSES_FROM_LOGITS))
+        if loss.from_logits is None:
+            allowed = ", ".join(sorted(n for n, entry in LOSSES.items() if entry.from_logits))
             raise ValueError(f"loss {name!r} takes y_pred, not logits; logits are for: {allowed}")
-        return LOSSES_FROM_LOGITS[name](y_true, logits, reduction)
-    return LOSSES[name](y_true, np.asarray(y_pred), reduction)
+        return loss.from_logits(y_true, logits, reduction)
+    return loss.function(y_true, np.asarray(y_pred), reduction)

@@ -1,234 +1,44 @@
-"""Models as stacks of layers a = φ(a_prev @ W + b): forward pass, loss and gradients.
+"""The network: forward pass, loss and gradients (backpropagation), and predictions.
 
-Logistic regression is one layer with a sigmoid, linear regression one with the identity,
-softmax regression one with a softmax; an MLP nests several. All parameters of a model live in
-one flat buffer (``Parameters.flat``) with each layer's W and b as views into it, so an optimizer
-updates every parameter in a few in-place NumPy calls.
+A model is a stack of layers a = φ(a_prev @ W + b) (``engine.architecture``) whose weights and
+biases sit in one flat buffer (``engine.parameters``). This module runs it: ``forward`` layer by
+layer, ``loss_and_gradient`` back again, ``predict`` for new inputs. The architecture and parameter
+names are re-exported here, so ``from engine.models import build_architecture`` keeps working.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from engine.activations import ACTIVATIONS, backward, get_activation
+from engine.activations import ACTIVATIONS, backward
+from engine.architecture import MODEL_TYPES, Architecture, ModelType, build_architecture, get_model_type
 from engine.losses import LOSSES, compute_loss
+from engine.parameters import Parameters, from_arrays, init_parameters, zeros
+
+__all__ = [
+    "MODEL_TYPES",
+    "Architecture",
+    "ModelType",
+    "Parameters",
+    "accuracy",
+    "build_architecture",
+    "collapse_linear",
+    "evaluate",
+    "forward",
+    "from_arrays",
+    "get_model_type",
+    "init_parameters",
+    "loss_and_gradient",
+    "loss_and_output",
+    "predict",
+    "targets",
+    "zeros",
+]
 
 Array = np.ndarray[Any, Any]
-
-MODEL_TYPES = ("logistic_regression", "linear_regression", "softmax_regression", "mlp")
-# He initialisation suits the rectifier family; Glorot the saturating and linear ones.
-_HE_INIT = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu", "softplus"})
-_DEFAULT_LOSS = {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The shape of a model: layer sizes, one activation per layer, and its loss.
-
-    Attributes
-    ----------
-    kind : str
-        One of ``MODEL_TYPES``.
-    layer_sizes : tuple of int
-        ``(n_features, hidden_1, ..., n_outputs)``.
-    activations : tuple of str
-        One activation name per layer, ``len(layer_sizes) - 1`` of them.
-    loss : str
-        A key of ``engine.losses.LOSSES``.
-    """
-
-    kind: str
-    layer_sizes: tuple[int, ...]
-    activations: tuple[str, ...]
-    loss: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_TYPES:
-            raise ValueError(f"unknown model type {self.kind!r}; allowed: {', '.join(MODEL_TYPES)}")
-        if len(self.layer_sizes) < 2 or any(int(s) < 1 for s in self.layer_sizes):
-            raise ValueError(f"layer sizes must be positive, got {list(self.layer_sizes)}")
-        if len(self.activations) != len(self.layer_sizes) - 1:
-            raise ValueError(
-                f"{len(self.layer_sizes) - 1} layers need as many activations, got {len(self.activations)}"
-            )
-        for name in self.activations:
-            get_activation(name)
-        if "softmax" in self.activations[:-1]:
-            raise ValueError("softmax is only allowed as the last layer's activation")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; allowed: {', '.join(sorted(LOSSES))}")
-
-    @property
-    def n_features(self) -> int:
-        return self.layer_sizes[0]
-
-    @property
-    def n_outputs(self) -> int:
-        return self.layer_sizes[-1]
-
-    @property
-    def shapes(self) -> list[tuple[int, int]]:
-        """The (fan_in, fan_out) shape of each layer's weight matrix."""
-        return list(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
-
-    @property
-    def n_parameters(self) -> int:
-        return sum(i * o + o for i, o in self.shapes)
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.loss in ("binary_cross_entropy", "cross_entropy")
-
-
-def build_architecture(
-    kind: str,
-    n_features: int,
-    n_outputs: int = 1,
-    *,
-    hidden_layers: Sequence[int] = (),
-    activation: str | Sequence[str] = "relu",
-    output_activation: str | None = None,
-    loss: str | None = None,
-) -> Architecture:
-    """Build the architecture of a model type.
-
-    Parameters
-    ----------
-    kind : {"logistic_regression", "linear_regression", "softmax_regression", "mlp"}
-    n_features : int
-    n_outputs : int
-        Classes for softmax output, otherwise output units (1 for logistic regression).
-    hidden_layers : sequence of int
-        Units of each hidden layer (MLP only).
-    activation : str or sequence of str
-        Hidden-layer activation, or one per hidden layer (MLP only).
-    output_activation : str, optional
-        Defaults to sigmoid for one class output, softmax for several, identity for regression (MLP only).
-    loss : str, optional
-        Defaults to the loss the output activation pairs with.
-
-    Returns
-    -------
-    Architecture
-    """
-    hidden = [int(h) for h in hidden_layers]
-    if kind != "mlp" and hidden:
-        raise ValueError(f"hidden_layers are for mlp models, got {hidden} for {kind}")
-    if any(h < 1 for h in hidden):
-        raise ValueError(f"hidden_layers must be positive, got {hidden}")
-    if kind == "logistic_regression":
-        out_act, n_outputs = "sigmoid", 1
-    elif kind == "linear_regression":
-        out_act = "identity"
-    elif kind == "softmax_regression":
-        if n_outputs < 2:
-            raise ValueError(f"softmax_regression needs at least 2 classes, got {n_outputs}")
-        out_act = "softmax"
-    elif kind == "mlp":
-        out_act = output_activation or "identity"
-    else:
-        raise ValueError(f"unknown model type {kind!r}; allowed: {', '.join(MODEL_TYPES)}")
-    hidden_acts = [activation] * len(hidden) if isinstance(activation, str) else list(activation)
-    if len(hidden_acts) != len(hidden):
-        raise ValueError(f"{len(hidden)} hidden layers need as many activations, got {len(hidden_acts)}")
-    activations = (*hidden_acts, out_act)
-    return Architecture(
-        kind,
-        (int(n_features), *hidden, int(n_outputs)),
-        activations,
-        loss or _DEFAULT_LOSS.get(out_act, "mean_squared_error"),
-    )
-
-
-class Parameters:
-    """All weights and biases of a model in one flat buffer, with per-layer views.
-
-    Attributes
-    ----------
-    flat : ndarray of shape (n_parameters,)
-    weights : list of ndarray of shape (fan_in, fan_out), views into flat
-    biases : list of ndarray of shape (fan_out,), views into flat
-    """
-
-    def __init__(self, architecture: Architecture, flat: Array) -> None:
-        if flat.shape != (architecture.n_parameters,):
-            raise ValueError(f"expected {architecture.n_parameters} parameters, got shape {flat.shape}")
-        self.flat = flat
-        self.weights: list[Array] = []
-        self.biases: list[Array] = []
-        offset = 0
-        for fan_in, fan_out in architecture.shapes:
-            self.weights.append(flat[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out))
-            offset += fan_in * fan_out
-            self.biases.append(flat[offset : offset + fan_out])
-            offset += fan_out
-
-    def copy(self, architecture: Architecture) -> Parameters:
-        return Parameters(architecture, self.flat.copy())
-
-
-def zeros(architecture: Architecture, dtype: Any = np.float64) -> Parameters:
-    """Parameters of the architecture, all zero."""
-    return Parameters(architecture, np.zeros(architecture.n_parameters, dtype=dtype))
-
-
-def from_arrays(
-    architecture: Architecture, weights: Sequence[Array], biases: Sequence[Array], dtype: Any = np.float64
-) -> Parameters:
-    """Pack per-layer weights of shape (fan_in, fan_out) and biases of shape (fan_out,) into Parameters."""
-    if len(weights) != len(architecture.shapes) or len(biases) != len(architecture.shapes):
-        raise ValueError(
-            f"the model has {len(architecture.shapes)} layers, got {len(weights)} weight matrices"
-            f" and {len(biases)} bias vectors"
-        )
-    params = zeros(architecture, dtype)
-    for i, (w, b, shape) in enumerate(zip(weights, biases, architecture.shapes, strict=True)):
-        w, b = np.asarray(w), np.asarray(b)
-        if w.shape != shape:
-            raise ValueError(f"layer {i} weights must have shape {list(shape)}, got {list(w.shape)}")
-        if b.shape != (shape[1],):
-            raise ValueError(f"layer {i} bias must have shape [{shape[1]}], got {list(b.shape)}")
-        params.weights[i][...] = w
-        params.biases[i][...] = b
-    return params
-
-
-def init_parameters(
-    architecture: Architecture, rng: np.random.Generator, dtype: Any = np.float64
-) -> Parameters:
-    """Initialise weights for training; biases start at zero.
-
-    Single-layer models (the convex ones) start at zero, as in the seed's derivation. MLP
-    layers draw He-normal weights (std sqrt(2 / fan_in)) before rectifiers and Glorot-uniform
-    weights (limit sqrt(6 / (fan_in + fan_out))) before saturating or linear activations.
-
-    Parameters
-    ----------
-    architecture : Architecture
-    rng : numpy.random.Generator
-    dtype : float32 or float64
-
-    Returns
-    -------
-    Parameters
-    """
-    params = zeros(architecture, dtype)
-    if len(architecture.shapes) == 1:
-        return params
-    for w, act, (fan_in, fan_out) in zip(
-        params.weights, architecture.activations, architecture.shapes, strict=True
-    ):
-        if act in _HE_INIT:
-            w[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w.shape)
-        else:
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            w[...] = rng.uniform(-limit, limit, size=w.shape)
-    return params
 
 
 def forward(
@@ -417,7 +227,7 @@ def _output_error(architecture: Architecture, z: Array, a: Array, Y: Array) -> t
     """The mean loss, ∂loss/∂z at the output before scaling, and the scale that makes it exact."""
     n, k = Y.shape
     act, loss_name = architecture.activations[-1], architecture.loss
-    if (act, loss_name) in (("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy")):
+    if LOSSES[loss_name].output == act:
         delta = a - Y  # ∂L/∂z = ŷ − y: the sigmoid (softmax) derivative cancels the loss's.
         eps = np.finfo(a.dtype).eps
         if act == "sigmoid":
@@ -472,6 +282,42 @@ def predict(architecture: Architecture, params: Parameters, X: Array) -> tuple[A
     if architecture.loss == "cross_entropy":
         return np.argmax(output, axis=1), output
     return (output[:, 0] if architecture.n_outputs == 1 else output), None
+
+
+def accuracy(architecture: Architecture, output: Array, labels: Array) -> float:
+    """The share of outputs of shape (n_samples, n_outputs) whose predicted class is the label."""
+    if architecture.n_outputs == 1:
+        # >= as in predict, so the reported accuracy is that of the model's predictions;
+        # binary labels may come as booleans, which compare faster than integers.
+        return float(np.count_nonzero((output[:, 0] >= 0.5) == labels)) / len(labels)
+    return float(np.count_nonzero(np.argmax(output, axis=1) == labels)) / len(labels)
+
+
+def evaluate(
+    architecture: Architecture, params: Parameters, X: Array, Y: Array, labels: Array | None
+) -> dict[str, float]:
+    """Loss (with no penalty) and, for classifiers with class labels, accuracy on a dataset.
+
+    Parameters
+    ----------
+    architecture : Architecture
+    params : Parameters
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs)
+        As returned by ``targets``.
+    labels : ndarray of shape (n_samples,), or None
+
+    Returns
+    -------
+    dict
+        ``{"loss"}``, plus ``"accuracy"`` when labels are given.
+    """
+    loss, output = loss_and_output(architecture, params, X, Y)
+    return (
+        {"loss": loss}
+        if labels is None
+        else {"loss": loss, "accuracy": accuracy(architecture, output, labels)}
+    )
 
 
 def collapse_linear(architecture: Architecture, params: Parameters) -> tuple[Array, Array]:

@@ -1,83 +1,31 @@
-"""Optimizers that update a flat parameter buffer in place, and learning-rate schedules.
+"""Optimizers that update a flat parameter buffer in place, registered by the name the API exposes.
 
 The training loop keeps every parameter of a model in one contiguous 1-D array and computes the
 gradient into another array of the same shape and dtype. Each optimizer owns preallocated state
 and work buffers of that size and dtype and updates the parameters in place through ``out=``
 arguments, so a step is a handful of NumPy calls and allocates no array: for a small model,
 temporaries and per-call overhead would otherwise cost more than the arithmetic.
+
+``OPTIMIZERS`` is the one registry: each class carries its name, its update rule as the API
+documents it, and the hyperparameters it takes with their defaults and allowed intervals.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.hyperparameters import Hyperparameter, integer, resolve
+
 FloatArray = npt.NDArray[np.floating[Any]]
 StateValue = FloatArray | int | float
 
-OPTIMIZERS: tuple[str, ...] = ("gd", "sgd", "momentum", "nesterov", "adam")
-SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential", "cosine")
-
-DEFAULT_HYPERPARAMETERS: dict[str, dict[str, float]] = {
-    "gd": {},
-    "sgd": {},
-    "momentum": {"momentum": 0.9},
-    "nesterov": {"momentum": 0.9},
-    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-}
-SCHEDULE_OPTIONS: dict[str, dict[str, float]] = {
-    "constant": {},
-    "step": {"step_size": 10, "gamma": 0.5},
-    "exponential": {"gamma": 0.95},
-    "cosine": {"min_lr": 0.0},
-}
 _DTYPES: tuple[np.dtype[np.floating[Any]], ...] = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _real(what: str, value: object) -> float:
-    """Return ``value`` as a finite float, or raise ValueError naming it."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()  # scalars come back from .npz checkpoints as 0-d arrays
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _integer(what: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int of at least ``minimum``, or raise ValueError naming it."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _options(
-    kind: str, owner: str, given: Mapping[str, object], defaults: Mapping[str, float]
-) -> dict[str, float]:
-    """Fill ``defaults`` from ``given``, rejecting names that are not in ``defaults``."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise ValueError(f"unknown {kind} {unknown[0]!r} for {owner!r}; allowed: {allowed}")
-    return {key: _real(key, given.get(key, default)) for key, default in defaults.items()}
-
-
-def _hyperparameters(name: str, given: Mapping[str, object]) -> dict[str, float]:
-    """Validate the hyperparameters of optimizer ``name`` and fill in the defaults."""
-    values = _options("hyperparameter", name, given, DEFAULT_HYPERPARAMETERS[name])
-    for key, value in values.items():
-        if key == "eps":
-            if value <= 0.0:
-                raise ValueError(f"eps must be positive, got {value!r}")
-        elif not 0.0 <= value < 1.0:
-            raise ValueError(f"{key} must be in [0, 1), got {value!r}")
-    return values
+_MOMENTUM = Hyperparameter(0.9, 0.0, 1.0, description="Momentum coefficient μ.")
 
 
 def _float_dtype(dtype: object) -> np.dtype[np.floating[Any]]:
@@ -102,23 +50,32 @@ class Optimizer:
     dtype : numpy dtype or type
         float32 or float64; the state buffers take this dtype, so float32 stays float32.
     **hyperparameters : float
-        The optimizer's hyperparameters (see ``DEFAULT_HYPERPARAMETERS``).
+        Values for the hyperparameters the class takes (``HYPERPARAMETERS``); defaults fill the rest.
 
     Attributes
     ----------
     name : str
         The name of the optimizer in the API.
+    rule : str
+        The update rule, as the API documents it (g the gradient, η the learning rate).
+    HYPERPARAMETERS : mapping of str to Hyperparameter
+        What the optimizer takes, with defaults and allowed intervals.
+    full_batch_only : bool
+        Whether the optimizer is defined on the full batch only (gd).
     t : int
         Number of steps taken so far.
     """
 
-    name: str = ""
+    name: ClassVar[str]
+    rule: ClassVar[str]
+    HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {}
+    full_batch_only: ClassVar[bool] = False
     _buffer_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_params: int, dtype: np.dtype[Any] | type, **hyperparameters: float) -> None:
-        self.n_params = _integer("n_params", n_params, 1)
+        self.n_params = integer("n_params", n_params, 1)
         self.dtype = _float_dtype(dtype)
-        self._hyper = _hyperparameters(self.name, hyperparameters)
+        self._hyper = resolve("hyperparameter", self.name, hyperparameters, self.HYPERPARAMETERS)
         self.t = 0
         self._shape = (self.n_params,)
         self._work: FloatArray = np.zeros(self._shape, self.dtype)
@@ -187,14 +144,16 @@ class Optimizer:
             The same keys as ``state_dict`` returns; scalars may be 0-d arrays, as an ``.npz``
             file returns them. Nothing is changed unless the whole state is valid.
         """
-        expected = {"t", *self._buffer_names, *DEFAULT_HYPERPARAMETERS[self.name]}
+        expected = {"t", *self._buffer_names, *self.HYPERPARAMETERS}
         missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unknown:
             raise ValueError(
                 f"{self.name} state must have keys {sorted(expected)}, missing {missing}, unknown {unknown}"
             )
-        t = _integer("t", state["t"], 0)
-        hyperparameters = _hyperparameters(self.name, {key: state[key] for key in self._hyper})
+        t = integer("t", state["t"], 0)
+        hyperparameters = resolve(
+            "hyperparameter", self.name, {key: state[key] for key in self._hyper}, self.HYPERPARAMETERS
+        )
         buffers = {}
         for key in self._buffer_names:
             value = state[key]
@@ -211,24 +170,24 @@ class Optimizer:
 
 
 class GradientDescent(Optimizer):
-    """Plain gradient descent, ``w <- w - lr * g``: the seed's update rule.
+    """Plain gradient descent on the full batch, ``w <- w - lr * g``: the seed's update rule."""
 
-    ``"gd"`` and ``"sgd"`` share this rule; they differ only in the batches the training loop
-    feeds it (the full data set, or mini-batches).
-    """
-
-    def __init__(
-        self, n_params: int, dtype: np.dtype[Any] | type, *, name: str = "gd", **hyperparameters: float
-    ) -> None:
-        if name not in ("gd", "sgd"):
-            raise ValueError(f"name must be 'gd' or 'sgd', got {name!r}")
-        self.name = name
-        super().__init__(n_params, dtype, **hyperparameters)
+    name = "gd"
+    rule = "w ← w − η·g, on the full batch (the seed's update rule)"
+    full_batch_only = True
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
         work = self._work
         np.multiply(grads, lr, out=work)
         params -= work
+
+
+class StochasticGradientDescent(GradientDescent):
+    """Gradient descent's rule on shuffled mini-batches: the training loop feeds it the batches."""
+
+    name = "sgd"
+    rule = "w ← w − η·g, on each shuffled mini-batch"
+    full_batch_only = False
 
 
 class Momentum(Optimizer):
@@ -239,6 +198,11 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    rule = (
+        "v ← μ·v − η·g; w ← w + v (Sutskever et al., 2013: η inside the velocity; the same steps as"
+        " PyTorch's SGD with momentum while η is constant)"
+    )
+    HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {"momentum": _MOMENTUM}
     _buffer_names = ("velocity",)
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
@@ -257,6 +221,11 @@ class Nesterov(Optimizer):
     """
 
     name = "nesterov"
+    rule = (
+        "v ← μ·v − η·g; w ← w + μ·v − η·g (Nesterov momentum in Sutskever's form, on the current"
+        " gradient; the same steps as PyTorch's nesterov=True while η is constant)"
+    )
+    HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {"momentum": _MOMENTUM}
     _buffer_names = ("velocity",)
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
@@ -279,6 +248,15 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    rule = (
+        "m ← β₁·m + (1 − β₁)·g; v ← β₂·v + (1 − β₂)·g²; w ← w − η·m̂ / (√v̂ + ε), with the bias"
+        " corrections m̂ = m / (1 − β₁ᵗ) and v̂ = v / (1 − β₂ᵗ) at step t (Kingma and Ba, 2015; as PyTorch)"
+    )
+    HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {
+        "beta1": Hyperparameter(0.9, 0.0, 1.0, description="Adam's β₁, the decay of the gradient's mean."),
+        "beta2": Hyperparameter(0.999, 0.0, 1.0, description="Adam's β₂, the decay of its square's mean."),
+        "eps": Hyperparameter(1e-8, 0.0, 1.0, low_open=True, high_open=False, description="Adam's ε."),
+    }
     _buffer_names = ("m", "v")
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
@@ -301,7 +279,22 @@ class Adam(Optimizer):
         params -= work
 
 
-_CLASSES: dict[str, type[Optimizer]] = {"momentum": Momentum, "nesterov": Nesterov, "adam": Adam}
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (GradientDescent, StochasticGradientDescent, Momentum, Nesterov, Adam)
+}
+
+
+def get_optimizer(name: str) -> type[Optimizer]:
+    """Look up an optimizer by its API name; ValueError lists the allowed names."""
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}") from None
+
+
+def default_hyperparameters(name: str) -> dict[str, float]:
+    """The hyperparameters optimizer ``name`` takes, with their defaults."""
+    return {key: spec.default for key, spec in get_optimizer(name).HYPERPARAMETERS.items()}
 
 
 def make_optimizer(
@@ -318,69 +311,12 @@ def make_optimizer(
     dtype : numpy dtype or type
         float32 or float64, the dtype of the parameters and of the optimizer's state.
     **hyperparameters : float
-        Overrides of ``DEFAULT_HYPERPARAMETERS[name]``: ``momentum``, ``beta1`` and ``beta2`` in
-        [0, 1), ``eps`` > 0.
+        Values for the optimizer's ``HYPERPARAMETERS`` (defaults fill the rest): ``momentum``,
+        ``beta1`` and ``beta2`` in [0, 1), ``eps`` in (0, 1].
 
     Returns
     -------
     optimizer : Optimizer
         A fresh optimizer with zeroed state and ``t == 0``.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
-    if name in ("gd", "sgd"):
-        return GradientDescent(n_params, dtype, name=name, **hyperparameters)
-    return _CLASSES[name](n_params, dtype, **hyperparameters)
-
-
-def learning_rate_at(
-    base_lr: float, epoch: int, total_epochs: int, schedule: str = "constant", **options: float
-) -> float:
-    """Return the learning rate of 0-based ``epoch`` under ``schedule``.
-
-    Parameters
-    ----------
-    base_lr : float
-        Learning rate at epoch 0, finite and > 0.
-    epoch : int
-        0-based epoch, in [0, total_epochs] (``total_epochs`` gives the end point of the curve).
-    total_epochs : int
-        Number of epochs of the run, >= 1.
-    schedule : str
-        One of ``SCHEDULES``: ``constant`` gives ``base_lr``; ``step`` gives
-        ``base_lr * gamma ** (epoch // step_size)``; ``exponential`` gives ``base_lr * gamma ** epoch``;
-        ``cosine`` gives ``min_lr + (base_lr - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2``.
-    **options : float
-        Overrides of ``SCHEDULE_OPTIONS[schedule]``: ``step_size`` an integer >= 1, ``gamma`` in
-        (0, 1], ``min_lr`` in [0, base_lr].
-
-    Returns
-    -------
-    learning_rate : float
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
-    base_lr = _real("base_lr", base_lr)
-    if base_lr <= 0.0:
-        raise ValueError(f"base_lr must be positive, got {base_lr!r}")
-    total_epochs = _integer("total_epochs", total_epochs, 1)
-    epoch = _integer("epoch", epoch, 0)
-    if epoch > total_epochs:
-        raise ValueError(f"epoch must be in [0, total_epochs={total_epochs}], got {epoch}")
-    values = _options("option", schedule, options, SCHEDULE_OPTIONS[schedule])
-    gamma = values.get("gamma", 1.0)
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    if schedule == "step":
-        step_size = values["step_size"]
-        if step_size < 1.0 or step_size != int(step_size):
-            raise ValueError(f"step_size must be an integer >= 1, got {step_size!r}")
-        return base_lr * gamma ** (epoch // int(step_size))
-    if schedule == "exponential":
-        return base_lr * gamma**epoch
-    if schedule == "cosine":
-        min_lr = values["min_lr"]
-        if not 0.0 <= min_lr <= base_lr:
-            raise ValueError(f"min_lr must be in [0, base_lr={base_lr!r}], got {min_lr!r}")
-        return min_lr + (base_lr - min_lr) * (1.0 + math.cos(math.pi * epoch / total_epochs)) / 2.0
-    return base_lr
+    return get_optimizer(name)(n_params, dtype, **hyperparameters)

@@ -1,9 +1,12 @@
-"""The training loop: gradient descent epochs with validation, early stopping and checkpoints.
+"""The training loop: gradient descent epochs over full batches or shuffled mini-batches.
 
-``fit`` repeats w ← w − η ∂L/∂w (or a momentum/Adam variant) over full batches or shuffled
-mini-batches. It reports every epoch to a callback that can stop it, and can hand out a
-checkpoint at any epoch; resuming from one gives bitwise the same final weights as a run that was
-never interrupted. It knows nothing of jobs, stores or HTTP.
+``fit`` repeats w ← w − η ∂L/∂w (or a momentum/Adam variant). Each epoch is the textbook loop
+(forward, loss, backward, update, record); what comes before it (validation split,
+standardisation, dtype, batch buffers) is in ``engine.preparation``, and the run's record
+(history, best weights, early stopping, checkpoints) in ``engine.progress``. It reports every
+epoch to a callback that can stop it, and can hand out a checkpoint at any epoch; resuming from
+one gives bitwise the same final weights as a run that was never interrupted. It knows nothing
+of jobs, stores or HTTP.
 """
 
 from __future__ import annotations
@@ -17,39 +20,48 @@ from typing import Any
 
 import numpy as np
 
-from engine.models import (
-    Architecture,
-    Parameters,
-    init_parameters,
-    loss_and_gradient,
-    loss_and_output,
-    predict,
-    targets,
+from engine.architecture import Architecture
+from engine.models import accuracy, evaluate, loss_and_gradient, predict
+from engine.optimizers import Optimizer, get_optimizer, make_optimizer
+from engine.parameters import Parameters, init_parameters
+from engine.preparation import (
+    DTYPES,
+    Batches,
+    Standardization,
+    TrainingData,
+    prepare_data,
+    train_validation_split,
 )
-from engine.optimizers import OPTIMIZERS, Optimizer, learning_rate_at, make_optimizer
+from engine.progress import Checkpoint, EarlyStopping, Progress
+from engine.schedules import learning_rate_at
+
+__all__ = [
+    "DTYPES",
+    "STOP_REASONS",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochState",
+    "FitConfig",
+    "FitResult",
+    "Standardization",
+    "evaluate",
+    "fit",
+    "train_validation_split",
+]
 
 Array = np.ndarray[Any, Any]
 STOP_REASONS = ("completed", "early_stopped", "diverged", "cancelled", "deadline_exceeded")
-DTYPES = {"float32": np.float32, "float64": np.float64}
 # How often, at most, the should_stop hook is polled between mini-batches.
 _POLL_INTERVAL_S = 0.05
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Stop when the monitored loss has not improved by min_delta for patience epochs."""
-
-    patience: int = 10
-    min_delta: float = 0.0
-    restore_best: bool = True
 
 
 @dataclass(frozen=True)
 class FitConfig:
     """How to train: optimizer, schedule, batches, regularisation, validation and budgets.
 
-    ``batch_size=None`` is full-batch gradient descent. The learning-rate schedule is a
-    name from ``engine.optimizers.SCHEDULES`` with its options.
+    ``batch_size=None`` is full-batch gradient descent. The optimizer is a name from
+    ``engine.optimizers.OPTIMIZERS`` and the learning-rate schedule one from
+    ``engine.schedules.SCHEDULES``, each with its options.
     """
 
     epochs: int
@@ -69,17 +81,16 @@ class FitConfig:
     def __post_init__(self) -> None:
         if not _is_int(self.epochs) or self.epochs < 1:
             raise ValueError(f"epochs must be an integer of at least 1, got {self.epochs!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        optimizer = get_optimizer(self.optimizer)
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
             raise ValueError(
                 f"batch_size must be a positive integer or null for full batch, got {self.batch_size!r}"
             )
-        if self.optimizer == "gd" and self.batch_size is not None:
+        if optimizer.full_batch_only and self.batch_size is not None:
             raise ValueError(
-                "optimizer 'gd' is full-batch gradient descent; "
+                f"optimizer {self.optimizer!r} is full-batch gradient descent; "
                 f"batch_size must be null, got {self.batch_size}"
             )
         if not (np.isfinite(self.l2) and self.l2 >= 0):
@@ -109,21 +120,6 @@ def _is_int(value: object) -> bool:
 
 
 @dataclass
-class Checkpoint:
-    """Everything needed to resume a run bitwise: taken after ``epoch`` completed epochs."""
-
-    epoch: int
-    params: Array
-    optimizer_state: dict[str, Any]
-    rng_state: dict[str, Any]
-    best_params: Array
-    best_epoch: int
-    best_loss: float
-    bad_epochs: int
-    history: dict[str, list[float]]
-
-
-@dataclass
 class EpochState:
     """What the per-epoch callback sees; ``checkpoint()`` copies the run's state when asked."""
 
@@ -134,17 +130,6 @@ class EpochState:
     best_loss: float
     elapsed_s: float
     checkpoint: Callable[[], Checkpoint]
-
-
-@dataclass
-class Standardization:
-    """Per-feature mean and scale fitted on the training part: x' = (x − mean) / scale."""
-
-    mean: Array
-    scale: Array
-
-    def apply(self, X: Array) -> Array:
-        return (X - self.mean) / self.scale
 
 
 @dataclass
@@ -174,67 +159,29 @@ class FitResult:
         return predict(self.architecture, self.params, X)
 
 
-def train_validation_split(
-    y: Array, fraction: float, rng: np.random.Generator, stratify: bool
-) -> tuple[Array, Array]:
-    """Shuffle sample indices into a training and a validation part.
+class _Clock:
+    """The run's wall time: its deadline, and should_stop polled at most every _POLL_INTERVAL_S."""
 
-    Parameters
-    ----------
-    y : ndarray of shape (n_samples,)
-    fraction : float
-        The share of samples (of each class, when stratified) held out for validation.
-    rng : numpy.random.Generator
-    stratify : bool
+    def __init__(self, max_runtime_s: float | None, should_stop: Callable[[], bool] | None) -> None:
+        self.began = self.last_poll = time.perf_counter()
+        self.deadline = self.began + max_runtime_s if max_runtime_s else None
+        self.should_stop = should_stop
 
-    Returns
-    -------
-    train_idx, val_idx : ndarray of int
-    """
-    n = len(y)
-    if fraction == 0:
-        return np.arange(n), np.arange(0)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
-    train, val = [], []
-    for idx in groups:
-        idx = rng.permutation(idx)
-        n_val = round(fraction * len(idx))
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    train_idx, val_idx = np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(
-            f"validation_fraction {fraction} leaves an empty training or validation set for {n} samples"
-        )
-    return train_idx, val_idx
+    def cancelled(self, now: float) -> bool:
+        if self.should_stop is None or now - self.last_poll < _POLL_INTERVAL_S:
+            return False
+        self.last_poll = now
+        return self.should_stop()
 
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now > self.deadline
 
-def _gather(X: Array, idx: Array, dtype: Any) -> Array:
-    """X[idx] cast to dtype, a block of rows at a time: no full-size temporary in X's dtype."""
-    out = np.empty((len(idx), X.shape[1]), dtype=dtype)
-    for lo in range(0, len(idx), 16384):
-        out[lo : lo + 16384] = X[idx[lo : lo + 16384]]
-    return out
-
-
-def _metrics(architecture: Architecture, output: Array, labels: Array | None) -> float | None:
-    """Accuracy of the outputs against class labels (None for regression)."""
-    if labels is None:
-        return None
-    if architecture.n_outputs == 1:
-        # >= as in models.predict, so the reported accuracy is that of the model's predictions;
-        # binary labels come as booleans, which compare faster than integers.
-        return float(np.count_nonzero((output[:, 0] >= 0.5) == labels)) / len(labels)
-    return float(np.count_nonzero(np.argmax(output, axis=1) == labels)) / len(labels)
-
-
-def evaluate(
-    architecture: Architecture, params: Parameters, X: Array, Y: Array, labels: Array | None
-) -> dict[str, float]:
-    """Loss (with no penalty) and, for classifiers, accuracy on a dataset."""
-    loss, output = loss_and_output(architecture, params, X, Y)
-    acc = _metrics(architecture, output, labels)
-    return {"loss": loss} if acc is None else {"loss": loss, "accuracy": acc}
+    def interruption(self) -> str:
+        """Between mini-batches: the stop reason if the run must stop now, else ""."""
+        now = time.perf_counter()
+        if self.past_deadline(now):
+            return "deadline_exceeded"
+        return "cancelled" if self.cancelled(now) else ""
 
 
 def fit(
@@ -276,217 +223,165 @@ def fit(
     -------
     FitResult
     """
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != architecture.n_features:
-        raise ValueError(f"X must have shape (n_samples, {architecture.n_features}), got {X.shape}")
-    if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
-    dtype = DTYPES[config.dtype]
     split_rng, init_rng, shuffle_rng = rng.spawn(3)
-    classifier = architecture.is_classifier
-    labels_all = np.asarray(y).astype(np.int64) if classifier and np.ndim(y) == 1 else None
-    train_idx, val_idx = train_validation_split(
-        np.asarray(y) if np.ndim(y) == 1 else np.zeros(len(y)),
-        config.validation_fraction,
+    data = prepare_data(
+        architecture,
+        X,
+        y,
         split_rng,
-        classifier,
+        validation_fraction=config.validation_fraction,
+        standardize=config.standardize,
+        dtype=config.dtype,
     )
-    # The only full copies of X: the training part and the validation part, cast to the run's dtype.
-    if len(val_idx) == 0 and not config.standardize and X.dtype == dtype and X.flags.c_contiguous:
-        X_train = X  # nothing to split, cast or standardise: train on the caller's array as it is
-    else:
-        X_train = _gather(X, train_idx, dtype)
-    X_val = _gather(X, val_idx, dtype)
-    standardization = None
-    if config.standardize:
-        mean = X_train.mean(axis=0)
-        scale = X_train.std(axis=0)
-        scale[scale == 0] = 1  # a constant feature stays at zero rather than dividing by zero
-        standardization = Standardization(mean, scale)
-        X_train -= mean
-        X_train /= scale
-        X_val -= mean
-        X_val /= scale
-    Y_all = targets(architecture, y, dtype)
-    Y_train, Y_val = Y_all[train_idx], Y_all[val_idx]
-    labels = labels_all
-    if labels is not None and architecture.n_outputs == 1:
-        labels = labels.astype(bool)
-    labels_train = labels[train_idx] if labels is not None else None
-    labels_val = labels[val_idx] if labels is not None else None
-    has_val = len(val_idx) > 0
-
-    params = init_parameters(architecture, init_rng, dtype)
-    if initial_params is not None:
-        if initial_params.shape != params.flat.shape:
-            raise ValueError(
-                f"initial parameters have shape {initial_params.shape}, expected {params.flat.shape}"
-            )
-        params.flat[...] = initial_params
-    optimizer: Optimizer = make_optimizer(
-        config.optimizer, architecture.n_parameters, dtype, **config.optimizer_params
+    params = _starting_params(architecture, init_rng, DTYPES[config.dtype], initial_params)
+    optimizer = make_optimizer(
+        config.optimizer, architecture.n_parameters, params.flat.dtype, **config.optimizer_params
     )
-    # Accuracy needs class indices: one-hot or probability targets give losses only.
-    history: dict[str, list[float]] = {"train_loss": []}
-    if labels_all is not None:
-        history["train_accuracy"] = []
-    if has_val:
-        history["val_loss"] = []
-        if labels_all is not None:
-            history["val_accuracy"] = []
-    best_params = params.copy(architecture)
-    best_epoch, best_loss, bad_epochs, start = 0, float("inf"), 0, 0
+    progress = Progress(architecture, params, _metric_names(data), config.early_stopping)
     if resume is not None:
-        params.flat[...] = resume.params
-        optimizer.load_state_dict(resume.optimizer_state)
-        shuffle_rng.bit_generator.state = resume.rng_state
-        best_params.flat[...] = resume.best_params
-        best_epoch, best_loss, bad_epochs, start = (
-            resume.best_epoch,
-            resume.best_loss,
-            resume.bad_epochs,
-            resume.epoch,
-        )
-        history = {k: list(v) for k, v in resume.history.items()}
-
-    def checkpoint(epoch: int) -> Checkpoint:
-        return Checkpoint(
-            epoch,
-            params.flat.copy(),
-            optimizer.state_dict(),
-            dict(shuffle_rng.bit_generator.state),
-            best_params.flat.copy(),
-            best_epoch,
-            best_loss,
-            bad_epochs,
-            {k: list(v) for k, v in history.items()},
-        )
-
-    n = len(X_train)
-    batch = n if config.batch_size is None else min(config.batch_size, n)
+        progress.resume(resume, optimizer, shuffle_rng)
+    batches = Batches(data, config.batch_size, shuffle_rng)
     grads = Parameters(architecture, np.zeros_like(params.flat))
-    if batch < n:
-        X_batch = np.empty((batch, X_train.shape[1]), dtype=X_train.dtype)
-        Y_batch = np.empty((batch, Y_train.shape[1]), dtype=Y_train.dtype)
     epoch_start = params.flat.copy()
-    stop_reason, detail = "completed", ""
-    began = last_poll = time.perf_counter()
-    deadline = began + config.max_runtime_s if config.max_runtime_s else None
-    epoch = start
-    if resume is not None and config.early_stopping is not None:
-        # A checkpoint taken in the epoch that triggered early stopping ends the resumed run too.
-        if bad_epochs >= config.early_stopping.patience:
-            stop_reason = "early_stopped"
-    while stop_reason == "completed" and epoch < config.epochs:
+    clock = _Clock(config.max_runtime_s, should_stop)
+    # A checkpoint taken in the epoch that triggered early stopping ends the resumed run too.
+    stop, detail = ("early_stopped" if progress.patience_exhausted else "completed"), ""
+    while stop == "completed" and progress.epoch < config.epochs:
         lr = learning_rate_at(
-            config.learning_rate, epoch, config.epochs, config.schedule, **config.schedule_params
+            config.learning_rate, progress.epoch, config.epochs, config.schedule, **config.schedule_params
         )
         np.copyto(epoch_start, params.flat)
-        loss_sum, correct, interrupted = 0.0, 0.0, ""
-        # Divergence is detected below and reported as a stop reason, so the overflow on the way
-        # there is expected rather than a warning for the caller.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if batch == n:
-                loss, _, output = loss_and_gradient(architecture, params, X_train, Y_train, config.l2, grads)
-                acc = _metrics(architecture, output, labels_train)
-                if np.isfinite(loss):
-                    optimizer.step(params.flat, grads.flat, lr)
-                loss_sum, correct = loss * n, (acc or 0.0) * n
-            else:
-                order = shuffle_rng.permutation(n)
-                for lo in range(0, n, batch):
-                    idx = order[lo : lo + batch]
-                    k = len(idx)
-                    # Gather the batch into reused buffers: no allocation per step.
-                    Xb = np.take(X_train, idx, axis=0, out=X_batch[:k])
-                    Yb = np.take(Y_train, idx, axis=0, out=Y_batch[:k])
-                    loss, _, output = loss_and_gradient(architecture, params, Xb, Yb, config.l2, grads)
-                    if not np.isfinite(loss):
-                        loss_sum = loss
-                        break
-                    optimizer.step(params.flat, grads.flat, lr)
-                    loss_sum += loss * k
-                    if labels_train is not None:
-                        correct += (_metrics(architecture, output, labels_train[idx]) or 0.0) * k
-                    now = time.perf_counter()
-                    if deadline is not None and now > deadline:
-                        interrupted = "deadline_exceeded"
-                        break
-                    if should_stop is not None and now - last_poll >= _POLL_INTERVAL_S:
-                        last_poll = now
-                        if should_stop():
-                            interrupted = "cancelled"
-                            break
+        loss_sum, correct, interrupted = _train_epoch(
+            architecture, params, grads, optimizer, batches, config.l2, lr, clock
+        )
         # A finite loss can still take a step to inf weights (huge learning rate), so check both.
         if not np.isfinite(loss_sum) or not np.isfinite(params.flat).all():
             # Every epoch ends with finite weights, so those at the start of this one are finite.
             np.copyto(params.flat, epoch_start)
             what = "training loss" if not np.isfinite(loss_sum) else "weights"
-            stop_reason, detail = "diverged", f"the {what} became non-finite in epoch {epoch + 1}"
+            stop, detail = "diverged", f"the {what} became non-finite in epoch {progress.epoch + 1}"
             break
         if interrupted:
-            stop_reason = interrupted
+            stop = interrupted
             break
-        epoch += 1
-        metrics = {"train_loss": loss_sum / n}
-        if labels_train is not None:
-            metrics["train_accuracy"] = correct / n
-        if has_val:
-            with np.errstate(over="ignore", invalid="ignore"):
-                val = evaluate(architecture, params, X_val, Y_val, labels_val)
-            metrics["val_loss"] = val["loss"]
-            if "accuracy" in val:
-                metrics["val_accuracy"] = val["accuracy"]
-        for key, value in metrics.items():
-            history[key].append(value)
-        monitored = metrics["val_loss"] if has_val else metrics["train_loss"]
-        if not np.isfinite(monitored):
-            stop_reason, detail = "diverged", f"the validation loss became non-finite in epoch {epoch}"
+        metrics = _epoch_metrics(architecture, params, data, loss_sum, correct)
+        progress.record(metrics)
+        if not np.isfinite(metrics[progress.monitor]):
+            stop, detail = "diverged", f"the validation loss became non-finite in epoch {progress.epoch}"
             break
-        if monitored < best_loss - (config.early_stopping.min_delta if config.early_stopping else 0.0):
-            best_loss, best_epoch, bad_epochs = monitored, epoch, 0
-            np.copyto(best_params.flat, params.flat)
-        else:
-            bad_epochs += 1
-        now = time.perf_counter()
-        if on_epoch is not None:
-            state = EpochState(
-                epoch,
-                config.epochs,
-                metrics,
-                best_epoch,
-                best_loss,
-                now - began,
-                functools.partial(checkpoint, epoch),
-            )
-            if on_epoch(state) is False:
-                stop_reason = "cancelled"
-                break
-        # A full batch is a whole epoch, so between epochs is between its mini-batches.
-        if should_stop is not None and batch == n and now - last_poll >= _POLL_INTERVAL_S:
-            last_poll = now
-            if should_stop():
-                stop_reason = "cancelled"
-                break
-        if config.early_stopping is not None and bad_epochs >= config.early_stopping.patience:
-            stop_reason = "early_stopped"
-            break
-        if deadline is not None and now > deadline and epoch < config.epochs:
-            stop_reason = "deadline_exceeded"
-            break
-    if stop_reason == "deadline_exceeded":
-        detail = f"the run exceeded max_runtime_s={config.max_runtime_s} after {epoch} epochs"
-    if config.early_stopping is not None and config.early_stopping.restore_best and best_epoch > 0:
-        np.copyto(params.flat, best_params.flat)
+        stop = _between_epochs(progress, config, clock, batches.full, on_epoch, optimizer, shuffle_rng)
+    if stop == "deadline_exceeded":
+        detail = f"the run exceeded max_runtime_s={config.max_runtime_s} after {progress.epoch} epochs"
+    if config.early_stopping is not None and config.early_stopping.restore_best and progress.best_epoch > 0:
+        np.copyto(params.flat, progress.best_params.flat)
     return FitResult(
         architecture,
         params,
-        best_params,
-        standardization,
-        history,
-        stop_reason,
-        epoch,
-        best_epoch,
-        best_loss,
+        progress.best_params,
+        data.standardization,
+        progress.history,
+        stop,
+        progress.epoch,
+        progress.best_epoch,
+        progress.best_loss,
         detail,
     )
+
+
+def _train_epoch(
+    architecture: Architecture,
+    params: Parameters,
+    grads: Parameters,
+    optimizer: Optimizer,
+    batches: Batches,
+    l2: float,
+    lr: float,
+    clock: _Clock,
+) -> tuple[float, float, str]:
+    """One pass over the training part: the summed loss, the count of correct outputs, and why it
+    stopped early ("" when it did not; a non-finite loss is returned as the sum, before any step)."""
+    loss_sum, correct = 0.0, 0.0
+    # Divergence is detected by the caller and reported as a stop reason, so the overflow on the
+    # way there is expected rather than a warning for the caller.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for X, Y, labels in batches:
+            loss, _, output = loss_and_gradient(architecture, params, X, Y, l2, grads)  # forward, backward
+            if not np.isfinite(loss):
+                return loss, correct, ""
+            optimizer.step(params.flat, grads.flat, lr)
+            loss_sum += loss * len(X)
+            if labels is not None:
+                correct += accuracy(architecture, output, labels) * len(X)
+            if not batches.full and (interrupted := clock.interruption()):
+                return loss_sum, correct, interrupted
+    return loss_sum, correct, ""
+
+
+def _epoch_metrics(
+    architecture: Architecture, params: Parameters, data: TrainingData, loss_sum: float, correct: float
+) -> dict[str, float]:
+    """The epoch's history row: training loss (the mean over its batches) and accuracy, validation's."""
+    n = len(data.X_train)
+    metrics = {"train_loss": loss_sum / n}
+    if data.has_accuracy:
+        metrics["train_accuracy"] = correct / n
+    if data.has_validation:
+        with np.errstate(over="ignore", invalid="ignore"):
+            val = evaluate(architecture, params, data.X_val, data.Y_val, data.labels_val)
+        metrics["val_loss"] = val["loss"]
+        if "accuracy" in val:
+            metrics["val_accuracy"] = val["accuracy"]
+    return metrics
+
+
+def _between_epochs(
+    progress: Progress,
+    config: FitConfig,
+    clock: _Clock,
+    full_batch: bool,
+    on_epoch: Callable[[EpochState], bool] | None,
+    optimizer: Optimizer,
+    shuffle_rng: np.random.Generator,
+) -> str:
+    """Report the epoch, then decide whether the run goes on ("completed") or why it stops."""
+    now = time.perf_counter()
+    if on_epoch is not None:
+        state = EpochState(
+            progress.epoch,
+            config.epochs,
+            {key: values[-1] for key, values in progress.history.items()},
+            progress.best_epoch,
+            progress.best_loss,
+            now - clock.began,
+            functools.partial(progress.checkpoint, optimizer, shuffle_rng),
+        )
+        if on_epoch(state) is False:
+            return "cancelled"
+    # A full batch is a whole epoch, so between epochs is between its mini-batches.
+    if full_batch and clock.cancelled(now):
+        return "cancelled"
+    if progress.patience_exhausted:
+        return "early_stopped"
+    if clock.past_deadline(now) and progress.epoch < config.epochs:
+        return "deadline_exceeded"
+    return "completed"
+
+
+def _metric_names(data: TrainingData) -> list[str]:
+    """The history's keys: losses always, accuracies with class labels, validation's with a validation set."""
+    names = ["train_loss", "train_accuracy"] if data.has_accuracy else ["train_loss"]
+    if data.has_validation:
+        names += ["val_loss", "val_accuracy"] if data.has_accuracy else ["val_loss"]
+    return names
+
+
+def _starting_params(
+    architecture: Architecture, rng: np.random.Generator, dtype: Any, initial: Array | None
+) -> Parameters:
+    """Freshly initialised weights, or the warm start's."""
+    params = init_parameters(architecture, rng, dtype)
+    if initial is not None:
+        if initial.shape != params.flat.shape:
+            raise ValueError(f"initial parameters have shape {initial.shape}, expected {params.flat.shape}")
+        params.flat[...] = initial
+    return params

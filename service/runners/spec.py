@@ -8,17 +8,17 @@ from typing import Any
 
 import orjson
 
+from engine.architecture import MODEL_TYPES
 from engine.models import Architecture, build_architecture
 from engine.training import EarlyStopping, FitConfig
 from service.http.schemas.training import TrainingConfig
-from service.vocabulary import TASKS, Task
 
-# Which model types can learn which dataset tasks.
-_TASKS: dict[str, tuple[Task, ...]] = {
-    "logistic_regression": ("binary",),
-    "linear_regression": ("regression",),
-    "softmax_regression": ("binary", "multiclass"),
-    "mlp": TASKS,
+# The output layers that can learn each dataset task; a model type whose entry fixes its output
+# layer learns the tasks that output can (an mlp's output follows the task).
+_TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "binary": ("sigmoid", "softmax"),
+    "multiclass": ("softmax",),
+    "regression": ("identity",),
 }
 
 
@@ -36,7 +36,7 @@ def resolve(config: TrainingConfig, dataset_id: str) -> dict[str, Any]:
     resolved["lr_schedule"] = (
         {"name": schedule.name, **schedule.options()} if schedule else {"name": "constant"}
     )
-    if config.model.type != "mlp":
+    if not MODEL_TYPES[config.model.type].hidden_layers:
         resolved["model"] = {"type": config.model.type, "hidden_layers": []}
     return resolved
 
@@ -48,13 +48,15 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 def check_task(model_type: str, task: str, n_classes: int | None) -> None:
     """Refuse a dataset the model type cannot learn, naming both."""
-    allowed = _TASKS[model_type]
+    output = MODEL_TYPES[model_type].output
+    allowed = [t for t, outputs in _TASK_OUTPUTS.items() if output is None or output in outputs]
     if task not in allowed:
         raise ValueError(
             f"{model_type} cannot learn a {task} dataset; it takes {' or '.join(allowed)} datasets"
         )
-    if model_type == "softmax_regression" and (n_classes or 0) < 2:
-        raise ValueError("softmax_regression needs at least 2 classes")
+    fewest = MODEL_TYPES[model_type].min_outputs
+    if fewest > 1 and (n_classes or 0) < fewest:
+        raise ValueError(f"{model_type} needs at least {fewest} classes")
 
 
 def architecture_for(
@@ -63,17 +65,11 @@ def architecture_for(
     """The architecture a resolved configuration trains on a dataset of the given task and shape."""
     model = resolved["model"]
     check_task(model["type"], task, n_classes)
-    if model["type"] != "mlp":
-        n_outputs = n_classes if model["type"] == "softmax_regression" and n_classes else 1
-        return build_architecture(model["type"], n_features, n_outputs)
-    if task == "binary":
-        n_outputs, output = 1, "sigmoid"
-    elif task == "multiclass":
-        n_outputs, output = int(n_classes or 0), "softmax"
-    else:
-        n_outputs, output = 1, "identity"
+    # The type's own output layer, or (mlp) the first that learns the task: sigmoid for binary.
+    output = MODEL_TYPES[model["type"]].output or _TASK_OUTPUTS[task][0]
+    n_outputs = int(n_classes or 0) if output == "softmax" else 1
     return build_architecture(
-        "mlp",
+        model["type"],
         n_features,
         n_outputs,
         hidden_layers=model["hidden_layers"],

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.activations import activate, backward
-from engine.losses import LOSSES, LOSSES_FROM_LOGITS, REDUCTIONS, compute_loss
+from engine.losses import LOSSES, REDUCTIONS, compute_loss, loss_for_output
 
 DTYPES = (np.float32, np.float64)
 # (loss, input form, shape of the predictions); class indices and one-hot both for cross-entropy.
@@ -329,6 +329,15 @@ def test_invalid_input_raises_value_error(call, message):
         call()
 
 
-def test_registries_cover_the_api_losses():
+def test_registry_covers_the_api_losses():
     assert set(LOSSES) >= {"binary_cross_entropy", "cross_entropy", "mean_squared_error"}
-    assert set(LOSSES_FROM_LOGITS) == {"binary_cross_entropy", "cross_entropy"}
+    assert {name for name, loss in LOSSES.items() if loss.from_logits} == {
+        "binary_cross_entropy",
+        "cross_entropy",
+    }
+
+
+def test_each_output_activation_pairs_with_its_loss():
+    assert loss_for_output("sigmoid") == "binary_cross_entropy"
+    assert loss_for_output("softmax") == "cross_entropy"
+    assert loss_for_output("identity") == loss_for_output("tanh") == "mean_squared_error"

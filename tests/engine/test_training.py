@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+import engine.preparation as preparation
 import engine.training as training
 from engine.datasets import make_dataset
 from engine.models import Parameters, build_architecture, loss_and_gradient, predict, targets
@@ -65,14 +66,14 @@ def _count_steps(monkeypatch):
 def _record_split(monkeypatch):
     """Wrap train_validation_split so a test sees the parts fit really used."""
     calls = []
-    split = training.train_validation_split
+    split = preparation.train_validation_split
 
     def recording_split(y, fraction, rng, stratify):
         train_idx, val_idx = split(y, fraction, rng, stratify)
         calls.append({"train": train_idx, "val": val_idx, "stratify": stratify})
         return train_idx, val_idx
 
-    monkeypatch.setattr(training, "train_validation_split", recording_split)
+    monkeypatch.setattr(preparation, "train_validation_split", recording_split)
     return calls
 
 

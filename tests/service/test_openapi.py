@@ -16,10 +16,13 @@ from pydantic import BaseModel
 from engine.activations import ACTIVATIONS
 from engine.losses import LOSSES, REDUCTIONS
 from engine.models import MODEL_TYPES
+from engine.optimizers import OPTIMIZERS
+from engine.schedules import SCHEDULES
 from service.app import create_app
 from service.http.openapi import DOCUMENTED_MODELS, build_openapi
 from service.http.schemas.common import request_body
 from service.http.schemas.compute import MODEL_CLASSES
+from service.http.schemas.training import OPTIMIZER_OPTIONS, SCHEDULE_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi" / "openapi.json"
@@ -189,3 +192,57 @@ def test_every_request_body_model_is_documented(document: dict[str, Any]) -> Non
             content = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if content:
                 assert content["schema"]["$ref"].rsplit("/", 1)[1] in schemas
+
+
+REGISTRIES = {
+    "activations": list(ACTIVATIONS),
+    "losses": list(LOSSES),
+    "model types": list(MODEL_TYPES),
+    "optimizers": list(OPTIMIZERS),
+    "schedules": list(SCHEDULES),
+}
+
+
+def _enums(node: Any, path: str = "") -> list[tuple[str, list[Any]]]:
+    """Every enum in the document, with where it is."""
+    found = []
+    if isinstance(node, dict):
+        if isinstance(node.get("enum"), list):
+            found.append((path, node["enum"]))
+        for key, value in node.items():
+            found += _enums(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _enums(value, f"{path}[{i}]")
+    return found
+
+
+def test_every_list_of_registry_names_in_the_schema_is_the_whole_registry(document: dict[str, Any]) -> None:
+    # An enum of several names from a registry must be all of it, in the registry's order: a list
+    # written by hand would miss the next activation, loss, model type, optimizer or schedule.
+    checked = set()
+    for path, enum in _enums(document):
+        for registry, names in REGISTRIES.items():
+            if len(enum) > 1 and set(enum) & set(names):
+                assert enum == names, f"{path} lists {enum}, but the {registry} are {names}"
+                checked.add(registry)
+    assert checked == set(REGISTRIES)
+
+
+@pytest.mark.parametrize(
+    ("schema", "owners"),
+    [("OptimizerConfig", OPTIMIZER_OPTIONS), ("ScheduleConfig", SCHEDULE_OPTIONS)],
+)
+def test_option_fields_state_the_registry_bounds_and_defaults(
+    document: dict[str, Any], schema: str, owners: dict[str, Any]
+) -> None:
+    properties = document["components"]["schemas"][schema]["properties"]
+    options = {key: spec for taken in owners.values() for key, spec in taken.items()}
+    assert set(properties) - {"name", "learning_rate"} == set(options)
+    for key, spec in options.items():
+        [number] = [s for s in properties[key]["anyOf"] if s["type"] != "null"]
+        low = "exclusiveMinimum" if spec.low_open else "minimum"
+        assert number[low] == spec.low, key
+        if spec.high != float("inf"):
+            assert number["exclusiveMaximum" if spec.high_open else "maximum"] == spec.high, key
+        assert f"{spec.default:g}" in properties[key]["description"], key

@@ -12,13 +12,8 @@ from service.http.offload import respond_json
 from service.http.responses import JSONResponse
 from service.http.routers.params import registry_name
 from service.http.schemas.common import name_parameter, problem_responses, request_body
-from service.http.schemas.compute import (
-    ACTIVATION_NAMES,
-    ActivationList,
-    ActivationRequest,
-    ActivationResult,
-    CurveResult,
-)
+from service.http.schemas.compute import ActivationList, ActivationRequest, ActivationResult, CurveResult
+from service.http.schemas.names import ACTIVATION_NAMES
 from service.services import compute
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])

@@ -10,7 +10,8 @@ from starlette.responses import Response
 from service.http.offload import respond_json
 from service.http.routers.params import registry_name
 from service.http.schemas.common import name_parameter, problem_responses, request_body
-from service.http.schemas.compute import LOSS_NAMES, LossRequest, LossResult
+from service.http.schemas.compute import LossRequest, LossResult
+from service.http.schemas.names import LOSS_NAMES
 from service.services import compute
 
 router = APIRouter(prefix="/v1/losses", tags=["losses"])

@@ -7,27 +7,13 @@ registries, so the schema can never drift from what the engine accepts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from engine.activations import ACTIVATIONS
-from engine.losses import LOSSES, REDUCTIONS
 from service.http.schemas.common import ArrayField
-
-ACTIVATION_NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
-LOSS_NAMES: tuple[str, ...] = tuple(LOSSES)
-REDUCTION_NAMES: tuple[str, ...] = tuple(REDUCTIONS)
-
-if TYPE_CHECKING:
-    ActivationName = str
-    LossName = str
-    Reduction = str
-else:
-    ActivationName = Literal[ACTIVATION_NAMES]
-    LossName = Literal[LOSS_NAMES]
-    Reduction = Literal[REDUCTION_NAMES]
+from service.http.schemas.names import ActivationName, LossName, Reduction
 
 # Requests reject unknown fields (a typo such as "derivatve" must not be ignored silently) and do
 # not coerce types: true is not 1, "1" is not a number.

@@ -9,23 +9,14 @@ standardization, dtype and parameters.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.losses import LOSSES
-from engine.models import MODEL_TYPES
 from service.http.schemas.common import ArrayField
-from service.http.schemas.compute import ActivationName
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE
+from service.http.schemas.names import ActivationName, LossName, ModelTypeName
 from service.vocabulary import Task
-
-if TYPE_CHECKING:
-    LossName = str
-    ModelType = str
-else:
-    LossName = Literal[tuple(LOSSES)]
-    ModelType = Literal[MODEL_TYPES]
 
 MODEL_FORMAT = "descent.model/v1"
 MODEL_ID_EXAMPLE = "mdl_06231f0e9d8c7b6a5f4e3d2c"
@@ -92,7 +83,7 @@ class ModelArchitecture(BaseModel):
 
     model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [_ARCHITECTURE_EXAMPLE]})
 
-    type: ModelType = Field(
+    type: ModelTypeName = Field(
         description="logistic_regression (one sigmoid unit), linear_regression (identity units),"
         " softmax_regression (one softmax layer) or mlp.",
         examples=["mlp"],

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.activations import ACTIVATIONS
-from engine.datasets import GENERATORS
-from engine.models import MODEL_TYPES
-from engine.optimizers import DEFAULT_HYPERPARAMETERS, OPTIMIZERS, SCHEDULE_OPTIONS, SCHEDULES
+from engine.architecture import MODEL_TYPES
+from engine.hyperparameters import Hyperparameter
+from engine.optimizers import OPTIMIZERS, default_hyperparameters
+from engine.schedules import SCHEDULES, default_options
 from service.http.schemas.common import ArrayField
+from service.http.schemas.names import (
+    ActivationName,
+    GeneratorKind,
+    ModelTypeName,
+    OptimizerName,
+    ScheduleName,
+)
 from service.vocabulary import Task
 
-if TYPE_CHECKING:
-    ActivationName = str
-    OptimizerName = str
-    ScheduleName = str
-    ModelType = str
-    GeneratorKind = str
-else:
-    # The allowed names come from the engine's registries, so the schema can never drift from them.
-    ActivationName = Literal[tuple(ACTIVATIONS)]
-    OptimizerName = Literal[tuple(OPTIMIZERS)]
-    ScheduleName = Literal[tuple(SCHEDULES)]
-    ModelType = Literal[tuple(MODEL_TYPES)]
-    GeneratorKind = Literal[tuple(GENERATORS)]
-
 _STRICT = ConfigDict(extra="forbid")
+# What each optimizer and schedule takes; every name here is a field of the configs below.
+OPTIMIZER_OPTIONS = {name: cls.HYPERPARAMETERS for name, cls in OPTIMIZERS.items()}
+SCHEDULE_OPTIONS = {name: s.options for name, s in SCHEDULES.items()}
 
 
 def _with_defaults(what: str, defaults: dict[str, float], given: dict[str, Any]) -> dict[str, float]:
@@ -37,6 +35,32 @@ def _with_defaults(what: str, defaults: dict[str, float], given: dict[str, Any])
     if unknown:
         raise ValueError(f"{what} takes no {', '.join(unknown)}; allowed: {', '.join(defaults) or 'none'}")
     return {**defaults, **given}
+
+
+def _option_field(key: str, owners: Mapping[str, Mapping[str, Hyperparameter]]) -> Any:
+    """An optional schema field for option ``key``: its interval and the defaults of those who take it.
+
+    ``owners`` maps each optimizer (or schedule) to the options it takes; the field's bounds and
+    description come from those entries, so the schema states what the engine checks.
+    """
+    takers = {owner: options[key] for owner, options in owners.items() if key in options}
+    spec = next(iter(takers.values()))
+    defaults = {f"{spec.default:g}" for spec in takers.values()}
+    default = (
+        f"default {defaults.pop()}"
+        if len(defaults) == 1
+        else "default " + ", ".join(f"{owner}: {s.default:g}" for owner, s in takers.items())
+    )
+    high = None if math.isinf(spec.high) else spec.high
+    return Field(
+        None,
+        gt=spec.low if spec.low_open else None,
+        ge=None if spec.low_open else spec.low,
+        lt=high if spec.high_open else None,
+        le=None if spec.high_open else high,
+        description=f"{spec.description} Taken by {', '.join(takers)} ({default}).",
+        examples=[int(spec.default) if spec.integer else spec.default],
+    )
 
 
 class GeneratorSpec(BaseModel):
@@ -99,7 +123,7 @@ class ModelConfig(BaseModel):
 
     model_config = _STRICT
 
-    type: ModelType = Field(description="Model type.", examples=["mlp"])
+    type: ModelTypeName = Field(description="Model type.", examples=["mlp"])
     hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=list,
         max_length=16,
@@ -112,9 +136,10 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _hidden_only_for_mlp(self) -> ModelConfig:
-        if self.type != "mlp" and self.hidden_layers:
+        takes_hidden = MODEL_TYPES[self.type].hidden_layers
+        if not takes_hidden and self.hidden_layers:
             raise ValueError(f"hidden_layers are for mlp models, got {self.hidden_layers} for {self.type}")
-        if self.type == "mlp" and not self.hidden_layers:
+        if takes_hidden and not self.hidden_layers:
             raise ValueError("an mlp needs at least one hidden layer, e.g. hidden_layers: [16]")
         if self.activation == "softmax":
             raise ValueError("softmax is only used as an output activation; choose another hidden activation")
@@ -126,23 +151,23 @@ class OptimizerConfig(BaseModel):
 
     model_config = _STRICT
 
-    name: OptimizerName = Field("gd", description="Optimizer.", examples=["adam"])
-    learning_rate: float = Field(0.1, gt=0, le=1e3, description="The step size η.", examples=[0.01])
-    momentum: float | None = Field(
-        None,
-        ge=0,
-        lt=1,
-        description="Momentum coefficient (momentum, nesterov; default 0.9).",
-        examples=[0.9],
+    name: OptimizerName = Field(
+        "gd",
+        description="Optimizer (g is the gradient, η the learning rate): "
+        + "; ".join(f"{name}: {cls.rule}" for name, cls in OPTIMIZERS.items())
+        + ".",
+        examples=["adam"],
     )
-    beta1: float | None = Field(None, ge=0, lt=1, description="Adam's β₁ (default 0.9).", examples=[0.9])
-    beta2: float | None = Field(None, ge=0, lt=1, description="Adam's β₂ (default 0.999).", examples=[0.999])
-    eps: float | None = Field(None, gt=0, le=1, description="Adam's ε (default 1e-8).", examples=[1e-8])
+    learning_rate: float = Field(0.1, gt=0, le=1e3, description="The step size η.", examples=[0.01])
+    momentum: float | None = _option_field("momentum", OPTIMIZER_OPTIONS)
+    beta1: float | None = _option_field("beta1", OPTIMIZER_OPTIONS)
+    beta2: float | None = _option_field("beta2", OPTIMIZER_OPTIONS)
+    eps: float | None = _option_field("eps", OPTIMIZER_OPTIONS)
 
     def hyperparameters(self) -> dict[str, float]:
-        """The optimizer's hyperparameters with defaults filled; others given → ValueError."""
-        given = {k: getattr(self, k) for k in ("momentum", "beta1", "beta2", "eps")}
-        return _with_defaults(f"optimizer {self.name!r}", DEFAULT_HYPERPARAMETERS[self.name], given)
+        """The optimizer's hyperparameters with the registry's defaults filled; others given → ValueError."""
+        given = {k: getattr(self, k) for options in OPTIMIZER_OPTIONS.values() for k in options}
+        return _with_defaults(f"optimizer {self.name!r}", default_hyperparameters(self.name), given)
 
 
 class ScheduleConfig(BaseModel):
@@ -150,21 +175,21 @@ class ScheduleConfig(BaseModel):
 
     model_config = _STRICT
 
-    name: ScheduleName = Field("constant", description="Schedule.", examples=["cosine"])
-    step_size: int | None = Field(
-        None, ge=1, description="Epochs per step (step; default 10).", examples=[10]
+    name: ScheduleName = Field(
+        "constant",
+        description="Schedule (η is the base learning rate): "
+        + "; ".join(f"{name}: {s.formula}" for name, s in SCHEDULES.items())
+        + ".",
+        examples=["cosine"],
     )
-    gamma: float | None = Field(
-        None, gt=0, le=1, description="Decay factor (step: 0.5, exponential: 0.95).", examples=[0.5]
-    )
-    min_lr: float | None = Field(
-        None, ge=0, description="Final learning rate (cosine; default 0).", examples=[0]
-    )
+    step_size: int | None = _option_field("step_size", SCHEDULE_OPTIONS)
+    gamma: float | None = _option_field("gamma", SCHEDULE_OPTIONS)
+    min_lr: float | None = _option_field("min_lr", SCHEDULE_OPTIONS)
 
     def options(self) -> dict[str, float]:
-        """The schedule's options with defaults filled; others given → ValueError."""
-        given = {k: getattr(self, k) for k in ("step_size", "gamma", "min_lr")}
-        return _with_defaults(f"schedule {self.name!r}", SCHEDULE_OPTIONS[self.name], given)
+        """The schedule's options with the registry's defaults filled; others given → ValueError."""
+        given = {k: getattr(self, k) for options in SCHEDULE_OPTIONS.values() for k in options}
+        return _with_defaults(f"schedule {self.name!r}", default_options(self.name), given)
 
 
 class EarlyStoppingConfig(BaseModel):
@@ -267,10 +292,11 @@ class TrainingConfig(BaseModel):
     def _one_dataset(self) -> TrainingConfig:
         if (self.dataset_id is None) == (self.dataset is None):
             raise ValueError("give exactly one of dataset_id and dataset")
-        if self.optimizer.name == "gd" and self.batch_size is not None:
+        if OPTIMIZERS[self.optimizer.name].full_batch_only and self.batch_size is not None:
+            others = [repr(name) for name, cls in OPTIMIZERS.items() if not cls.full_batch_only]
             raise ValueError(
-                "optimizer 'gd' is full-batch gradient descent: batch_size must be null, "
-                f"got {self.batch_size}; use 'sgd', 'momentum', 'nesterov' or 'adam' for mini-batches"
+                f"optimizer {self.optimizer.name!r} is full-batch gradient descent: batch_size must be"
+                f" null, got {self.batch_size}; use {', '.join(others[:-1])} or {others[-1]} for mini-batches"
             )
         self.optimizer.hyperparameters()
         if self.lr_schedule is not None:

@@ -13,6 +13,8 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from engine.architecture import MODEL_TYPES
+from engine.losses import LOSSES
 from engine.models import Architecture, build_architecture
 from service.errors import field_error, validation_error
 from service.http.arrays import to_array
@@ -26,14 +28,6 @@ from service.settings import Settings
 from service.store import ModelRecord, Store, create_model
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-# The one layer of each single-layer model type: its activation, and the fewest and most units.
-_SINGLE_LAYER: dict[str, tuple[str, int, int | None]] = {
-    "logistic_regression": ("sigmoid", 1, 1),
-    "linear_regression": ("identity", 1, None),
-    "softmax_regression": ("softmax", 2, None),
-}
-# Classification losses read the output as probabilities, so they need the activation that makes them.
-_LOSS_OUTPUT = {"binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
 
 
 def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str) -> ModelRecord:
@@ -88,8 +82,9 @@ def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
         )
     units = [layer.units for layer in arch.layers]
     activations = [layer.activation for layer in arch.layers]
-    if arch.type in _SINGLE_LAYER:
-        activation, fewest, most = _SINGLE_LAYER[arch.type]
+    model_type = MODEL_TYPES[arch.type]
+    if model_type.output is not None:  # a single-layer type: its one layer is fixed by the type
+        activation, fewest, most = model_type.output, model_type.min_outputs, model_type.max_outputs
         wanted = f"{fewest} unit" if fewest == most else f"at least {fewest} unit(s)"
         if (
             len(units) != 1
@@ -117,7 +112,8 @@ def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
         )
     except ValueError as exc:
         raise field_error("architecture", str(exc)) from None
-    output = _LOSS_OUTPUT.get(architecture.loss)
+    # Classification losses read the output as probabilities, so they need the activation that makes them.
+    output = LOSSES[architecture.loss].output
     if output is not None and activations[-1] != output:
         raise field_error(
             "architecture.loss",
