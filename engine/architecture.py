@@ -7,10 +7,10 @@ by the name the API exposes, with the output layer it implies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.activations import get_activation
+from engine.activations import get_activation, resolve_params
 from engine.losses import LOSSES, get_loss, loss_for_output
 
 
@@ -70,12 +70,16 @@ class Architecture:
         One activation name per layer, ``len(layer_sizes) - 1`` of them.
     loss : str
         A key of ``engine.losses.LOSSES``.
+    activation_params : tuple of dict
+        Each layer's activation parameters (such as leaky_relu's ``alpha``), defaults filled in;
+        empty, or omitted, for the defaults of every layer.
     """
 
     kind: str
     layer_sizes: tuple[int, ...]
     activations: tuple[str, ...]
     loss: str
+    activation_params: tuple[Mapping[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         get_model_type(self.kind)
@@ -90,6 +94,13 @@ class Architecture:
         if "softmax" in self.activations[:-1]:
             raise ValueError("softmax is only allowed as the last layer's activation")
         get_loss(self.loss)
+        given = self.activation_params or ({},) * len(self.activations)
+        if len(given) != len(self.activations):
+            raise ValueError(
+                f"{len(self.activations)} layers need as many activation parameter sets, got {len(given)}"
+            )
+        resolved = tuple(resolve_params(name, p) for name, p in zip(self.activations, given, strict=True))
+        object.__setattr__(self, "activation_params", resolved)
 
     @property
     def n_features(self) -> int:
@@ -122,6 +133,8 @@ def build_architecture(
     activation: str | Sequence[str] = "relu",
     output_activation: str | None = None,
     loss: str | None = None,
+    activation_params: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+    output_params: Mapping[str, float] | None = None,
 ) -> Architecture:
     """Build the architecture of a model type.
 
@@ -140,6 +153,11 @@ def build_architecture(
         The output layer's activation (MLP only; default identity).
     loss : str, optional
         Defaults to the loss the output activation pairs with.
+    activation_params : mapping or sequence of mappings, optional
+        Parameters of the hidden activations (such as ``{"alpha": 0.1}`` for leaky_relu), for every
+        hidden layer or one mapping per hidden layer (MLP only).
+    output_params : mapping, optional
+        Parameters of the output activation.
 
     Returns
     -------
@@ -159,9 +177,18 @@ def build_architecture(
     hidden_acts = [activation] * len(hidden) if isinstance(activation, str) else list(activation)
     if len(hidden_acts) != len(hidden):
         raise ValueError(f"{len(hidden)} hidden layers need as many activations, got {len(hidden_acts)}")
+    if activation_params is None or isinstance(activation_params, Mapping):
+        hidden_params = [activation_params or {}] * len(hidden)
+    else:
+        hidden_params = list(activation_params)
+    if len(hidden_params) != len(hidden):
+        raise ValueError(
+            f"{len(hidden)} hidden layers need as many activation parameter sets, got {len(hidden_params)}"
+        )
     return Architecture(
         kind,
         (int(n_features), *hidden, int(n_outputs)),
         (*hidden_acts, out_act),
         loss or loss_for_output(out_act),
+        (*hidden_params, output_params or {}),
     )

@@ -4,6 +4,12 @@ Each loss returns ``(loss, grad)`` where ``grad`` is shaped like the predictions
 was taken with respect to. Pairing sigmoid with binary cross-entropy and softmax with
 cross-entropy makes the gradient with respect to the logits ``y_pred - y`` — the seed's
 ∂L/∂z = ŷ − y that gives ∂L/∂w = mean((ŷ − y)·x) and ∂L/∂b = mean(ŷ − y).
+
+Reductions: each sample's loss is the mean over its outputs for binary cross-entropy and squared
+error (the sum over classes for cross-entropy, which is one distribution); "mean" averages the
+samples' losses, so for several outputs it is the mean over all elements, as PyTorch and Keras
+report it; "sum" adds them; "none" returns them. No function here warns: a loss too large for
+the float range is inf, without a floating-point warning.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ def _check_same_shape(y_true: Array, other: Array, other_name: str) -> None:
 def binary_cross_entropy(
     y_true: Array, y_pred: Array, reduction: str = "mean"
 ) -> tuple[float | Array, Array]:
-    """Binary cross-entropy −[y log ŷ + (1 − y) log(1 − ŷ)] from probabilities.
+    """Binary cross-entropy −[y log ŷ + (1 − y) log(1 − ŷ)] from probabilities, averaged over the outputs.
 
     Parameters
     ----------
@@ -74,13 +80,14 @@ def binary_cross_entropy(
     elementwise = -(y_true * np.log(np.maximum(p, eps)) + (1 - y_true) * np.log1p(-np.minimum(p, 1 - eps)))
     p_safe = np.clip(p, eps, 1 - eps)
     grad_elem = (p_safe - y_true) / (p_safe * (1 - p_safe))
-    return _finish(elementwise, grad_elem, reduction)
+    k = _n_outputs(y_true)
+    return _finish(elementwise / k, grad_elem / k, reduction)
 
 
 def binary_cross_entropy_with_logits(
     y_true: Array, logits: Array, reduction: str = "mean"
 ) -> tuple[float | Array, Array]:
-    """Binary cross-entropy of sigmoid(logits), in the stable form softplus(z) − y·z.
+    """Binary cross-entropy of sigmoid(logits), as softplus(z) − y·z, averaged over the outputs.
 
     Parameters
     ----------
@@ -94,14 +101,15 @@ def binary_cross_entropy_with_logits(
     -------
     loss : float, or ndarray of shape (n_samples,) for reduction="none"
     grad : ndarray shaped like logits
-        ∂loss/∂z = sigmoid(z) − y, scaled by the reduction.
+        ∂loss/∂z = (sigmoid(z) − y) / n_outputs, scaled by the reduction.
     """
     y_true, z = np.asarray(y_true), np.asarray(logits)
     _check_same_shape(y_true, z, "logits")
     _check_binary_labels(y_true)
-    # softplus(z) = max(z, 0) + log1p(exp(−|z|)) never overflows.
-    elementwise = np.maximum(z, 0) - y_true * z + np.log1p(np.exp(-np.abs(z)))
-    return _finish(elementwise, sigmoid(z) - y_true, reduction)
+    # softplus(z) = max(z, 0) + log1p(exp(−|z|)) never overflows; max(z, 0) − y·z is exact for y in {0, 1}.
+    elementwise = np.where(y_true == 1, np.maximum(-z, 0), np.maximum(z, 0)) + np.log1p(np.exp(-np.abs(z)))
+    k = _n_outputs(y_true)
+    return _finish(elementwise / k, (sigmoid(z) - y_true) / k, reduction)
 
 
 def _class_targets(y_true: Array, shape: tuple[int, ...]) -> Array:
@@ -175,9 +183,13 @@ def cross_entropy_with_logits(
     y_true, z = np.asarray(y_true), np.asarray(logits)
     _check_2d(z, "logits")
     target = _class_targets(y_true, z.shape)
-    shifted = z - np.max(z, axis=1, keepdims=True)
-    log_sum = np.log(np.sum(np.exp(shifted), axis=1))
-    per_sample = log_sum - np.sum(target * shifted, axis=1)
+    # For rows spanning more than the float range the shift overflows to −inf, whose exp is the
+    # right 0; classes with zero target weight are left out of the sum rather than giving 0·(−inf).
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = z - np.max(z, axis=1, keepdims=True)
+        log_sum = np.log(np.sum(np.exp(shifted), axis=1))
+        weighted = np.where(target != 0, target * shifted, 0.0)
+    per_sample = log_sum - np.sum(weighted, axis=1)
     return _finish(per_sample, softmax(z) - target, reduction)
 
 
@@ -198,9 +210,16 @@ def mean_squared_error(y_true: Array, y_pred: Array, reduction: str = "mean") ->
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     _check_same_shape(y_true, y_pred, "y_pred")
-    diff = y_pred - y_true
-    n_outputs = 1 if diff.ndim == 1 else int(np.prod(diff.shape[1:]))
-    return _finish(diff * diff / n_outputs, 2 * diff / n_outputs, reduction)
+    # Values beyond the float range give an inf loss, which is the answer, not a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = y_pred - y_true
+        k = _n_outputs(diff)
+        return _finish(diff * diff / k, 2 * diff / k, reduction)
+
+
+def _n_outputs(a: Array) -> int:
+    """The number of outputs per sample: 1 for shape (n,), k for shape (n, k)."""
+    return 1 if a.ndim == 1 else int(np.prod(a.shape[1:]))
 
 
 def _finish(elementwise: Array, grad: Array, reduction: str) -> tuple[float | Array, Array]:

@@ -9,6 +9,7 @@ names are re-exported here, so ``from engine.models import build_architecture`` 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,9 @@ def _forward(
     """Every layer's (z, a). Without keep_z, ReLU overwrites z with a: backpropagation needs only a > 0."""
     layers = []
     a = X
-    for w, b, act in zip(params.weights, params.biases, architecture.activations, strict=True):
+    for w, b, act, act_params in zip(
+        params.weights, params.biases, architecture.activations, architecture.activation_params, strict=True
+    ):
         z = a @ w
         z += b
         if act == "identity":
@@ -78,7 +81,7 @@ def _forward(
         elif act == "relu" and not keep_z:
             a = np.maximum(z, 0, out=z)
         else:
-            a = ACTIVATIONS[act].function(z)
+            a = ACTIVATIONS[act].function(z, **act_params)
         layers.append((z, a))
     return layers
 
@@ -159,7 +162,13 @@ def loss_and_gradient(
         np.matmul(ones, delta, out=grads.biases[i])  # column sums through BLAS: faster than np.sum
         if i > 0:
             z, a = layers[i - 1]
-            delta = _backward_hidden(architecture.activations[i - 1], z, a, delta @ params.weights[i].T)
+            delta = _backward_hidden(
+                architecture.activations[i - 1],
+                architecture.activation_params[i - 1],
+                z,
+                a,
+                delta @ params.weights[i].T,
+            )
     grads.flat *= scale
     if l2:
         for w, gw in zip(params.weights, grads.weights, strict=True):
@@ -207,10 +216,9 @@ def _ones(n: int, dtype: np.dtype[Any]) -> Array:
 
 
 def _sum_log(q: Array) -> float:
-    """Σ log q for q in [0, 1], as the logs of products of 4 (float32) or 16 (float64) terms.
+    """Σ log q for q in [2⁻⁸, 1], as the logs of products of 4 (float32) or 16 (float64) terms.
 
-    The log is the costly part of the loss. Each q here is 0 or at least the dtype's spacing
-    below 1 (2⁻²⁴ or 2⁻⁵³), so those products cannot underflow; a 0 gives −inf.
+    The log is the costly part of the loss; products of 16 such terms cannot underflow.
     """
     total = 0.0
     # Below ~1,000 terms the extra calls cost more than the logs they save.
@@ -223,45 +231,77 @@ def _sum_log(q: Array) -> float:
     return total + float(np.sum(np.log(q)))
 
 
+# Below this probability of the true label, 1 − |ŷ − y| has lost too many digits to 1 − ŷ rounding,
+# so those samples' losses are taken from the logits instead (relative error of the rest < 1e-13).
+_SMALL_Q = 2.0**-8
+
+
+def _binary_cross_entropy_sum(z: Array, delta: Array, Y: Array) -> float:
+    """Σ of −log(probability of the true label) over all outputs, for a sigmoid output and 0/1 labels.
+
+    Exact from the logits z where it matters: a confident mistake at z = 40 costs 40, not −log(eps).
+    """
+    # For 0/1 labels, q = 1 − |ŷ − y| is the probability given to the true label.
+    q = np.abs(delta).ravel()
+    np.subtract(1, q, out=q)
+    exact = 0.0
+    if q.min() < _SMALL_Q:
+        small = np.flatnonzero(q < _SMALL_Q)
+        # −log σ(m) = softplus(−m) for the margin m = ±z (+ for label 1), without overflow.
+        m = z.ravel()[small] * (2 * Y.ravel()[small] - 1)
+        exact = float(np.sum(np.maximum(-m, 0) + np.log1p(np.exp(-np.abs(m)))))
+        q[small] = 1
+    return exact - _sum_log(q)
+
+
+def _cross_entropy_sum(z: Array, a: Array, Y: Array) -> float:
+    """Σ over samples of −Σ_k y_k log ŷ_k for a softmax output, exact from the logits where ŷ underflows."""
+    tiny = np.finfo(a.dtype).tiny
+    logs = np.log(np.maximum(a, tiny))
+    if a.min() >= tiny:
+        return -float(np.vdot(Y, logs))
+    # Some probabilities underflowed: their logs are z_k − logsumexp(z), and logsumexp(z) is
+    # max(z) − log(max ŷ), with max ŷ = 1 / Σ exp(z − max z) never below 1 / n_classes.
+    # Classes with zero target weight keep their finite clipped log: 0 · log(tiny) = 0. A logit
+    # beyond the float range below the others gives an inf loss, which is the answer.
+    with np.errstate(over="ignore"):
+        lse = np.max(z, axis=1, keepdims=True) - np.log(np.max(a, axis=1, keepdims=True))
+        np.copyto(logs, z - lse, where=(a < tiny) & (Y != 0))
+    return -float(np.vdot(Y, logs))
+
+
 def _output_error(architecture: Architecture, z: Array, a: Array, Y: Array) -> tuple[float, Array, float]:
-    """The mean loss, ∂loss/∂z at the output before scaling, and the scale that makes it exact."""
+    """The mean loss, ∂loss/∂z at the output before scaling, and the scale that makes it exact.
+
+    The mean is over all elements for binary cross-entropy and squared error (each sample's loss
+    is the mean over its outputs), over samples for cross-entropy, as ``engine.losses`` reduces.
+    """
     n, k = Y.shape
     act, loss_name = architecture.activations[-1], architecture.loss
     if LOSSES[loss_name].output == act:
         delta = a - Y  # ∂L/∂z = ŷ − y: the sigmoid (softmax) derivative cancels the loss's.
-        eps = np.finfo(a.dtype).eps
         if act == "sigmoid":
-            # For 0/1 labels, 1 − |ŷ − y| is the probability given to the true label.
-            q = np.abs(delta).ravel()
-            np.subtract(1, q, out=q)
-            with np.errstate(divide="ignore"):
-                total = _sum_log(q)
-            if not np.isfinite(total):
-                # A confident mistake (q = 0) costs −log(eps): large and finite.
-                total = float(np.sum(np.log(np.maximum(q, eps))))
-            loss = -total / n
-        else:
-            loss = -float(np.vdot(Y, np.log(np.maximum(a, eps)))) / n
-        return loss, delta, 1.0 / n
+            return _binary_cross_entropy_sum(z, delta, Y) / (n * k), delta, 1.0 / (n * k)
+        return _cross_entropy_sum(z, a, Y) / n, delta, 1.0 / n
     if (act, loss_name) == ("identity", "mean_squared_error"):
         delta = a - Y
         loss = float(np.vdot(delta, delta)) / (n * k)
         return loss, delta, 2.0 / (n * k)
     value, grad_a = compute_loss(loss_name, Y, a)
-    return float(value), backward(act, z, a, grad_a), 1.0
+    return float(value), backward(act, z, a, grad_a, architecture.activation_params[-1]), 1.0
 
 
-def _backward_hidden(act: str, z: Array, a: Array, grad_a: Array) -> Array:
+def _backward_hidden(act: str, act_params: Mapping[str, float], z: Array, a: Array, grad_a: Array) -> Array:
     if act == "relu":
         grad_a *= a > 0
         return grad_a
     if act == "identity":
         return grad_a
-    return backward(act, z, a, grad_a)
+    return backward(act, z, a, grad_a, act_params)
 
 
 def predict(architecture: Architecture, params: Parameters, X: Array) -> tuple[Array, Array | None]:
-    """Predictions and, for classifiers, class probabilities.
+    """Predictions and, for classifiers, probabilities.
 
     Parameters
     ----------
@@ -271,14 +311,19 @@ def predict(architecture: Architecture, params: Parameters, X: Array) -> tuple[A
 
     Returns
     -------
-    predictions : ndarray of shape (n_samples,) (or (n_samples, n_outputs) for multi-output regression)
-        Class indices for classifiers, values for regression.
-    probabilities : ndarray of shape (n_samples,) for binary, (n_samples, n_classes) for multiclass, or None
+    predictions : ndarray
+        Classifiers: the class index of each sample, shape (n_samples,); with several sigmoid
+        outputs (multilabel), 0 or 1 per output, shape (n_samples, n_outputs). Regression: the
+        values, shape (n_samples,) for one output, (n_samples, n_outputs) for several.
+    probabilities : ndarray or None
+        Binary: the probability of class 1, shape (n_samples,); multiclass, one row per sample
+        and one column per class; multilabel, each output's probability of 1. None for regression.
     """
     output = _forward(architecture, params, X)[-1][1]
-    if architecture.loss == "binary_cross_entropy" and architecture.n_outputs == 1:
-        p = output[:, 0]
-        return (p >= 0.5).astype(np.int64), p
+    if architecture.loss == "binary_cross_entropy":
+        # The same threshold as the reported accuracy: a probability of exactly 0.5 predicts 1.
+        labels = (output >= 0.5).astype(np.int64)
+        return (labels[:, 0], output[:, 0]) if architecture.n_outputs == 1 else (labels, output)
     if architecture.loss == "cross_entropy":
         return np.argmax(output, axis=1), output
     return (output[:, 0] if architecture.n_outputs == 1 else output), None

@@ -75,6 +75,7 @@ class Optimizer:
     def __init__(self, n_params: int, dtype: np.dtype[Any] | type, **hyperparameters: float) -> None:
         self.n_params = integer("n_params", n_params, 1)
         self.dtype = _float_dtype(dtype)
+        self._decay_mask: FloatArray | None = None
         self._hyper = resolve("hyperparameter", self.name, hyperparameters, self.HYPERPARAMETERS)
         self.t = 0
         self._shape = (self.n_params,)
@@ -82,6 +83,19 @@ class Optimizer:
         self._buffers: dict[str, FloatArray] = {
             key: np.zeros(self._shape, self.dtype) for key in self._buffer_names
         }
+
+    def decay_only(self, mask: FloatArray) -> None:
+        """Apply weight decay (adamw) only where ``mask`` is 1: the weights, not the biases.
+
+        Parameters
+        ----------
+        mask : ndarray of shape (n_params,)
+            1 for the parameters weight decay applies to, 0 for the others. Without a mask every
+            parameter decays. Optimizers without weight decay ignore it.
+        """
+        if mask.shape != self._shape:
+            raise ValueError(f"the decay mask must have shape {self._shape}, got {mask.shape}")
+        self._decay_mask = mask.astype(self.dtype)
 
     @property
     def hyperparameters(self) -> dict[str, float]:
@@ -279,8 +293,37 @@ class Adam(Optimizer):
         params -= work
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, 2019): ``w <- w - lr*wd*w`` before the step.
+
+    Unlike ``l2``, the decay does not pass through the moment estimates, so it shrinks every
+    weight by the same factor. It applies where ``decay_mask`` is 1: the training loop decays the
+    weights and not the biases, as ``l2`` does.
+    """
+
+    name = "adamw"
+    rule = (
+        "w ← w − η·λ·w (decoupled weight decay λ, on the weights, not the biases), then Adam's step"
+        " (Loshchilov and Hutter, 2019; PyTorch's AdamW with biases in a group without decay)"
+    )
+    HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {
+        **Adam.HYPERPARAMETERS,
+        "weight_decay": Hyperparameter(0.01, 0.0, description="Decoupled weight decay λ."),
+    }
+
+    def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
+        work = self._work
+        if self._decay_mask is None:
+            np.multiply(params, lr * self._hyper["weight_decay"], out=work)
+        else:
+            np.multiply(params, self._decay_mask, out=work)
+            work *= lr * self._hyper["weight_decay"]
+        params -= work
+        super()._update(params, grads, lr)
+
+
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (GradientDescent, StochasticGradientDescent, Momentum, Nesterov, Adam)
+    cls.name: cls for cls in (GradientDescent, StochasticGradientDescent, Momentum, Nesterov, Adam, AdamW)
 }
 
 
@@ -312,7 +355,7 @@ def make_optimizer(
         float32 or float64, the dtype of the parameters and of the optimizer's state.
     **hyperparameters : float
         Values for the optimizer's ``HYPERPARAMETERS`` (defaults fill the rest): ``momentum``,
-        ``beta1`` and ``beta2`` in [0, 1), ``eps`` in (0, 1].
+        ``beta1`` and ``beta2`` in [0, 1), ``eps`` in (0, 1], ``weight_decay`` >= 0.
 
     Returns
     -------
@@ -320,3 +363,32 @@ def make_optimizer(
         A fresh optimizer with zeroed state and ``t == 0``.
     """
     return get_optimizer(name)(n_params, dtype, **hyperparameters)
+
+
+def clip_grad_norm(grads: FloatArray, max_norm: float) -> float:
+    """Scale ``grads`` in place so that their global L2 norm is at most ``max_norm``.
+
+    As PyTorch's ``clip_grad_norm_``: the gradient is multiplied by ``max_norm / (norm + 1e-6)``
+    when that is below 1, so a clipped gradient's norm ends just under ``max_norm``.
+
+    Parameters
+    ----------
+    grads : ndarray of shape (n_params,)
+        The flat gradient of every parameter.
+    max_norm : float
+        Positive.
+
+    Returns
+    -------
+    norm : float
+        The norm before clipping.
+    """
+    norm = math.sqrt(float(np.vdot(grads, grads)))
+    if math.isinf(norm):
+        # The squares overflowed though the entries are finite: scale by the largest entry first.
+        largest = float(np.max(np.abs(grads)))
+        norm = largest * math.sqrt(float(np.vdot(grads / largest, grads / largest)))
+    coefficient = max_norm / (norm + 1e-6)
+    if coefficient < 1.0:
+        grads *= coefficient
+    return norm

@@ -70,6 +70,14 @@ def from_arrays(
     return params
 
 
+def weights_mask(architecture: Architecture) -> Array:
+    """1 over every weight and 0 over every bias, in the flat layout: where weight decay applies."""
+    mask = zeros(architecture)
+    for w in mask.weights:
+        w[...] = 1.0
+    return mask.flat
+
+
 def he_normal(rng: np.random.Generator, fan_in: int, fan_out: int) -> Array:
     """Weights of shape (fan_in, fan_out) drawn from N(0, 2 / fan_in): for the rectifier family."""
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))

@@ -1,4 +1,4 @@
-"""The run's record: history, the best epoch and its weights, early stopping, and checkpoints.
+"""The run's record: history, the best epoch and its weights, early stopping, checkpoints, the clock.
 
 ``Progress`` is what the training loop writes after every epoch and what a checkpoint saves: a
 run resumed from a ``Checkpoint`` continues with the same record, so it ends bitwise where the
@@ -7,6 +7,8 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +19,18 @@ from engine.optimizers import Optimizer
 from engine.parameters import Parameters
 
 Array = np.ndarray[Any, Any]
+# How often, at most, the should_stop hook is polled between mini-batches.
+POLL_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Stop when the monitored loss has not improved by min_delta for patience epochs."""
+    """Stop when the monitored loss has not improved by min_delta for patience epochs.
+
+    ``min_delta`` decides patience only: an epoch that beats the best by less than min_delta
+    does not reset the count, but its weights still become the best ones. ``restore_best``
+    ends the run with the weights of the lowest monitored value.
+    """
 
     patience: int = 10
     min_delta: float = 0.0
@@ -83,17 +92,20 @@ class Progress:
         return "val_loss" if "val_loss" in self.history else "train_loss"
 
     def record(self, metrics: dict[str, float]) -> None:
-        """Count an epoch, append its metrics and update the best epoch and the patience."""
+        """Count an epoch, append its metrics and update the best epoch and the patience.
+
+        The best epoch is the one with the lowest monitored value (a non-finite value never is);
+        patience counts the epochs since one beat the best before it by more than min_delta.
+        """
         self.epoch += 1
         for key, value in metrics.items():
             self.history[key].append(value)
         monitored = metrics[self.monitor]
         min_delta = self.early_stopping.min_delta if self.early_stopping else 0.0
-        if monitored < self.best_loss - min_delta:
-            self.best_loss, self.best_epoch, self.bad_epochs = monitored, self.epoch, 0
+        self.bad_epochs = 0 if monitored < self.best_loss - min_delta else self.bad_epochs + 1
+        if monitored < self.best_loss:
+            self.best_loss, self.best_epoch = monitored, self.epoch
             np.copyto(self.best_params.flat, self.params.flat)
-        else:
-            self.bad_epochs += 1
 
     @property
     def patience_exhausted(self) -> bool:
@@ -123,3 +135,28 @@ class Progress:
         self.best_epoch, self.best_loss = checkpoint.best_epoch, checkpoint.best_loss
         self.bad_epochs = checkpoint.bad_epochs
         self.history = {k: list(v) for k, v in checkpoint.history.items()}
+
+
+class Clock:
+    """The run's wall time: its deadline, and should_stop polled at most every POLL_INTERVAL_S."""
+
+    def __init__(self, max_runtime_s: float | None, should_stop: Callable[[], bool] | None) -> None:
+        self.began = self.last_poll = time.perf_counter()
+        self.deadline = self.began + max_runtime_s if max_runtime_s else None
+        self.should_stop = should_stop
+
+    def cancelled(self, now: float) -> bool:
+        if self.should_stop is None or now - self.last_poll < POLL_INTERVAL_S:
+            return False
+        self.last_poll = now
+        return self.should_stop()
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now > self.deadline
+
+    def interruption(self) -> str:
+        """Between mini-batches: the stop reason if the run must stop now, else ""."""
+        now = time.perf_counter()
+        if self.past_deadline(now):
+            return "deadline_exceeded"
+        return "cancelled" if self.cancelled(now) else ""

@@ -22,8 +22,8 @@ import numpy as np
 
 from engine.architecture import Architecture
 from engine.models import accuracy, evaluate, loss_and_gradient, predict
-from engine.optimizers import Optimizer, get_optimizer, make_optimizer
-from engine.parameters import Parameters, init_parameters
+from engine.optimizers import Optimizer, clip_grad_norm, get_optimizer, make_optimizer
+from engine.parameters import Parameters, init_parameters, weights_mask
 from engine.preparation import (
     DTYPES,
     Batches,
@@ -32,7 +32,7 @@ from engine.preparation import (
     prepare_data,
     train_validation_split,
 )
-from engine.progress import Checkpoint, EarlyStopping, Progress
+from engine.progress import Checkpoint, Clock, EarlyStopping, Progress
 from engine.schedules import learning_rate_at
 
 __all__ = [
@@ -51,8 +51,6 @@ __all__ = [
 
 Array = np.ndarray[Any, Any]
 STOP_REASONS = ("completed", "early_stopped", "diverged", "cancelled", "deadline_exceeded")
-# How often, at most, the should_stop hook is polled between mini-batches.
-_POLL_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,9 @@ class FitConfig:
 
     ``batch_size=None`` is full-batch gradient descent. The optimizer is a name from
     ``engine.optimizers.OPTIMIZERS`` and the learning-rate schedule one from
-    ``engine.schedules.SCHEDULES``, each with its options.
+    ``engine.schedules.SCHEDULES``, each with its options. ``l2`` adds (l2 / 2)·Σ‖W‖² to the
+    loss (coupled: its gradient l2·W goes through the optimizer; weights only, not biases).
+    ``max_grad_norm`` clips the global L2 norm of each step's gradient, the l2 term included.
     """
 
     epochs: int
@@ -77,6 +77,7 @@ class FitConfig:
     standardize: bool = False
     dtype: str = "float64"
     max_runtime_s: float | None = None
+    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.epochs) or self.epochs < 1:
@@ -101,6 +102,10 @@ class FitConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.max_runtime_s is not None and not self.max_runtime_s > 0:
             raise ValueError(f"max_runtime_s must be positive, got {self.max_runtime_s}")
+        if self.max_grad_norm is not None and not (
+            np.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ValueError(f"max_grad_norm must be positive and finite, got {self.max_grad_norm}")
         if self.early_stopping is not None:
             patience, min_delta = self.early_stopping.patience, self.early_stopping.min_delta
             if not _is_int(patience) or patience < 1:
@@ -130,14 +135,17 @@ class EpochState:
     best_loss: float
     elapsed_s: float
     checkpoint: Callable[[], Checkpoint]
+    monitor: str = "val_loss"
 
 
 @dataclass
 class FitResult:
     """A trained model and how its training went.
 
-    ``params`` are the final weights (the best ones when early stopping restored them, the
-    last finite ones after divergence); ``best_params`` the weights of the best epoch.
+    ``params`` are the final weights: the last epoch's, or the best epoch's when early stopping
+    restored them or the run diverged; ``weights_epoch`` says which epoch they are from (0: the
+    starting weights). ``best_params`` are the weights of the best epoch, judged by ``monitor``
+    (the validation loss, or the training loss without a validation set).
     """
 
     architecture: Architecture
@@ -150,6 +158,8 @@ class FitResult:
     best_epoch: int
     best_loss: float
     detail: str = ""
+    weights_epoch: int = 0
+    monitor: str = "val_loss"
 
     def predict(self, X: Array) -> tuple[Array, Array | None]:
         """Predictions (and probabilities) for raw, unstandardised X of shape (n_samples, n_features)."""
@@ -157,31 +167,6 @@ class FitResult:
         if self.standardization is not None:
             X = self.standardization.apply(X)
         return predict(self.architecture, self.params, X)
-
-
-class _Clock:
-    """The run's wall time: its deadline, and should_stop polled at most every _POLL_INTERVAL_S."""
-
-    def __init__(self, max_runtime_s: float | None, should_stop: Callable[[], bool] | None) -> None:
-        self.began = self.last_poll = time.perf_counter()
-        self.deadline = self.began + max_runtime_s if max_runtime_s else None
-        self.should_stop = should_stop
-
-    def cancelled(self, now: float) -> bool:
-        if self.should_stop is None or now - self.last_poll < _POLL_INTERVAL_S:
-            return False
-        self.last_poll = now
-        return self.should_stop()
-
-    def past_deadline(self, now: float) -> bool:
-        return self.deadline is not None and now > self.deadline
-
-    def interruption(self) -> str:
-        """Between mini-batches: the stop reason if the run must stop now, else ""."""
-        now = time.perf_counter()
-        if self.past_deadline(now):
-            return "deadline_exceeded"
-        return "cancelled" if self.cancelled(now) else ""
 
 
 def fit(
@@ -237,27 +222,24 @@ def fit(
     optimizer = make_optimizer(
         config.optimizer, architecture.n_parameters, params.flat.dtype, **config.optimizer_params
     )
+    optimizer.decay_only(weights_mask(architecture))
     progress = Progress(architecture, params, _metric_names(data), config.early_stopping)
     if resume is not None:
         progress.resume(resume, optimizer, shuffle_rng)
     batches = Batches(data, config.batch_size, shuffle_rng)
     grads = Parameters(architecture, np.zeros_like(params.flat))
-    epoch_start = params.flat.copy()
-    clock = _Clock(config.max_runtime_s, should_stop)
+    clock = Clock(config.max_runtime_s, should_stop)
     # A checkpoint taken in the epoch that triggered early stopping ends the resumed run too.
     stop, detail = ("early_stopped" if progress.patience_exhausted else "completed"), ""
     while stop == "completed" and progress.epoch < config.epochs:
         lr = learning_rate_at(
             config.learning_rate, progress.epoch, config.epochs, config.schedule, **config.schedule_params
         )
-        np.copyto(epoch_start, params.flat)
         loss_sum, correct, interrupted = _train_epoch(
-            architecture, params, grads, optimizer, batches, config.l2, lr, clock
+            architecture, params, grads, optimizer, batches, config, lr, clock
         )
         # A finite loss can still take a step to inf weights (huge learning rate), so check both.
         if not np.isfinite(loss_sum) or not np.isfinite(params.flat).all():
-            # Every epoch ends with finite weights, so those at the start of this one are finite.
-            np.copyto(params.flat, epoch_start)
             what = "training loss" if not np.isfinite(loss_sum) else "weights"
             stop, detail = "diverged", f"the {what} became non-finite in epoch {progress.epoch + 1}"
             break
@@ -272,8 +254,16 @@ def fit(
         stop = _between_epochs(progress, config, clock, batches.full, on_epoch, optimizer, shuffle_rng)
     if stop == "deadline_exceeded":
         detail = f"the run exceeded max_runtime_s={config.max_runtime_s} after {progress.epoch} epochs"
-    if config.early_stopping is not None and config.early_stopping.restore_best and progress.best_epoch > 0:
+    weights_epoch = progress.epoch
+    restore = (
+        config.early_stopping is not None and config.early_stopping.restore_best and progress.best_epoch > 0
+    )
+    if stop == "diverged" or restore:
+        # A diverged run keeps its best finite epoch (the starting weights if none ended finite).
         np.copyto(params.flat, progress.best_params.flat)
+        weights_epoch = progress.best_epoch
+    if stop == "diverged":
+        detail += f"; the weights kept are those of epoch {weights_epoch}, the best by {progress.monitor}"
     return FitResult(
         architecture,
         params,
@@ -285,6 +275,8 @@ def fit(
         progress.best_epoch,
         progress.best_loss,
         detail,
+        weights_epoch,
+        progress.monitor,
     )
 
 
@@ -294,9 +286,9 @@ def _train_epoch(
     grads: Parameters,
     optimizer: Optimizer,
     batches: Batches,
-    l2: float,
+    config: FitConfig,
     lr: float,
-    clock: _Clock,
+    clock: Clock,
 ) -> tuple[float, float, str]:
     """One pass over the training part: the summed loss, the count of correct outputs, and why it
     stopped early ("" when it did not; a non-finite loss is returned as the sum, before any step)."""
@@ -305,9 +297,13 @@ def _train_epoch(
     # way there is expected rather than a warning for the caller.
     with np.errstate(over="ignore", invalid="ignore"):
         for X, Y, labels in batches:
-            loss, _, output = loss_and_gradient(architecture, params, X, Y, l2, grads)  # forward, backward
+            loss, _, output = loss_and_gradient(
+                architecture, params, X, Y, config.l2, grads
+            )  # forward, backward
             if not np.isfinite(loss):
                 return loss, correct, ""
+            if config.max_grad_norm is not None:
+                clip_grad_norm(grads.flat, config.max_grad_norm)
             optimizer.step(params.flat, grads.flat, lr)
             loss_sum += loss * len(X)
             if labels is not None:
@@ -337,7 +333,7 @@ def _epoch_metrics(
 def _between_epochs(
     progress: Progress,
     config: FitConfig,
-    clock: _Clock,
+    clock: Clock,
     full_batch: bool,
     on_epoch: Callable[[EpochState], bool] | None,
     optimizer: Optimizer,
@@ -354,6 +350,7 @@ def _between_epochs(
             progress.best_loss,
             now - clock.began,
             functools.partial(progress.checkpoint, optimizer, shuffle_rng),
+            progress.monitor,
         )
         if on_epoch(state) is False:
             return "cancelled"

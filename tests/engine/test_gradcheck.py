@@ -112,7 +112,7 @@ def test_wrong_hidden_layer_backpropagation_fails(monkeypatch):
     # Backpropagating through tanh as if it were the identity: the output layer's gradient
     # stays right, every earlier layer's goes wrong.
     arch, params, X, Y = problem(**MLP)
-    monkeypatch.setattr(engine.models, "_backward_hidden", lambda act, z, a, grad_a: grad_a)
+    monkeypatch.setattr(engine.models, "_backward_hidden", lambda act, params, z, a, grad_a: grad_a)
     check = check_gradients(arch, params, X, Y)
     assert not check.passed
     assert check.max_rel_error > 1e-2

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from engine.optimizers import (
     OPTIMIZERS,
     Adam,
+    AdamW,
     GradientDescent,
     Momentum,
     Nesterov,
@@ -47,12 +48,18 @@ def reference_adam(w, g, lr, state, hyper):
     return w - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
+def reference_adamw(w, g, lr, state, hyper):
+    # Loshchilov and Hutter's decoupled decay, in PyTorch's order: decay first, then Adam's step.
+    return reference_adam(w * (1 - lr * hyper["weight_decay"]), g, lr, state, hyper)
+
+
 REFERENCES = {
     "gd": reference_gd,
     "sgd": reference_gd,
     "momentum": reference_momentum,
     "nesterov": reference_nesterov,
     "adam": reference_adam,
+    "adamw": reference_adamw,
 }
 NON_DEFAULT = {
     "gd": {},
@@ -60,6 +67,7 @@ NON_DEFAULT = {
     "momentum": {"momentum": 0.5},
     "nesterov": {"momentum": 0.75},
     "adam": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-3},
+    "adamw": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-3, "weight_decay": 0.1},
 }
 
 
@@ -87,6 +95,7 @@ def test_defaults_come_from_the_registry_entries():
         ("momentum", Momentum),
         ("nesterov", Nesterov),
         ("adam", Adam),
+        ("adamw", AdamW),
     ],
 )
 def test_make_optimizer_builds_named_class_with_defaults(name, cls):
@@ -197,10 +206,12 @@ def test_minimises_convex_quadratic(name, dtype):
         "momentum": (0.5 / L, 400, "constant"),
         "nesterov": (0.5 / L, 400, "constant"),
         "adam": (0.1, 1000, "cosine"),
+        "adamw": (0.1, 1000, "cosine"),
     }[name]
     A32, b32 = A.astype(dtype), b.astype(dtype)
     w, grads = np.zeros(5, dtype), np.empty(5, dtype)
-    optimizer = make_optimizer(name, 5, dtype)
+    # Without decay, adamw is adam; with it, the minimum moves towards zero.
+    optimizer = make_optimizer(name, 5, dtype, **({"weight_decay": 0.0} if name == "adamw" else {}))
     for epoch in range(steps):
         np.matmul(A32.T, A32 @ w - b32, out=grads)
         optimizer.step(w, grads, learning_rate_at(lr, epoch, steps, schedule))
@@ -268,7 +279,7 @@ def test_state_round_trip_resumes_bitwise(name, dtype):
         assert np.array_equal(second.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "adamw"])
 def test_state_dict_and_load_copy_buffers(name):
     optimizer = make_optimizer(name, 4, np.float64)
     optimizer.step(np.zeros(4), np.ones(4), 0.1)
@@ -334,6 +345,8 @@ def test_float32_updates_round_like_float32_arithmetic(name, lr_type):
         (("adam", 3, np.float64), {"eps": math.inf}, r"eps must be a finite number, got inf"),
         (("adam", 3, np.float64), {"beta1": True}, r"beta1 must be a finite number, got True"),
         (("adam", 3, np.float64), {"eps": "1e-8"}, r"eps must be a finite number, got '1e-8'"),
+        (("adamw", 3, np.float64), {"weight_decay": -0.1}, r"weight_decay must be non-negative, got -0\.1"),
+        (("adam", 3, np.float64), {"weight_decay": 0.1}, r"'weight_decay'.*allowed: beta1, beta2, eps$"),
         (("gd", 0, np.float64), {}, r"n_params must be an integer >= 1, got 0"),
         (("gd", 2.5, np.float64), {}, r"n_params must be an integer >= 1, got 2\.5"),
         (("gd", 3, np.int32), {}, r"dtype must be float32 or float64, got <class 'numpy\.int32'>"),

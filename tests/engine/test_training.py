@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import engine.preparation as preparation
+import engine.progress as progress
 import engine.training as training
 from engine.datasets import make_dataset
 from engine.models import Parameters, build_architecture, loss_and_gradient, predict, targets
@@ -361,17 +362,22 @@ def test_epoch_state_reports_the_history_row_and_best_so_far():
 # --- early stopping and restoring the best weights -------------------------------------------
 
 
-def test_early_stopping_stops_after_patience_epochs_without_improvement():
-    # With min_delta this large only the first epoch (from an infinite best) counts as an improvement.
+def test_min_delta_decides_patience_but_the_best_weights_are_the_lowest_loss():
+    # With min_delta this large only the first epoch (from an infinite best) resets the patience,
+    # yet the loss keeps falling a little, and the weights kept are those of its lowest epoch.
     X, y = _moons()
     snapshots, on_epoch = _snapshots()
     config = FitConfig(epochs=50, learning_rate=0.5, early_stopping=EarlyStopping(patience=4, min_delta=1e9))
     result = fit(_mlp(), X, y, config, np.random.default_rng(0), on_epoch=on_epoch)
     assert result.stop_reason == "early_stopped"
     assert result.epochs_run == 5
-    assert result.best_epoch == 1
-    assert len(result.history["train_loss"]) == 5
-    np.testing.assert_array_equal(result.params.flat, snapshots[1])
+    losses = result.history["train_loss"]
+    assert len(losses) == 5
+    assert result.best_epoch == int(np.argmin(losses)) + 1 > 1
+    assert result.best_loss == min(losses)
+    assert result.weights_epoch == result.best_epoch
+    assert result.monitor == "train_loss"
+    np.testing.assert_array_equal(result.params.flat, snapshots[result.best_epoch])
 
 
 def _overfitting_run(monkeypatch, restore_best):
@@ -433,10 +439,14 @@ def test_huge_learning_rate_diverges_with_finite_weights(dtype, optimizer, batch
     assert f"epoch {result.epochs_run + 1}" in result.detail
     assert np.all(np.isfinite(result.params.flat))
     assert result.params.flat.dtype == np.dtype(dtype)
-    # The weights are those of the last finite epoch.
-    last = snapshots.get(result.epochs_run, np.zeros(arch.n_parameters))
-    np.testing.assert_array_equal(result.params.flat, last)
-    assert len(result.history["train_loss"]) == result.epochs_run
+    # The weights are those of the best finite epoch (the zeros it started from if none was better).
+    losses = result.history["train_loss"]
+    assert result.best_epoch == (int(np.argmin(losses)) + 1 if losses else 0)
+    assert result.weights_epoch == result.best_epoch
+    assert f"the weights kept are those of epoch {result.best_epoch}" in result.detail
+    best = snapshots.get(result.best_epoch, np.zeros(arch.n_parameters))
+    np.testing.assert_array_equal(result.params.flat, best)
+    assert len(losses) == result.epochs_run
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
@@ -482,7 +492,7 @@ def test_on_epoch_returning_none_does_not_cancel():
 
 
 def test_should_stop_cancels_between_mini_batches(monkeypatch):
-    monkeypatch.setattr(training, "_POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "POLL_INTERVAL_S", 0.0)
     steps = _count_steps(monkeypatch)
     polls = []
 
@@ -501,7 +511,7 @@ def test_should_stop_cancels_between_mini_batches(monkeypatch):
 
 
 def test_should_stop_is_polled_between_full_batch_epochs(monkeypatch):
-    monkeypatch.setattr(training, "_POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "POLL_INTERVAL_S", 0.0)
     polls = []
 
     def should_stop():
@@ -516,7 +526,7 @@ def test_should_stop_is_polled_between_full_batch_epochs(monkeypatch):
 
 
 def test_should_stop_returning_false_lets_the_run_complete(monkeypatch):
-    monkeypatch.setattr(training, "_POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "POLL_INTERVAL_S", 0.0)
     X, y = _moons(n=40)
     config = FitConfig(epochs=3, optimizer="sgd", batch_size=8)
     result = fit(_mlp(), X, y, config, np.random.default_rng(0), should_stop=lambda: False)
