@@ -14,6 +14,7 @@ the float range is inf, without a floating-point warning.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,10 +28,15 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def _reduce(per_sample: Array, reduction: str) -> tuple[float | Array, float]:
     """Reduce per-sample losses; also return the factor every per-sample gradient is scaled by."""
-    if reduction == "mean":
-        return float(np.mean(per_sample)), 1.0 / per_sample.shape[0]
-    if reduction == "sum":
-        return float(np.sum(per_sample)), 1.0
+    n = per_sample.shape[0]
+    with np.errstate(over="ignore"):  # a sum beyond the float range is inf: the answer, not a warning
+        if reduction == "mean":
+            mean = float(np.mean(per_sample))
+            if math.isinf(mean) and np.isfinite(per_sample).all():
+                mean = float(np.sum(per_sample / n))  # the sum overflowed, the mean need not
+            return mean, 1.0 / n
+        if reduction == "sum":
+            return float(np.sum(per_sample)), 1.0
     if reduction == "none":
         return per_sample, 1.0
     raise ValueError(f"unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}")

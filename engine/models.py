@@ -259,7 +259,7 @@ def _cross_entropy_sum(z: Array, a: Array, Y: Array) -> float:
     tiny = np.finfo(a.dtype).tiny
     logs = np.log(np.maximum(a, tiny))
     if a.min() >= tiny:
-        return -float(np.vdot(Y, logs))
+        return 0.0 - float(np.vdot(Y, logs))  # 0.0 − x: a loss of zero is +0, not −0
     # Some probabilities underflowed: their logs are z_k − logsumexp(z), and logsumexp(z) is
     # max(z) − log(max ŷ), with max ŷ = 1 / Σ exp(z − max z) never below 1 / n_classes.
     # Classes with zero target weight keep their finite clipped log: 0 · log(tiny) = 0. A logit
@@ -267,7 +267,7 @@ def _cross_entropy_sum(z: Array, a: Array, Y: Array) -> float:
     with np.errstate(over="ignore"):
         lse = np.max(z, axis=1, keepdims=True) - np.log(np.max(a, axis=1, keepdims=True))
         np.copyto(logs, z - lse, where=(a < tiny) & (Y != 0))
-    return -float(np.vdot(Y, logs))
+    return 0.0 - float(np.vdot(Y, logs))
 
 
 def _output_error(architecture: Architecture, z: Array, a: Array, Y: Array) -> tuple[float, Array, float]:

@@ -341,3 +341,66 @@ def test_each_output_activation_pairs_with_its_loss():
     assert loss_for_output("sigmoid") == "binary_cross_entropy"
     assert loss_for_output("softmax") == "cross_entropy"
     assert loss_for_output("identity") == loss_for_output("tanh") == "mean_squared_error"
+
+
+# --- against PyTorch -----------------------------------------------------------------------------
+# Expected values computed once with PyTorch 2.13.0 (CPU, float64):
+#   torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([z]), torch.tensor([y]))
+#   torch.nn.functional.cross_entropy(torch.tensor([z]), torch.tensor([t]))
+# and, for the gradients, .backward() on the same call with requires_grad=True inputs.
+
+
+@pytest.mark.parametrize(
+    ("z", "y", "expected"),
+    [(40.0, 0.0, 40.0), (30.0, 0.0, 30.000000000000092), (-40.0, 1.0, 40.0), (-800.0, 1.0, 800.0)],
+)
+def test_binary_cross_entropy_from_logits_matches_pytorch_where_probabilities_saturate(z, y, expected):
+    loss, _ = compute_loss("binary_cross_entropy", np.array([y]), logits=np.array([z]))
+    assert loss == pytest.approx(expected, rel=1e-15)
+
+
+def test_multi_output_binary_cross_entropy_mean_is_the_mean_over_elements_as_pytorch():
+    z = np.array([[1.5, -2.0, 0.3], [0.2, 4.0, -1.0]])
+    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    loss, grad = compute_loss("binary_cross_entropy", y, logits=z)
+    assert loss == pytest.approx(0.5020411697186461, rel=1e-14)
+    expected_grad = [
+        [-0.030404253967726058, 0.019867153670352924, -0.07092624719805683],
+        [0.09163899955207966, -0.0029977016603485915, -0.12184309643833414],
+    ]
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-13)
+    # The probability form agrees; "none" gives each sample's mean over its outputs.
+    assert compute_loss("binary_cross_entropy", y, activate("sigmoid", z))[0] == pytest.approx(
+        loss, rel=1e-12
+    )
+    per_sample, _ = compute_loss("binary_cross_entropy", y, logits=z, reduction="none")
+    assert np.mean(per_sample) == pytest.approx(loss, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("z", "t", "expected", "expected_grad"),
+    [
+        ([40.0, 0.0, -40.0], 2, 80.0, [1.0, 4.248354255291589e-18, -1.0]),
+        ([1e308, -1e308, 0.0], 0, 0.0, [0.0, 0.0, 0.0]),
+        ([1e308, -1e308, 0.0], 2, 1e308, [1.0, 0.0, -1.0]),
+        ([1e308, -1e308, 0.0], 1, math.inf, [1.0, -1.0, 0.0]),
+    ],
+)
+def test_cross_entropy_from_logits_matches_pytorch_without_warnings(z, t, expected, expected_grad):
+    # pytest runs with warnings as errors: a row spanning more than the float range must not warn.
+    loss, grad = compute_loss("cross_entropy", np.array([t]), logits=np.array([z]))
+    assert loss == pytest.approx(expected, rel=1e-15)
+    np.testing.assert_allclose(grad, [expected_grad], rtol=1e-15, atol=0)
+
+
+def test_losses_beyond_the_float_range_come_without_warnings():
+    # softplus(1e308) = 1e308 for each sample: their sum overflows, their mean does not.
+    y = np.array([0.0, 1.0])
+    loss, _ = compute_loss("binary_cross_entropy", y, logits=np.array([1e308, -1e308]))
+    assert loss == 1e308
+    assert (
+        compute_loss("binary_cross_entropy", y, logits=np.array([1e308, -1e308]), reduction="sum")[0]
+        == math.inf
+    )
+    # A squared error beyond the float range is inf.
+    assert compute_loss("mean_squared_error", y, np.array([1e308, -1e308]))[0] == math.inf

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from engine.models import (
     from_arrays,
     init_parameters,
     loss_and_gradient,
+    loss_and_output,
     predict,
     targets,
     zeros,
@@ -336,3 +338,144 @@ def test_targets_reject_labels_that_do_not_fit(kind, n_outputs, y, message):
     arch = build_architecture(kind, 2, n_outputs)
     with pytest.raises(ValueError, match=message):
         targets(arch, np.array(y))
+
+
+# --- losses from logits on the model path, against PyTorch ------------------------------------
+# Expected values computed once with PyTorch 2.13.0 (CPU, float64): the same network written with
+# torch.nn.functional (linear layers, leaky_relu, elu, binary_cross_entropy_with_logits or
+# cross_entropy, reduction "mean"), loss.backward() for the gradients.
+
+
+@pytest.mark.parametrize(
+    ("w", "y", "expected"),
+    [(40.0, 0.0, 40.0), (30.0, 0.0, 30.000000000000092), (-40.0, 1.0, 40.0), (-800.0, 1.0, 800.0)],
+)
+def test_logistic_regression_loss_comes_from_the_logit_not_a_clipped_probability(w, y, expected):
+    arch = build_architecture("logistic_regression", 1)
+    params = from_arrays(arch, [np.array([[w]])], [np.array([0.0])])
+    loss, grads, _ = loss_and_gradient(arch, params, np.array([[1.0]]), np.array([[y]]))
+    assert loss == pytest.approx(expected, rel=1e-15)
+    # ∂L/∂w = (σ(z) − y)·x: ±1 for a confident mistake.
+    assert grads.flat[0] == pytest.approx(1.0 if y == 0 else -1.0, rel=1e-15)
+    # The loss without gradients (history, validation, early stopping) is the same number.
+    assert loss_and_output(arch, params, np.array([[1.0]]), np.array([[y]]))[0] == loss
+
+
+def test_a_confident_correct_logistic_prediction_costs_almost_nothing():
+    # PyTorch gives 9.357622968839737e-14 for z = 30, y = 1; the product-of-probabilities form is
+    # exact to 1e-16 per sample in absolute terms, which is what a mean over samples needs.
+    arch = build_architecture("logistic_regression", 1)
+    params = from_arrays(arch, [np.array([[30.0]])], [np.array([0.0])])
+    loss, _, _ = loss_and_gradient(arch, params, np.array([[1.0]]), np.array([[1.0]]))
+    assert abs(loss - 9.357622968839737e-14) < 1e-16
+
+
+@pytest.mark.parametrize(
+    ("logits", "label", "expected"),
+    [([40.0, 0.0, -40.0], 2, 80.0), ([1e308, -1e308, 0.0], 0, 0.0), ([1e308, -1e308, 0.0], 2, 1e308)],
+)
+def test_softmax_regression_loss_comes_from_the_logits(logits, label, expected):
+    arch = build_architecture("softmax_regression", 1, 3)
+    params = from_arrays(arch, [np.array([logits])], [np.zeros(3)])
+    Y = targets(arch, np.array([label]))
+    loss, _, _ = loss_and_gradient(arch, params, np.array([[1.0]]), Y)
+    assert loss == expected
+    assert loss_and_output(arch, params, np.array([[1.0]]), Y)[0] == expected
+
+
+# A 3 → 4 (leaky_relu, alpha 0.2) → 2 (elu, alpha 0.5) → 2 (sigmoid) network on five samples with two
+# labels each, drawn with np.random.default_rng(0): X (5 × 3), Y (5 × 2 of 0/1), then W0, b0, W1, b1,
+# W2, b2 from rng.normal in that order.
+def _torch_mlp_case():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 3))
+    Y = rng.integers(0, 2, size=(5, 2)).astype(np.float64)
+    W0, b0 = rng.normal(size=(3, 4)), rng.normal(size=4)
+    W1, b1 = rng.normal(size=(4, 2)), rng.normal(size=2)
+    W2, b2 = rng.normal(size=(2, 2)), rng.normal(size=2)
+    arch = build_architecture(
+        "mlp",
+        3,
+        2,
+        hidden_layers=[4, 2],
+        activation=["leaky_relu", "elu"],
+        activation_params=[{"alpha": 0.2}, {"alpha": 0.5}],
+        output_activation="sigmoid",
+    )
+    return arch, from_arrays(arch, [W0, W1, W2], [b0, b1, b2]), X, Y
+
+
+def test_mlp_with_layer_parameters_and_two_labels_matches_pytorch():
+    arch, params, X, Y = _torch_mlp_case()
+    loss, grads, _ = loss_and_gradient(arch, params, X, Y)
+    assert loss == pytest.approx(3.067684970097983, rel=1e-14)
+    expected_w0 = [
+        [-0.05042832297624519, 0.2623931925167856, -1.4520600096096348, -0.3738474861829373],
+        [-0.0789772592881778, 0.04175597433381373, -0.339920995836048, -0.12501753486784298],
+        [0.10642015831150525, -0.025687798512014012, -0.5378808944878387, -0.17560585297385223],
+    ]
+    np.testing.assert_allclose(grads.weights[0], expected_w0, rtol=1e-13)
+    np.testing.assert_allclose(
+        grads.biases[0],
+        [-0.2226667283499128, 1.2731361860833688, 0.8901487753231396, 1.5259257063480538],
+        rtol=1e-13,
+    )
+    np.testing.assert_allclose(
+        grads.weights[1],
+        [
+            [0.07333425501635678, 0.23285297434046193],
+            [0.5764247207458276, 0.3973984371940672],
+            [0.06522546771651834, 1.3441162943959188],
+            [0.22423793476526271, 0.33409106776585173],
+        ],
+        rtol=1e-13,
+    )
+    np.testing.assert_allclose(grads.biases[1], [0.5256866030170932, 1.0474914688331074], rtol=1e-13)
+    np.testing.assert_allclose(
+        grads.weights[2],
+        [[0.27258514024031183, 0.08771443367849228], [0.9910427824817605, 0.5664164096345746]],
+        rtol=1e-13,
+    )
+    np.testing.assert_allclose(grads.biases[2], [0.3953369518410167, 0.2549142052813298], rtol=1e-13)
+
+
+def test_layer_parameters_change_the_network_and_pass_the_gradient_check():
+    arch, params, X, Y = _torch_mlp_case()
+    default = build_architecture(
+        "mlp", 3, 2, hidden_layers=[4, 2], activation=["leaky_relu", "elu"], output_activation="sigmoid"
+    )
+    assert default.activation_params == ({"alpha": 0.01}, {"alpha": 1.0}, {})
+    assert arch.activation_params == ({"alpha": 0.2}, {"alpha": 0.5}, {})
+    assert not np.allclose(forward(arch, params, X), forward(default, Parameters(default, params.flat), X))
+    assert check_gradients(arch, params, X, Y).passed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"activation_params": {"beta": 1.0}},
+            "activation 'leaky_relu' takes no parameter beta; allowed: alpha",
+        ),
+        ({"activation_params": [{}, {}]}, "1 hidden layers need as many activation parameter sets, got 2"),
+        (
+            {"activation": "elu", "activation_params": {"alpha": -1.0}},
+            "alpha must be positive for elu, got -1.0",
+        ),
+        (
+            {"activation": "relu", "activation_params": {"alpha": 0.1}},
+            "takes no parameter alpha; allowed: none",
+        ),
+    ],
+)
+def test_invalid_layer_parameters_are_rejected_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_architecture("mlp", 3, 1, hidden_layers=[4], **{"activation": "leaky_relu", **kwargs})
+
+
+def test_multilabel_predict_returns_zero_or_one_per_output_and_the_probabilities():
+    arch, params, X, _ = _torch_mlp_case()
+    predictions, probabilities = predict(arch, params, X)
+    assert predictions.shape == probabilities.shape == (5, 2)
+    np.testing.assert_array_equal(predictions, (probabilities >= 0.5).astype(np.int64))
+    np.testing.assert_allclose(probabilities, forward(arch, params, X))

@@ -14,6 +14,7 @@ from engine.optimizers import (
     Momentum,
     Nesterov,
     StochasticGradientDescent,
+    clip_grad_norm,
     default_hyperparameters,
     make_optimizer,
 )
@@ -409,3 +410,55 @@ def test_load_state_dict_rejects_bad_state_and_changes_nothing(change, message):
         optimizer.load_state_dict(state)
     assert optimizer.t == 0
     assert not optimizer.state_dict()["m"].any()
+
+
+# --- against PyTorch -----------------------------------------------------------------------------
+# Three steps at learning rate 0.1 on f(w) = ½ Σ c·w² with c = [1, 3, 0.5] for the weights
+# w = [1, -2, 0.5] and c = 2 for a bias b = 0.3, computed once with PyTorch 2.13.0 (CPU, float64):
+# torch.optim.SGD(lr=0.1, momentum=0.9[, nesterov=True]), torch.optim.Adam(lr=0.1), and
+# torch.optim.AdamW(lr=0.1, weight_decay=0.5) with the bias in a parameter group of weight_decay 0.
+# Sutskever's momentum and PyTorch's take the same steps while the learning rate is constant.
+TORCH_STEPS = {
+    "momentum": ({}, [0.486, 0.5560000000000003, 0.36568749999999994, 0.01859999999999998]),
+    "nesterov": ({}, [0.32732100000000003, 0.6963460000000001, 0.3157313125, -0.03250560000000002]),
+    "adam": ({}, [0.701586274504415, -1.7006233917912488, 0.2048712620977537, 0.01328897133472444]),
+    "adamw": (
+        {"weight_decay": 0.5},
+        [0.574973932253246, -1.4310252434179958, 0.15050264327454915, 0.01328897133472444],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_STEPS))
+def test_three_steps_match_pytorch(name):
+    hyper, expected = TORCH_STEPS[name]
+    w, c = np.array([1.0, -2.0, 0.5, 0.3]), np.array([1.0, 3.0, 0.5, 2.0])
+    optimizer = make_optimizer(name, 4, np.float64, **hyper)
+    optimizer.decay_only(np.array([1.0, 1.0, 1.0, 0.0]))  # the last entry is the bias
+    for _ in range(3):
+        optimizer.step(w, c * w, 0.1)
+    np.testing.assert_allclose(w, expected, rtol=1e-14)
+
+
+def test_adamw_without_a_mask_decays_every_parameter():
+    w = np.array([2.0])
+    make_optimizer("adamw", 1, np.float64, weight_decay=0.5).step(w, np.array([0.0]), 0.1)
+    # A zero gradient leaves Adam's step at zero: only the decay w·(1 − 0.1·0.5) remains.
+    assert w[0] == 2.0 * (1 - 0.05)
+
+
+def test_clip_grad_norm_matches_pytorch():
+    # torch.nn.utils.clip_grad_norm_ on a gradient [3, 4] with max_norm 1 returns 5 and leaves
+    # [0.599999880000024, 0.799999840000032]: the factor is 1 / (5 + 1e-6).
+    g = np.array([3.0, 4.0])
+    assert clip_grad_norm(g, 1.0) == 5.0
+    np.testing.assert_allclose(g, [0.599999880000024, 0.799999840000032], rtol=1e-15)
+    small = np.array([0.3, 0.4])
+    clip_grad_norm(small, 1.0)
+    np.testing.assert_array_equal(small, [0.3, 0.4])
+
+
+def test_clip_grad_norm_of_a_gradient_whose_squares_overflow():
+    g = np.array([3e200, 4e200])
+    assert clip_grad_norm(g, 1.0) == pytest.approx(5e200, rel=1e-15)
+    np.testing.assert_allclose(g, [0.6, 0.8], rtol=1e-12)
