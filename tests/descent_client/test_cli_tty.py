@@ -21,7 +21,7 @@ import pytest
 from descent_client import Client
 from tests.processes import wait_until
 from tests.service.test_jobs_e2e import ServiceProcess
-from tests.timing import JOB_S, STARTUP_S
+from tests.timing import JOB_S, REQUEST_S, STARTUP_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -97,7 +97,7 @@ class Terminal:
 
     def finish(self, timeout: float = STARTUP_S) -> int:
         code = self.process.wait(timeout)
-        self._reader.join(5)
+        self._reader.join(REQUEST_S)  # until it has read the end of the output
         return code
 
     def close(self) -> None:
