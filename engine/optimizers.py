@@ -62,6 +62,8 @@ class Optimizer:
         What the optimizer takes, with defaults and allowed intervals.
     full_batch_only : bool
         Whether the optimizer is defined on the full batch only (gd).
+    state_buffers : tuple of str
+        The parameter-sized vectors of state it keeps (saved in checkpoints, counted by admission).
     t : int
         Number of steps taken so far.
     """
@@ -70,7 +72,7 @@ class Optimizer:
     rule: ClassVar[str]
     HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {}
     full_batch_only: ClassVar[bool] = False
-    _buffer_names: ClassVar[tuple[str, ...]] = ()
+    state_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_params: int, dtype: np.dtype[Any] | type, **hyperparameters: float) -> None:
         self.n_params = integer("n_params", n_params, 1)
@@ -81,7 +83,7 @@ class Optimizer:
         self._shape = (self.n_params,)
         self._work: FloatArray = np.zeros(self._shape, self.dtype)
         self._buffers: dict[str, FloatArray] = {
-            key: np.zeros(self._shape, self.dtype) for key in self._buffer_names
+            key: np.zeros(self._shape, self.dtype) for key in self.state_buffers
         }
 
     def decay_only(self, mask: FloatArray) -> None:
@@ -158,7 +160,7 @@ class Optimizer:
             The same keys as ``state_dict`` returns; scalars may be 0-d arrays, as an ``.npz``
             file returns them. Nothing is changed unless the whole state is valid.
         """
-        expected = {"t", *self._buffer_names, *self.HYPERPARAMETERS}
+        expected = {"t", *self.state_buffers, *self.HYPERPARAMETERS}
         missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unknown:
             raise ValueError(
@@ -169,7 +171,7 @@ class Optimizer:
             "hyperparameter", self.name, {key: state[key] for key in self._hyper}, self.HYPERPARAMETERS
         )
         buffers = {}
-        for key in self._buffer_names:
+        for key in self.state_buffers:
             value = state[key]
             if not isinstance(value, np.ndarray) or value.shape != self._shape or value.dtype != self.dtype:
                 got = f"{value.shape} {value.dtype}" if isinstance(value, np.ndarray) else repr(value)
@@ -217,7 +219,7 @@ class Momentum(Optimizer):
         " PyTorch's SGD with momentum while η is constant)"
     )
     HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {"momentum": _MOMENTUM}
-    _buffer_names = ("velocity",)
+    state_buffers = ("velocity",)
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
         velocity, work = self._buffers["velocity"], self._work
@@ -240,7 +242,7 @@ class Nesterov(Optimizer):
         " gradient; the same steps as PyTorch's nesterov=True while η is constant)"
     )
     HYPERPARAMETERS: ClassVar[Mapping[str, Hyperparameter]] = {"momentum": _MOMENTUM}
-    _buffer_names = ("velocity",)
+    state_buffers = ("velocity",)
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
         velocity, work = self._buffers["velocity"], self._work
@@ -271,7 +273,7 @@ class Adam(Optimizer):
         "beta2": Hyperparameter(0.999, 0.0, 1.0, description="Adam's β₂, the decay of its square's mean."),
         "eps": Hyperparameter(1e-8, 0.0, 1.0, low_open=True, high_open=False, description="Adam's ε."),
     }
-    _buffer_names = ("m", "v")
+    state_buffers = ("m", "v")
 
     def _update(self, params: FloatArray, grads: FloatArray, lr: float) -> None:
         m, v, work = self._buffers["m"], self._buffers["v"], self._work

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from engine.optimizers import OPTIMIZERS
+
 MB = 1024 * 1024
 #: Bytes per number in a JSON response: up to 17 significant digits, sign, exponent and separator.
 JSON_BYTES_PER_NUMBER = 24
@@ -35,8 +37,6 @@ JSON_BYTES_PER_NUMBER = 24
 EVAL_CHUNK_ROWS = 4096
 #: Copies of X the training loop keeps in its dtype (measured: 2.97, docs/benchmarks.md).
 DATA_COPIES = 3
-#: Optimizer state, in parameter-sized vectors.
-OPTIMIZER_STATE_VECTORS = {"gd": 0, "sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2}
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def training_job(
     layer_sizes : sequence of int
         Input width first, then every layer's units (the output layer last).
     optimizer : str
-        Its name; the state it keeps is ``OPTIMIZER_STATE_VECTORS[optimizer]`` parameter vectors.
+        Its name; it keeps ``len(OPTIMIZERS[optimizer].state_buffers)`` parameter-sized vectors of state.
     batch_size : int or None
         None is full batch: the batch is every training row.
     validation_fraction : float
@@ -97,7 +97,7 @@ def training_job(
     n_train = max(n_samples - n_val, 1)
     batch = n_train if batch_size is None else min(batch_size, n_train)
     params = n_parameters(layer_sizes)
-    state = OPTIMIZER_STATE_VECTORS.get(optimizer, 2)
+    state = len(OPTIMIZERS[optimizer].state_buffers)
     n_outputs = layer_sizes[-1] if layer_sizes else 1
     return Estimate(
         {
