@@ -9,13 +9,14 @@ function linspace(lo, hi, n) {
   return Array.from({ length: n }, (_, i) => lo + i * step);
 }
 
-// A grid of n × n points over bounds {x: [lo, hi], y: [lo, hi]}; rows run along x, then y.
+// A grid of n × n points over bounds {x: [lo, hi], y: [lo, hi]}. The service builds the points
+// (predict with {"grid": ...}), x₀ varying fastest: point k is (xs[k mod n], ys[k div n]). Sending
+// the 10,000 points as X instead takes about 40% longer (benchmarks/boundary.py).
 export function makeGrid(bounds, n = GRID_SIZE) {
   const xs = linspace(bounds.x[0], bounds.x[1], n);
   const ys = linspace(bounds.y[0], bounds.y[1], n);
-  const rows = [];
-  for (const b of ys) for (const a of xs) rows.push([a, b]);
-  return { xs, ys, n, bounds, body: JSON.stringify({ X: rows }) };
+  const grid = { start: [xs[0], ys[0]], stop: [xs[n - 1], ys[n - 1]], num: [n, n] };
+  return { xs, ys, n, bounds, body: JSON.stringify({ grid }) };
 }
 
 // {xs, ys, z (rows = y, columns = x), kind, classes} from a Prediction on the grid's points.

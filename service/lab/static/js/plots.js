@@ -136,28 +136,79 @@ function boundaryTraces(boundary, valueRange) {
   ];
 }
 
-// Draws the data (and the boundary when given) into el. Returns Plotly's promise.
-export function drawBoundary(el, data, boundary, { title = "", bounds, task, classes } = {}) {
-  const range = bounds || dataBounds(data?.X || []);
-  const traces = [];
-  let valueRange = [0, 1];
-  if (task === "regression" && data) {
-    valueRange = [Math.min(...data.y), Math.max(...data.y)];
+// A boundary figure is two Plotly plots stacked in one box with the same size, margins and axis
+// ranges: the shading below, the data points above. While a job streams only the shading is drawn
+// again: redrawing a plot redraws all of its traces, and a thousand SVG markers cost several times
+// what the 100 × 100 heatmap does.
+const MARGIN = { l: 44, r: 10, t: 10, b: 36 };
+
+function layers(el) {
+  if (!el.querySelector(":scope > .layer")) {
+    el.classList.add("stack");
+    el.append(
+      Object.assign(document.createElement("div"), { className: "layer shading" }),
+      Object.assign(document.createElement("div"), { className: "layer points" }),
+      Object.assign(document.createElement("div"), { className: "legend" }),
+    );
   }
-  traces.push(...boundaryTraces(boundary, valueRange));
-  if (data) traces.push(...(task === "regression" ? [regressionTrace(data, valueRange)] : classTraces(data, classes)));
-  return react(
-    el,
-    traces,
-    {
-      title: title ? { text: title, font: { size: 13 } } : undefined,
-      xaxis: { range: range.x, title: { text: "x₀" }, zeroline: false, constrain: "domain" },
-      yaxis: { range: range.y, title: { text: "x₁" }, zeroline: false, scaleanchor: "x", scaleratio: 1 },
-      showlegend: task !== "regression",
-      uirevision: "keep",
-    },
-    { scrollZoom: false },
-  );
+  return {
+    shading: el.querySelector(":scope > .shading"),
+    points: el.querySelector(":scope > .points"),
+    legend: el.querySelector(":scope > .legend"),
+  };
+}
+
+function axes(range, visible) {
+  const axis = { zeroline: false, fixedrange: true, showgrid: visible, showticklabels: visible, ticks: "" };
+  return {
+    xaxis: { ...axis, range: range.x, title: visible ? { text: "x₀" } : undefined, constrain: "domain" },
+    yaxis: { ...axis, range: range.y, title: visible ? { text: "x₁" } : undefined, scaleanchor: "x", scaleratio: 1 },
+  };
+}
+
+function legendItems(data, boundary, task, classes) {
+  const items = [];
+  if (data && task !== "regression") {
+    const labels = classes && classes.length ? classes : [...new Set(data.y)].sort();
+    labels.forEach((label, k) => {
+      const mark = ["●", "◆", "■", "▲", "✕", "✚", "★", "⬟"][k % 8];
+      items.push(`<span style="color:${PALETTE[k % PALETTE.length]}">${mark}</span> class ${escapeHtml(String(label))}`);
+    });
+  }
+  if (boundary?.kind === "binary") items.push("<span class=\"line\"></span> P = 0.5");
+  if (task === "regression") items.push("colour: y and ŷ");
+  return items.join(" ");
+}
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+// Draws the data (and the boundary when given) into el. Returns a promise of both layers drawn.
+export function drawBoundary(el, data, boundary, { bounds, task, classes } = {}) {
+  const range = bounds || dataBounds(data?.X || []);
+  const layer = layers(el);
+  let valueRange = [0, 1];
+  if (task === "regression" && data) valueRange = [Math.min(...data.y), Math.max(...data.y)];
+  const base = { margin: MARGIN, showlegend: false, uirevision: "keep" };
+  const drawn = [
+    react(layer.shading, boundaryTraces(boundary, valueRange), { ...base, ...axes(range, true) }, {
+      staticPlot: true,
+    }),
+  ];
+  const key = [data, range.x.join(), range.y.join()];
+  const last = el.__pointsKey || [];
+  if (key.some((part, i) => part !== last[i])) {
+    el.__pointsKey = key;
+    const traces = data ? (task === "regression" ? [regressionTrace(data, valueRange)] : classTraces(data, classes)) : [];
+    drawn.push(
+      react(layer.points, traces, { ...base, ...axes(range, false), paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" }, {
+        displayModeBar: false,
+      }),
+    );
+  }
+  layer.legend.innerHTML = legendItems(data, boundary, task, classes);
+  return Promise.all(drawn);
 }
 
 const SERIES = {
@@ -168,7 +219,7 @@ const SERIES = {
 };
 
 // runs = [{label, color, history: {epochs, train_loss, val_loss, train_accuracy?, val_accuracy?}}]
-export function drawCurves(el, runs, { logLoss = true } = {}) {
+export function drawCurves(el, runs, { logLoss = false } = {}) {
   const traces = [];
   let hasAccuracy = false;
   for (const run of runs) {
@@ -191,7 +242,10 @@ export function drawCurves(el, runs, { logLoss = true } = {}) {
   }
   return react(el, traces, {
     xaxis: { title: { text: "epoch" }, anchor: hasAccuracy ? "y2" : "y" },
-    yaxis: { title: { text: "loss" }, type: logLoss ? "log" : "linear", domain: hasAccuracy ? [0.55, 1] : [0, 1] },
+    yaxis: {
+      title: { text: "loss" }, type: logLoss ? "log" : "linear", rangemode: "tozero",
+      domain: hasAccuracy ? [0.55, 1] : [0, 1],
+    },
     yaxis2: { title: { text: "accuracy" }, domain: [0, 0.42], range: [0, 1.02], visible: hasAccuracy },
     showlegend: true,
     uirevision: "keep",
@@ -223,8 +277,8 @@ export function drawActivation(el, curve, { showBand = true } = {}) {
       { type: "scatter", mode: "lines", name: "φ′(z)", x, y: dy, line: { color: PALETTE[3], width: 2, dash: "dash" } },
     ],
     {
-      margin: { l: 36, r: 8, t: 8, b: 28 },
-      xaxis: { zeroline: true, zerolinecolor: "#bbb", title: { text: "z" } },
+      margin: { l: 36, r: 8, t: 8, b: 24 },
+      xaxis: { zeroline: true, zerolinecolor: "#bbb" },
       yaxis: { zeroline: true, zerolinecolor: "#bbb" },
       shapes,
       showlegend: false,

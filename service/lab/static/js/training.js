@@ -116,7 +116,7 @@ export class JobFollower {
       const boundary = await snapshotBoundary(this.jobId, this.grid, this.task, this.signal);
       if (boundary && boundary.epoch !== this.lastSnapshotEpoch && !this.ended) {
         this.lastSnapshotEpoch = boundary.epoch;
-        await this.paint(boundary, asked);
+        await this.paint(boundary, asked, performance.now());
       }
     } catch (err) {
       // No snapshot yet (the first progress write comes before the first snapshot): wait for the next.
@@ -127,11 +127,13 @@ export class JobFollower {
     }
   }
 
-  async paint(boundary, since) {
+  // Draws a boundary and records how long it took: from the event (since) and from its answer (fetched).
+  async paint(boundary, since, fetched) {
     await this.handlers.onBoundary?.(boundary);
     // Measured to the next frame: the boundary is on screen then.
     await new Promise((resolve) => requestAnimationFrame(() => resolve()));
-    stats.redraws.push({ ms: performance.now() - since, epoch: boundary.epoch, at: performance.now() });
+    const now = performance.now();
+    stats.redraws.push({ ms: now - since, fetchMs: fetched - since, drawMs: now - fetched, epoch: boundary.epoch, at: now });
     if (stats.redraws.length > 500) stats.redraws.shift();
   }
 
@@ -143,7 +145,8 @@ export class JobFollower {
     if (job.model_id && this.grid) {
       const started = performance.now();
       try {
-        await this.paint(await modelBoundary(job.model_id, this.grid, this.task, this.signal), started);
+        const boundary = await modelBoundary(job.model_id, this.grid, this.task, this.signal);
+        await this.paint(boundary, started, performance.now());
       } catch (err) {
         if (err.name !== "AbortError") this.handlers.onError?.(err);
       }
