@@ -83,11 +83,16 @@ def _media_type(name: str) -> str:
 
 @dataclass(frozen=True)
 class VendorFile:
-    """A file inside an installed distribution: ``package`` (import name) and its relative ``path``."""
+    """A file inside an installed distribution: ``package`` (import name) and its relative ``path``.
+
+    ``replace`` lists byte strings to replace in it as it is read: the way to keep a bundle from
+    reaching another host on its own.
+    """
 
     distribution: str
     package: str
     path: str
+    replace: tuple[tuple[bytes, bytes], ...] = ()
 
     def version(self) -> str:
         try:
@@ -97,21 +102,27 @@ class VendorFile:
 
     def read(self) -> bytes:
         try:
-            return (resources.files(self.package) / self.path).read_bytes()
+            data = (resources.files(self.package) / self.path).read_bytes()
         except (ModuleNotFoundError, FileNotFoundError):
             raise NotFound(
                 f"{self.path} of the {self.distribution!r} package is not installed; "
                 f"install the service with its dependencies (pip install descent)"
             ) from None
+        for old, new in self.replace:
+            data = data.replace(old, new)
+        return data
 
 
 # Served as /lab/vendor/<name>-<version><suffix>: the version in the URL makes them immutable.
 _OFFLINE_DOCS = ("fastapi-offline", "fastapi_offline")
+# ReDoc's side menu always shows Redocly's logo, loaded from their CDN: an empty image instead.
+REDOC_LOGO_URL = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_REDOC_LOGO = ((REDOC_LOGO_URL, b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"),)
 VENDOR = {
     "plotly": (VendorFile("plotly", "plotly", "package_data/plotly.min.js"), ".min.js"),
     "swagger-ui-bundle": (VendorFile(*_OFFLINE_DOCS, "static/swagger-ui-bundle.js"), ".js"),
     "swagger-ui": (VendorFile(*_OFFLINE_DOCS, "static/swagger-ui.css"), ".css"),
-    "redoc.standalone": (VendorFile(*_OFFLINE_DOCS, "static/redoc.standalone.js"), ".js"),
+    "redoc.standalone": (VendorFile(*_OFFLINE_DOCS, "static/redoc.standalone.js", _REDOC_LOGO), ".js"),
 }
 
 

@@ -6,7 +6,7 @@ import re
 from importlib import resources
 from importlib.metadata import version
 
-from service.lab.assets import STATIC_DIR
+from service.lab.assets import REDOC_LOGO_URL, STATIC_DIR
 from service.lab.routes import CONTENT_SECURITY_POLICY
 from tests.service.conftest import Client, assert_problem
 
@@ -100,8 +100,16 @@ def test_redoc_loads_its_script_from_this_service_without_web_fonts(client: Clie
     assert "fonts.googleapis.com" not in page.text and "https://" not in page.text
     bundle = client.get(script, headers={"Accept-Encoding": "gzip"})
     assert bundle.status_code == 200
-    packaged = resources.files("fastapi_offline") / "static" / "redoc.standalone.js"
-    assert bundle.content == packaged.read_bytes()
+    packaged = (resources.files("fastapi_offline") / "static" / "redoc.standalone.js").read_bytes()
+    # The one address of another host in the bundle, Redocly's logo, is replaced by an empty image.
+    assert packaged.count(REDOC_LOGO_URL) == 1
+    assert REDOC_LOGO_URL not in bundle.content
+    assert (
+        bundle.content.replace(
+            b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E", REDOC_LOGO_URL
+        )
+        == packaged
+    )
 
 
 def test_the_pages_are_not_operations_of_the_api(client: Client) -> None:
