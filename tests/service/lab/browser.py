@@ -98,7 +98,11 @@ class Browser:
         self.chromium = self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
     @contextmanager
-    def page(self, width: int = 1280, height: int = 900) -> Iterator[tuple[Any, Watched]]:
+    def page(
+        self, width: int = 1280, height: int = 900, *, block: bool = True
+    ) -> Iterator[tuple[Any, Watched]]:
+        """A page in a fresh context. With ``block``, requests to other hosts are aborted (Playwright's
+        routing also turns the HTTP cache off); without, they are only recorded (for timing loads)."""
         context = self.chromium.new_context(
             viewport={"width": width, "height": height}, accept_downloads=True
         )
@@ -115,8 +119,14 @@ class Browser:
                 watched.foreign_requests.append(url)
                 route.abort()
 
-        context.route(re.compile(".*"), route)
         page = context.new_page()
+        if block:
+            context.route(re.compile(".*"), route)
+        else:
+            page.on(
+                "request",
+                lambda r: None if r.url.startswith(origin + "/") else watched.foreign_requests.append(r.url),
+            )
         page.on("console", lambda m: watched.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: watched.page_errors.append(str(e)))
         try:

@@ -130,7 +130,7 @@ function boundaryTraces(boundary, valueRange) {
   return [
     {
       type: "heatmap", x: xs, y: ys, z, colorscale: "Viridis", zmin: valueRange[0], zmax: valueRange[1],
-      opacity: 0.75, showscale: true, colorbar: { thickness: 10 }, name: "prediction",
+      opacity: 0.75, showscale: false, name: "prediction",
       hovertemplate: "ŷ = %{z:.3f}<extra></extra>",
     },
   ];
