@@ -126,7 +126,12 @@ def _is_int(value: object) -> bool:
 
 @dataclass
 class EpochState:
-    """What the per-epoch callback sees; ``checkpoint()`` copies the run's state when asked."""
+    """What the per-epoch callback sees; ``checkpoint()`` copies the run's state when asked.
+
+    ``params`` is the run's own flat parameter buffer after the epoch, not a copy: read it (or copy
+    it) inside the callback, since training overwrites it. ``standardization`` is how the run
+    transforms its inputs (None without ``standardize``), which a model made from ``params`` needs.
+    """
 
     epoch: int
     total_epochs: int
@@ -136,6 +141,8 @@ class EpochState:
     elapsed_s: float
     checkpoint: Callable[[], Checkpoint]
     monitor: str = "val_loss"
+    params: Array | None = None
+    standardization: Standardization | None = None
 
 
 @dataclass
@@ -251,7 +258,9 @@ def fit(
         if not np.isfinite(metrics[progress.monitor]):
             stop, detail = "diverged", f"the validation loss became non-finite in epoch {progress.epoch}"
             break
-        stop = _between_epochs(progress, config, clock, batches.full, on_epoch, optimizer, shuffle_rng)
+        stop = _between_epochs(
+            progress, config, clock, batches.full, on_epoch, optimizer, shuffle_rng, data.standardization
+        )
     if stop == "deadline_exceeded":
         detail = f"the run exceeded max_runtime_s={config.max_runtime_s} after {progress.epoch} epochs"
     weights_epoch = progress.epoch
@@ -338,6 +347,7 @@ def _between_epochs(
     on_epoch: Callable[[EpochState], bool] | None,
     optimizer: Optimizer,
     shuffle_rng: np.random.Generator,
+    standardization: Standardization | None,
 ) -> str:
     """Report the epoch, then decide whether the run goes on ("completed") or why it stops."""
     now = time.perf_counter()
@@ -351,6 +361,8 @@ def _between_epochs(
             now - clock.began,
             functools.partial(progress.checkpoint, optimizer, shuffle_rng),
             progress.monitor,
+            progress.params.flat,
+            standardization,
         )
         if on_epoch(state) is False:
             return "cancelled"

@@ -18,6 +18,7 @@ from service.http.problems import install_error_handlers
 from service.http.responses import JSONResponse
 from service.http.routers import ROUTERS
 from service.http.routing import operation_id, register_routes
+from service.lab import install_lab
 from service.logs import configure_logging, flush_access_log
 from service.metrics import Metrics
 from service.settings import Settings
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
         generate_unique_id_function=operation_id,
         separate_input_output_schemas=False,
+        # The lab serves both pages, with Swagger UI and ReDoc from installed packages (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -87,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
     )
     register_routes(app, ROUTERS)
+    install_lab(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

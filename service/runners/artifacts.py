@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.models import Architecture, Parameters, zeros
-from engine.training import Checkpoint, FitResult
+from engine.training import Checkpoint, FitResult, Standardization
 
 Array = np.ndarray[Any, Any]
 
@@ -86,6 +86,36 @@ def model_payload(
         "standardization": None if std is None else {"mean": std.mean.tolist(), "scale": std.scale.tolist()},
         "parameters": parameter_arrays(result.architecture, params),
     }
+
+
+_MEAN, _SCALE, _META = "standardization.mean", "standardization.scale", "meta"
+# Models up to this size write a snapshot with each progress write: larger ones would cost too much.
+SNAPSHOT_MAX_PARAMETERS = 100_000
+
+
+def snapshot_to_bytes(
+    meta: dict[str, Any], architecture: Architecture, flat: Array, standardization: Standardization | None
+) -> bytes:
+    """A running job's parameters as ``.npz``: W0, b0, …, the standardization's mean and scale, and
+    ``meta`` (what else a model document needs: architecture, task, classes) as JSON in member meta."""
+    arrays = parameter_arrays(architecture, Parameters(architecture, flat))
+    if standardization is not None:
+        arrays[_MEAN], arrays[_SCALE] = standardization.mean, standardization.scale
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub mistakes the arrays for allow_pickle
+    return buffer.getvalue()
+
+
+def snapshot_from_bytes(data: bytes) -> tuple[dict[str, Any], dict[str, Array], Standardization | None]:
+    """Inverse of ``snapshot_to_bytes``: ``(meta, parameter arrays W0, b0, …, standardization)``."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays.pop(_META).tobytes().decode())
+    standardization = None
+    if _MEAN in arrays:
+        standardization = Standardization(arrays.pop(_MEAN), arrays.pop(_SCALE))
+    return meta, arrays, standardization
 
 
 def checkpoint_to_bytes(checkpoint: Checkpoint) -> bytes:

@@ -23,11 +23,14 @@ from engine.models import Architecture
 from engine.training import Checkpoint, EpochState, FitConfig, FitResult, fit
 from service.errors import NotFound, StaleAttempt, StoreUnavailable
 from service.runners.artifacts import (
+    SNAPSHOT_MAX_PARAMETERS,
     architecture_from_json,
+    architecture_json,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
     model_payload,
     parameters_from_arrays,
+    snapshot_to_bytes,
 )
 from service.runners.spec import architecture_for, fit_config
 from service.store import (
@@ -60,15 +63,27 @@ class RunSettings:
 
     progress_interval_s: float = 0.5
     checkpoint_interval_s: float = 5.0
+    # Models up to this size also write their parameters with each progress write, so that a client
+    # can follow the model as it trains (GET /v1/jobs/{id}/snapshot).
+    snapshot_max_parameters: int = SNAPSHOT_MAX_PARAMETERS
 
 
 class _Recorder:
     """Buffers per-epoch metrics and writes them, with progress and checkpoints, at a bounded rate."""
 
     def __init__(
-        self, store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: threading.Event | Any
+        self,
+        store: Store,
+        job_id: str,
+        attempt: int,
+        settings: RunSettings,
+        shutdown: threading.Event | Any,
+        snapshot: tuple[Architecture, dict[str, Any]] | None = None,
     ) -> None:
         self.store, self.job_id, self.attempt, self.settings = store, job_id, attempt, settings
+        # (architecture, meta) of the snapshots this run writes; None for a model too large for them.
+        small = snapshot is not None and snapshot[0].n_parameters <= settings.snapshot_max_parameters
+        self.snapshot = snapshot if small else None
         self.shutdown = shutdown
         self.rows: list[dict[str, Any]] = []
         self.began = time.monotonic()
@@ -144,6 +159,11 @@ class _Recorder:
             "eta_s": round(elapsed / done_here * remaining, 3) if done_here > 0 else None,
         }
         best = {"epoch": state.best_epoch, "val_loss": state.best_loss if state.best_epoch else None}
+        snapshot = None
+        if self.snapshot is not None and state.params is not None:
+            # Written with the progress: a client told of this epoch finds its parameters stored.
+            architecture, meta = self.snapshot
+            snapshot = snapshot_to_bytes(meta, architecture, state.params, state.standardization)
         cancel = record_progress(
             self.store,
             self.job_id,
@@ -152,6 +172,7 @@ class _Recorder:
             progress=progress,
             metrics=state.metrics,
             best=best,
+            snapshot=snapshot,
         )
         self.cancel_requested = self.cancel_requested or cancel
         self.rows = []
@@ -263,7 +284,8 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
         )
         return "failed"
     config, dataset, X, y, architecture, fit_cfg, initial, resume = loaded
-    recorder = _Recorder(store, job_id, attempt, settings, shutdown)
+    meta = {"architecture": architecture_json(architecture), "task": dataset.task, "classes": dataset.classes}
+    recorder = _Recorder(store, job_id, attempt, settings, shutdown, (architecture, meta))
     try:
         result = fit(
             architecture,

@@ -39,6 +39,7 @@ from service.store.records import (
     JobRecord,
     ModelRecord,
     Remembered,
+    Snapshot,
 )
 from service.store.runs import (
     claim_job,
@@ -51,6 +52,7 @@ from service.store.runs import (
     save_checkpoint,
     truncate_metrics_after,
 )
+from service.store.snapshots import load_snapshot
 
 __all__ = [
     "DEFAULT_URL",
@@ -61,6 +63,7 @@ __all__ = [
     "JobRecord",
     "ModelRecord",
     "Remembered",
+    "Snapshot",
     "Store",
     "claim_job",
     "create_dataset",
@@ -83,6 +86,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset_arrays",
     "load_model_parameters",
+    "load_snapshot",
     "open_store",
     "queue_position",
     "queued_job_ids",

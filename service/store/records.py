@@ -166,6 +166,14 @@ class Checkpoint(NamedTuple):
     data: bytes
 
 
+class Snapshot(NamedTuple):
+    """A job's latest parameter snapshot: ``.npz`` bytes taken after ``epoch``, at ``taken_at``."""
+
+    epoch: int
+    data: bytes
+    taken_at: datetime
+
+
 class Remembered(NamedTuple):
     """What an idempotency key was first used for: unpacks as ``(request_hash, resource_id, status_code)``."""
 

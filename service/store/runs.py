@@ -21,6 +21,7 @@ from service.store.db import Store, finite_or_none, jsonable, utcnow
 from service.store.jobs import append_event, end_job
 from service.store.models import MODEL_FIELDS, insert_model
 from service.store.records import Checkpoint, JobRecord
+from service.store.snapshots import write_snapshot
 from service.store.tables import CheckpointRow, JobMetricRow, JobRow, UTCDateTime
 from service.vocabulary import ERROR_TYPES, RUN_STATUSES, TERMINAL_STATUSES
 
@@ -107,6 +108,7 @@ def record_progress(
     progress: Mapping[str, Any],
     metrics: Mapping[str, Any],
     best: Mapping[str, Any] | None,
+    snapshot: bytes | None = None,
 ) -> bool:
     """Record the epochs finished since the last call, in one fenced transaction.
 
@@ -122,6 +124,8 @@ def record_progress(
         the history holds each epoch once; non-finite values are stored as None.
     progress, metrics, best : dict
         The job's latest progress, latest metrics and best-so-far, shown by ``GET /v1/jobs/{id}``.
+    snapshot : bytes, optional
+        The parameters after the latest epoch (see ``service.store.snapshots``), replacing the last ones.
 
     Returns
     -------
@@ -157,6 +161,9 @@ def record_progress(
             "metrics": metrics,
             "best": best,
         }
+        if snapshot is not None:
+            epoch = latest["epoch"] if latest else progress.get("epoch")
+            write_snapshot(session, job_id, attempt, int(epoch or 0), snapshot)
         append_event(session, job_id, "progress", event)
         return bool(fenced.cancel_requested)
 

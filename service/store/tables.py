@@ -3,7 +3,8 @@
 The Alembic migrations under ``migrations/versions/`` are the authority on the schema; these classes mirror
 them, and a test checks that the two agree.
 
-Big bytes live only in ``blobs.data`` and ``checkpoints.blob``, which no list query selects.
+Big bytes live only in ``blobs.data``, ``checkpoints.blob`` and ``job_snapshots.blob``, which no list
+query selects.
 Foreign keys: ``jobs.dataset_id`` and ``jobs.model_id`` are set to NULL when their dataset or model is
 deleted (a finished job outlives both); ``models.job_id`` is a plain column because imported models have
 no job and a job row must not depend on its model existing first.
@@ -201,6 +202,18 @@ class JobEventRow(Base):
 
 class CheckpointRow(Base):
     __tablename__ = "checkpoints"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobSnapshotRow(Base):
+    """The parameters of a job's latest progress write (small models only), for following it live."""
+
+    __tablename__ = "job_snapshots"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer)

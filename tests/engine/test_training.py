@@ -484,6 +484,28 @@ def test_on_epoch_returning_false_cancels_and_keeps_best_params():
     np.testing.assert_array_equal(result.params.flat, snapshots[6])
 
 
+@pytest.mark.parametrize("standardize", [False, True])
+def test_on_epoch_sees_the_current_parameters_and_the_standardization(standardize):
+    X, y = _moons()
+    seen = {}
+
+    def on_epoch(state):
+        seen[state.epoch] = (state.params.copy(), state.checkpoint().params, state.standardization)
+
+    config = FitConfig(epochs=4, learning_rate=0.5, optimizer="adam", standardize=standardize)
+    result = fit(_mlp(), X, y, config, np.random.default_rng(0), on_epoch=on_epoch)
+    for params, checkpointed, _ in seen.values():
+        np.testing.assert_array_equal(params, checkpointed)
+    assert not np.array_equal(seen[1][0], seen[4][0])
+    np.testing.assert_array_equal(seen[4][0], result.params.flat)
+    standardization = seen[4][2]
+    if standardize:
+        np.testing.assert_array_equal(standardization.mean, result.standardization.mean)
+        np.testing.assert_array_equal(standardization.scale, result.standardization.scale)
+    else:
+        assert standardization is None and result.standardization is None
+
+
 def test_on_epoch_returning_none_does_not_cancel():
     X, y = _moons(n=40)
     result = fit(_mlp(), X, y, FitConfig(epochs=3), np.random.default_rng(0), on_epoch=lambda state: None)

@@ -294,6 +294,31 @@ def test_predict_matches_a_model_trained_by_the_engine(client: Client) -> None:
     assert (again["sha256"], again["standardization"]) == (record.sha256, record.standardization)
 
 
+def test_predict_on_a_grid_equals_predict_on_its_points_first_feature_fastest(client: Client) -> None:
+    body = imported(client, logistic())
+    grid = {"start": [-1.0, 5.0], "stop": [2.0, 15.0], "num": [4, 3]}
+    on_grid = client.post(f"/v1/models/{body['id']}/predict", json={"grid": grid})
+    assert on_grid.status_code == 200, on_grid.text
+    # x₀ takes -1, 0, 1, 2 and x₁ takes 5, 10, 15; x₀ varies fastest.
+    points = [[x0, x1] for x1 in (5.0, 10.0, 15.0) for x0 in (-1.0, 0.0, 1.0, 2.0)]
+    on_points = client.post(f"/v1/models/{body['id']}/predict", json={"X": points})
+    assert on_grid.json() == on_points.json()
+    assert len(on_grid.json()["probabilities"]) == 12
+
+
+def test_a_grid_over_the_array_limit_is_422_naming_the_limit(make_client: Callable[..., Client]) -> None:
+    small = make_client(max_array_elements=1000)
+    body = imported(small, logistic())
+    response = small.post(
+        f"/v1/models/{body['id']}/predict", json={"grid": {"start": [0, 0], "stop": [1, 1], "num": [30, 20]}}
+    )
+    assert_problem(response, 422, "600 points of 2 features", "limit of 1000", "DESCENT_MAX_ARRAY_ELEMENTS")
+    response = small.post(
+        f"/v1/models/{body['id']}/predict", json={"grid": {"start": [0, 0], "stop": [1, 1], "num": [25, 20]}}
+    )
+    assert response.status_code == 200
+
+
 def test_wrong_feature_count_is_422_naming_both_counts(client: Client) -> None:
     body = imported(client, logistic())
     response = client.post(f"/v1/models/{body['id']}/predict", json={"X": [[1.0, 2.0, 3.0]]})
@@ -308,11 +333,18 @@ def test_wrong_feature_count_is_422_naming_both_counts(client: Client) -> None:
         (b'{"X": [[1.0, 2.0], [3.0]]}', ("ragged",)),
         (b'{"X": [[1.0, "a"]]}', ("X[0][1]",)),
         (b'{"X": [1.0, 2.0]}', ("2 dimension",)),
-        (b"{}", ("exactly one of X and dataset_id",)),
+        (b"{}", ("exactly one of X, dataset_id and grid, got none",)),
         (
             b'{"X": [[1.0, 2.0]], "dataset_id": "ds_0000000000000000000000ff"}',
-            ("exactly one of X and dataset_id",),
+            ("exactly one of X, dataset_id and grid, got X, dataset_id",),
         ),
+        (b'{"grid": {"start": [0, 0], "stop": [1], "num": [2, 2]}}', ("one entry per feature", "2, 1 and 2")),
+        (
+            b'{"grid": {"start": [0, 0, 0], "stop": [1, 1, 1], "num": [2, 2, 2]}}',
+            ("has 3 features", "takes 2"),
+        ),
+        (b'{"grid": {"start": [0, 0], "stop": [1, 1], "num": [0, 2]}}', ("grid.num.0",)),
+        (b'{"grid": {"start": [0, 0], "stop": [1, 1], "num": [2001, 2]}}', ("grid.num.0",)),
     ],
 )
 def test_invalid_predict_requests_are_422(client: Client, raw: bytes, fragments: tuple[str, ...]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.http.routers import activations, compute, datasets, jobs, losses, models, operations
+from service.http.routers import activations, compute, datasets, jobs, losses, models, operations, snapshots
 
 # The stateless compute routers come first: they serve the most (and the smallest) requests, and
 # routes are matched in order.
@@ -23,5 +23,6 @@ ROUTERS: list[APIRouter] = [
     operations.router,
     datasets.router,
     jobs.router,
+    snapshots.router,
     models.router,
 ]

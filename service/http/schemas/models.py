@@ -8,6 +8,7 @@ standardization, dtype and parameters.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -194,13 +195,54 @@ class ModelPage(BaseModel):
     )
 
 
+MAX_GRID_AXIS = 2000
+
+
+class GridSpec(BaseModel):
+    """Evenly spaced points over a box: every combination of ``num[i]`` values from ``start[i]`` to
+    ``stop[i]`` (both included), the first feature varying fastest. For two features that is
+    ``num[1]`` rows of ``num[0]`` points each: point k is (x₀[k mod num[0]], x₁[k div num[0]])."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"start": [-1.5, -1.5], "stop": [1.5, 1.5], "num": [100, 100]}]},
+    )
+
+    start: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=1, description="First value of each feature.", examples=[[-1.5, -1.5]]
+    )
+    stop: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=1, description="Last value of each feature.", examples=[[1.5, 1.5]]
+    )
+    num: list[Annotated[int, Field(ge=1, le=MAX_GRID_AXIS)]] = Field(
+        min_length=1, description="Values of each feature (1 gives start alone).", examples=[[100, 100]]
+    )
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> GridSpec:
+        if not len(self.start) == len(self.stop) == len(self.num):
+            raise ValueError(
+                f"start, stop and num must have one entry per feature, got {len(self.start)}, "
+                f"{len(self.stop)} and {len(self.num)}"
+            )
+        return self
+
+    @property
+    def n_points(self) -> int:
+        return math.prod(self.num)
+
+
 class PredictRequest(BaseModel):
-    """Inputs to predict on: rows of X, or a stored dataset."""
+    """Inputs to predict on: rows of X, a stored dataset, or a grid the service builds."""
 
     model_config = ConfigDict(
         **_STRICT,
         json_schema_extra={
-            "examples": [{"X": [[0.5, 1.0], [-1.0, 0.0]]}, {"dataset_id": DATASET_ID_EXAMPLE}]
+            "examples": [
+                {"X": [[0.5, 1.0], [-1.0, 0.0]]},
+                {"dataset_id": DATASET_ID_EXAMPLE},
+                {"grid": {"start": [-1.5, -1.5], "stop": [1.5, 1.5], "num": [100, 100]}},
+            ]
         },
     )
 
@@ -213,11 +255,18 @@ class PredictRequest(BaseModel):
     dataset_id: str | None = Field(
         None, min_length=1, description="Predict on this dataset's X instead.", examples=[DATASET_ID_EXAMPLE]
     )
+    grid: GridSpec | None = Field(
+        None,
+        description="Predict on a grid instead (e.g. to draw a decision boundary): the answer has one row"
+        " per grid point, in the order GridSpec describes. Cheaper than sending the same points as X.",
+        examples=[{"start": [-1.5, -1.5], "stop": [1.5, 1.5], "num": [100, 100]}],
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> PredictRequest:
-        if (self.X is None) == (self.dataset_id is None):
-            raise ValueError("give exactly one of X and dataset_id")
+        given = [name for name in ("X", "dataset_id", "grid") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of X, dataset_id and grid, got {', '.join(given) or 'none'}")
         return self
 
 

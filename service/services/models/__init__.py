@@ -9,7 +9,7 @@ function here is synchronous; async handlers run them in a worker thread.
 from service.services.models.access import LoadedModel, delete, list_page, load_model, model_json, read
 from service.services.models.export import NPZ_META, export_document, export_npz
 from service.services.models.importing import import_json, import_npz
-from service.services.models.predict import predict, predict_arrays
+from service.services.models.predict import predict, predict_arrays, predict_inputs
 
 __all__ = [
     "NPZ_META",
@@ -24,5 +24,6 @@ __all__ = [
     "model_json",
     "predict",
     "predict_arrays",
+    "predict_inputs",
     "read",
 ]

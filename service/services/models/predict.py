@@ -1,4 +1,4 @@
-"""Predictions of a stored model, on rows of X or a stored dataset, with the original class labels."""
+"""Predictions of a stored model, on rows of X, a stored dataset or a grid, with the original class labels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from service.errors import NotFound, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
 from service.http.responses import ensure_finite
-from service.http.schemas.models import PredictRequest
+from service.http.schemas.models import GridSpec, PredictRequest
 from service.services.models.access import Array, LoadedModel, load_model
 from service.settings import Settings
 from service.store import ModelRecord, Store, get_dataset, load_dataset_arrays
@@ -25,18 +25,48 @@ def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, 
     """
     request = validate(PredictRequest, body)
     model = load_model(store, model_id, owner=owner)
-    record = model.record
+    return predict_arrays(model, predict_inputs(store, settings, request, body, model.record, owner=owner))
+
+
+def predict_inputs(
+    store: Store,
+    settings: Settings,
+    request: PredictRequest,
+    body: JSONBody,
+    record: ModelRecord,
+    *,
+    owner: str,
+) -> Array:
+    """The rows a PredictRequest names (X, a dataset's X, or a grid), checked against the model's features."""
     if request.dataset_id is not None:
-        X = _dataset_inputs(store, request.dataset_id, record, owner)
-    else:
-        X = to_array(
-            request.X, "X", ndim=2, max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans
+        return _dataset_inputs(store, request.dataset_id, record, owner)
+    if request.grid is not None:
+        return grid_points(request.grid, record.n_features, settings.max_array_elements)
+    X = to_array(
+        request.X, "X", ndim=2, max_elements=settings.max_array_elements, scan_booleans=body.scan_booleans
+    )
+    if X.shape[1] != record.n_features:
+        raise field_error(
+            "X", f"has {X.shape[1]} features (columns) but model {record.id!r} takes {record.n_features}"
         )
-        if X.shape[1] != record.n_features:
-            raise field_error(
-                "X", f"has {X.shape[1]} features (columns) but model {record.id!r} takes {record.n_features}"
-            )
-    return predict_arrays(model, X)
+    return X
+
+
+def grid_points(grid: GridSpec, n_features: int, max_elements: int) -> Array:
+    """The points of ``grid`` as rows, shape (prod(num), n_features), the first feature varying fastest."""
+    if len(grid.num) != n_features:
+        raise field_error("grid", f"has {len(grid.num)} features but the model takes {n_features}")
+    if grid.n_points * n_features > max_elements:
+        raise field_error(
+            "grid",
+            f"has {grid.n_points} points of {n_features} features, more than the limit of {max_elements}"
+            " numbers (DESCENT_MAX_ARRAY_ELEMENTS)",
+        )
+    axes = [np.linspace(a, b, n) for a, b, n in zip(grid.start, grid.stop, grid.num, strict=True)]
+    # meshgrid over the reversed axes with "ij" indexing makes the last of them, the first feature,
+    # vary fastest when raveled.
+    mesh = np.meshgrid(*axes[::-1], indexing="ij")
+    return np.stack([m.ravel() for m in mesh[::-1]], axis=1)
 
 
 def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str) -> Array:

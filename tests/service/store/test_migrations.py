@@ -27,6 +27,7 @@ TABLES = {
     "idempotency_keys",
     "job_events",
     "job_metrics",
+    "job_snapshots",
     "jobs",
     "models",
 }
@@ -50,7 +51,7 @@ def test_open_store_creates_the_schema_at_head(fresh_url: str) -> None:
     store = open_store(fresh_url)
     try:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert _revision(store) == "0001"
+        assert _revision(store) == "0002"
     finally:
         store.close()
 
@@ -62,7 +63,7 @@ def test_upgrade_again_is_a_no_op_that_keeps_data(fresh_url: str) -> None:
 
     again = open_store(fresh_url)
     try:
-        assert _revision(again) == "0001"
+        assert _revision(again) == "0002"
         assert get_dataset(again, record.id) == record
         assert [item.id for item in list_datasets(again)[0]] == [record.id]
     finally:
@@ -117,7 +118,7 @@ def test_sqlite_parent_folder_is_created(tmp_path: Path) -> None:
     store.close()
     assert path.is_file()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
     conn.close()
 
 

@@ -21,6 +21,7 @@ from service.store import (
     list_models,
     load_checkpoint,
     load_model_parameters,
+    load_snapshot,
     reap_stale,
     record_progress,
     request_cancel,
@@ -371,3 +372,44 @@ def test_reaper_leaves_queued_and_fresh_jobs_alone(store: Store) -> None:
     assert get_job(store, running.id).status == "running"
     with pytest.raises(ValueError, match="stale_after_s"):
         reap_stale(store, -1)
+
+
+def _snapshot_progress(store: Store, job_id: str, attempt: int, epoch: int, blob: bytes) -> None:
+    record_progress(
+        store,
+        job_id,
+        attempt,
+        rows=[{"epoch": epoch, "train_loss": 1.0 / epoch}],
+        progress={"epoch": epoch, "total_epochs": 10},
+        metrics={"train_loss": 1.0 / epoch},
+        best=None,
+        snapshot=blob,
+    )
+
+
+def test_snapshot_comes_with_its_progress_is_fenced_and_outlives_the_run(store: Store) -> None:
+    job = make_job(store, make_dataset(store).id)
+    first = claim_job(store, job.id)
+    assert first == 1
+    _progress(store, job.id, first, _rows(range(1, 3), 0.0))
+    assert load_snapshot(store, job.id) is None  # progress without a snapshot writes none
+
+    _snapshot_progress(store, job.id, first, 3, b"three")
+    _snapshot_progress(store, job.id, first, 7, b"seven")
+    snapshot = load_snapshot(store, job.id)
+    assert snapshot is not None
+    assert (snapshot.epoch, snapshot.data) == (7, b"seven")
+    assert snapshot.taken_at.tzinfo is not None
+    progress = [e for e in events_since(store, job.id, 0) if e.kind == "progress"]
+    assert progress[-1].data["epoch"] == snapshot.epoch
+
+    requeue_job(store, job.id, first)
+    second = claim_job(store, job.id)
+    assert second == 2
+    with pytest.raises(StaleAttempt):
+        _snapshot_progress(store, job.id, first, 9, b"stale")
+    assert load_snapshot(store, job.id) == snapshot
+
+    finish_job(store, job.id, second, status="succeeded", model=_model())
+    # The last snapshot outlives the run: a client that saw its last progress event can still read it.
+    assert load_snapshot(store, job.id) == snapshot

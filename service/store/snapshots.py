@@ -1,0 +1,35 @@
+"""A running job's latest parameters, kept so that a client can follow its model while it trains.
+
+One row per job, replaced by each progress write of its run (``record_progress``, in the same fenced
+transaction, so the snapshot is always of the epoch the progress names) and deleted with the job. The
+bytes are the run's own ``.npz`` encoding; this module only stores them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from service.store.db import Store, utcnow
+from service.store.records import Snapshot
+from service.store.tables import JobSnapshotRow
+
+
+def write_snapshot(session: Session, job_id: str, attempt: int, epoch: int, blob: bytes) -> None:
+    """Replace the job's snapshot with ``blob``, taken after ``epoch``, in the caller's fenced transaction."""
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise ValueError(f"snapshot must be bytes, got {type(blob).__name__}")
+    row = session.get(JobSnapshotRow, job_id)
+    if row is None:
+        row = JobSnapshotRow(job_id=job_id)
+        session.add(row)
+    row.attempt = attempt
+    row.epoch = epoch
+    row.blob = bytes(blob)
+    row.updated_at = utcnow()
+
+
+def load_snapshot(store: Store, job_id: str) -> Snapshot | None:
+    """The job's latest snapshot, or None when its run has written none."""
+    with store.read() as session:
+        row = session.get(JobSnapshotRow, job_id)
+        return None if row is None else Snapshot(row.epoch, row.blob, row.updated_at)
