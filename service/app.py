@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_routes(app, ROUTERS)
     install_lab(app)
+    # /v1/jobs/ is a 404 naming /v1/jobs, not an empty redirect.
+    app.router.redirect_slashes = False
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

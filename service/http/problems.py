@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Scope
 
 from service.errors import DomainError, MethodNotAllowed, NotFound, problem_type, validation_error
@@ -88,24 +89,41 @@ def http_error_response(request: Request, exc: StarletteHTTPException) -> Respon
     """The answer to an HTTP error raised by Starlette or FastAPI themselves.
 
     404 (no route) and 405 (a method the path does not take) are the domain's ``NotFound`` and
-    ``MethodNotAllowed``; any other status keeps its own, with the standard phrase as title and
-    ``about:blank`` as type (RFC 9457: nothing to add to the status code).
+    ``MethodNotAllowed``: a 404 for a path with a trailing slash names the path without it when that
+    one exists, and a 405's ``Allow`` names every method of the path (Starlette names only those of
+    the first route that matched it). Any other status keeps its own, with the standard phrase as
+    title and ``about:blank`` as type (RFC 9457: nothing to add to the status code).
     """
     status = exc.status_code
     headers = dict(exc.headers or {})
+    path = request.url.path
     error: DomainError
     if status == 404:
-        error = NotFound(f"no resource at {request.url.path}", headers=headers)
+        detail = f"no resource at {path}"
+        if path.endswith("/") and _methods_of(request, path.rstrip("/")):
+            detail += f"; did you mean {path.rstrip('/')}?"
+        error = NotFound(detail, headers=headers)
     elif status == 405:
-        allowed = headers.get("Allow", "")
+        allowed = ", ".join(_methods_of(request, path)) or headers.get("Allow", "")
+        headers["Allow"] = allowed
         error = MethodNotAllowed(
-            f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}",
-            headers=headers,
+            f"method {request.method} is not allowed on {path}; allowed: {allowed}", headers=headers
         )
     else:
         title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         return problem_response(request.scope, status, title, str(exc.detail), headers=headers)
     return error_response(request.scope, error)
+
+
+def _methods_of(request: Request, path: str) -> list[str]:
+    """Every method some route of the application takes at ``path``, sorted."""
+    scope = {**request.scope, "path": path, "method": "GET"}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _domain_handler(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ of concurrent transactions may commit out of order.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
@@ -163,23 +164,25 @@ def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord
 def list_jobs(
     store: Store,
     owner: str = DEFAULT_OWNER,
-    status: str | None = None,
+    status: str | Collection[str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[JobRecord], str | None]:
-    """One page of ``owner``'s jobs (optionally of one status), newest first, and the next cursor.
+    """One page of ``owner``'s jobs (optionally in one of some statuses), newest first, and the next cursor.
 
     Raises
     ------
     ValueError
         For an unknown status, a non-positive limit or a cursor that is not a job id.
     """
-    if status is not None and status not in JOB_STATUSES:
-        raise ValueError(f"status must be one of {list(JOB_STATUSES)}, got {status!r}")
+    statuses = [status] if isinstance(status, str) else list(status or ())
+    unknown = [s for s in statuses if s not in JOB_STATUSES]
+    if unknown:
+        raise ValueError(f"status must be one of {list(JOB_STATUSES)}, got {unknown[0]!r}")
     with store.read() as session:
         stmt = select(JobRow).where(JobRow.owner == owner)
-        if status is not None:
-            stmt = stmt.where(JobRow.status == status)
+        if statuses:
+            stmt = stmt.where(JobRow.status.in_(statuses))
         rows, next_cursor = paginate(session, stmt, JobRow.id, "job", limit, cursor)
         return [JobRecord.from_row(row) for row in rows], next_cursor
 

@@ -278,6 +278,58 @@ def test_wrong_method(client: Client) -> None:
     assert_still_answers(client)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("PUT", "/v1/models", "GET, POST"),
+        ("PUT", "/v1/models/mdl_06231f0e9d8c7b6a5f4e3d2c", "DELETE, GET"),
+        ("OPTIONS", "/v1/datasets/ds_06231f0e9d8c7b6a5f4e3d2c", "DELETE, GET"),
+        ("GET", "/v1/forward", "POST"),
+    ],
+)
+def test_a_wrong_method_names_every_method_of_the_path(
+    client: Client, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path)
+    assert_problem(response, 405, f"method {method} is not allowed on {path}; allowed: {allowed}")
+    assert response.headers["allow"] == allowed
+
+
+def test_a_trailing_slash_is_a_problem_naming_the_path_without_it(client: Client) -> None:
+    for method in ("GET", "POST"):
+        response = client.request(method, "/v1/jobs/")
+        assert_problem(response, 404, "no resource at /v1/jobs/; did you mean /v1/jobs?")
+        assert "location" not in response.headers
+    assert_problem(client.get("/v1/nothing/"), 404, "no resource at /v1/nothing/")
+    assert "did you mean" not in client.get("/v1/nothing/").json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        (b'{"x": [1.0], "x": [2.0]}', "x"),
+        (b'{"x": [1.0], "derivative": true, "derivative": false}', "derivative"),
+        (b'{"x": [1.0], "params": {"alpha": 0.1, "alpha": 0.2}}', "alpha"),
+        (b'{"x": [1.0], "x": [2.0], "note": "a \\"quoted\\" word"}', "x"),
+    ],
+)
+def test_repeated_keys_are_refused(client: Client, content: bytes, key: str) -> None:
+    body = assert_problem(
+        post_raw(client, "/v1/activations/leaky_relu", content), 422, f"repeats the key {key!r}"
+    )
+    assert body["errors"][0]["loc"] == ["body"]
+
+
+def test_strings_and_escapes_without_repeated_keys_are_accepted(client: Client) -> None:
+    response = post_raw(
+        client, "/v1/losses/binary_cross_entropy", b'{"y_true": [1], "y_pred": [0.5], "reduction": "sum"}'
+    )
+    assert response.status_code == 200
+    escaped = b'{"x": [1.0], "deriva\\u0074ive": true}'
+    assert post_raw(client, "/v1/activations/relu", escaped).json()["dy"] == [1.0]
+
+
 def test_non_finite_result_is_a_problem_not_null(client: Client) -> None:
     response = client.post("/v1/activations/leaky_relu", json={"x": [-1e10, 1.0], "params": {"alpha": 1e300}})
     body = assert_problem(response, 422, "result is not finite: y overflowed float64")

@@ -402,6 +402,35 @@ async def test_list_pages_newest_first_with_cursors_and_filters_by_status(
     queued = (await client.get("/v1/jobs", params={"status": "queued"})).json()
     assert [job["id"] for job in queued["items"]] == [ids[4], ids[3], ids[2], ids[0]]
     assert [job["queue_position"] for job in queued["items"]] == [3, 2, 1, 0]
+    # A repeated status lists the jobs in any of them.
+    both = await client.get("/v1/jobs", params=[("status", "cancelled"), ("status", "queued")])
+    assert [job["id"] for job in both.json()["items"]] == [ids[4], ids[3], ids[2], ids[1], ids[0]]
+    repeated = await client.get("/v1/jobs", params=[("status", "succeeded"), ("status", "cancelled")])
+    assert [job["id"] for job in repeated.json()["items"]] == [ids[1]]
+    assert_problem(
+        await client.get("/v1/jobs", params=[("status", "queued"), ("status", "sleeping")]), 422, "status"
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"epochs": "10"},
+        {"epochs": 10.5},
+        {"seed": "7"},
+        {"optimizer": {"name": "gd", "learning_rate": "0.5"}},
+    ],
+)
+async def test_numbers_sent_as_strings_are_refused(
+    idle: tuple[FastAPI, httpx.AsyncClient], fields: dict
+) -> None:
+    _, client = idle
+    dataset = await create_dataset(client)
+    response = await client.post("/v1/jobs", json=config(dataset["id"], **fields))
+    [name] = fields
+    body = assert_problem(response, 422, f"body.{name}")
+    assert len(body["errors"]) == 1
+    assert (await client.get("/v1/jobs")).json()["items"] == []
 
 
 @pytest.mark.parametrize(

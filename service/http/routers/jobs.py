@@ -125,8 +125,13 @@ async def list_jobs(
     store: StoreDep,
     settings: SettingsDep,
     status: Annotated[
-        JobStatus | None, Query(description="Only jobs in this state.", examples=["running"])
-    ] = None,
+        list[JobStatus],
+        Query(
+            description="Only jobs in this state; repeat it for several states: "
+            "`?status=queued&status=running`.",
+            examples=[["running"]],
+        ),
+    ] = [],  # noqa: B006 (FastAPI gives each request a copy)
     limit: Annotated[int, LimitQuery("Jobs per page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None, CursorQuery("`next_cursor` of the previous page.", "job_0194b2c3d4e5f6a7b8c9d0e1f2")

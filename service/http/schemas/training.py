@@ -22,7 +22,8 @@ from service.http.schemas.names import (
 )
 from service.vocabulary import Task
 
-_STRICT = ConfigDict(extra="forbid")
+# Strict: JSON types as documented ("epochs": "10" or 10.5 is refused, not coerced).
+_STRICT = ConfigDict(extra="forbid", strict=True)
 # What each optimizer and schedule takes; every name here is a field of the configs below.
 OPTIMIZER_OPTIONS = {name: cls.HYPERPARAMETERS for name, cls in OPTIMIZERS.items()}
 SCHEDULE_OPTIONS = {name: s.options for name, s in SCHEDULES.items()}
@@ -211,6 +212,7 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

@@ -20,9 +20,9 @@ def read(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
 
 
 def list_page(
-    store: Store, settings: Settings, *, status: str | None, limit: int, cursor: str | None
+    store: Store, settings: Settings, *, status: Sequence[str], limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    """One page of jobs, newest first: ``{"items", "next_cursor"}``."""
+    """One page of jobs, newest first, in any of the ``status`` given (all when empty)."""
 
     def read_page(n: int, after: str | None) -> tuple[list[JobRecord], str | None]:
         return list_jobs(store, settings.owner, status=status, limit=n, cursor=after)
