@@ -24,7 +24,7 @@ from pydantic.json_schema import models_json_schema
 from service.http.schemas.common import EXTRA_SCHEMAS, REF_PREFIX, Problem, problem_responses
 from service.http.schemas.compute import ActivationRequest, ForwardRequest, GradientsRequest, LossRequest
 from service.http.schemas.datasets import DatasetCreate
-from service.http.schemas.jobs import DryRun, Event
+from service.http.schemas.jobs import DryRun, Event, ProgressEventData, StatusEventData
 from service.http.schemas.models import ModelDocument, PredictRequest
 from service.http.schemas.training import TrainingConfig
 
@@ -60,6 +60,8 @@ DOCUMENTED_MODELS: tuple[type[BaseModel], ...] = (
     DatasetCreate,
     DryRun,
     Event,
+    StatusEventData,
+    ProgressEventData,
     TrainingConfig,
     LossRequest,
     ModelDocument,

@@ -13,7 +13,7 @@ from service.http.deps import RunnerDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
 from service.http.schemas.common import REF_PREFIX, problem_responses, request_body
-from service.http.schemas.jobs import Job, JobMetrics, JobPage
+from service.http.schemas.jobs import EVENT_STREAM_ITEM_SCHEMA, Job, JobMetrics, JobPage
 from service.http.schemas.training import TrainingConfig
 from service.services import jobs as api
 from service.services.pagination import DEFAULT_LIMIT
@@ -196,11 +196,11 @@ async def job_metrics(
     responses={
         200: {
             "description": "`text/event-stream`: `status`, `progress` and `end` events, each with `id:`, "
-            "`event:` and JSON `data:` (see the Event schema); `: keep-alive` comments while idle; "
-            "the stream closes after `end`.",
+            "`event:` and one line of JSON `data:` (StatusEventData, ProgressEventData); `: keep-alive` "
+            "comments while idle; the stream closes after `end`.",
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    "itemSchema": EVENT_STREAM_ITEM_SCHEMA,
                     "example": (
                         'id: 41\nevent: status\ndata: {"status":"running","attempt":1}\n\n'
                         'id: 42\nevent: progress\ndata: {"epoch":3,"progress":{"epoch":3}}\n\n'

@@ -247,3 +247,63 @@ class Event(BaseModel):
             {"epoch": 12, "progress": {"epoch": 12, "total_epochs": 200}, "metrics": {"train_loss": 0.4}}
         ],
     )
+
+
+class StatusEventData(BaseModel):
+    """The JSON `data:` of a `status` event, and of the `end` event that repeats the terminal one."""
+
+    status: JobStatus = Field(description="The job's new state.", examples=["running"])
+    attempt: int = Field(ge=0, description="The run attempt (0 while queued the first time).", examples=[1])
+    reason: str | None = Field(
+        None,
+        description="Why a running job was queued again: shutdown, worker_lost, or what the runner saw.",
+        examples=["worker_lost"],
+    )
+    model_id: str | None = Field(
+        None,
+        description="Terminal states: the model kept, if any.",
+        examples=["mdl_06231f0e9d8c7b6a5f4e3d2c"],
+    )
+    error: JobError | None = Field(None, description="Terminal states: why the job failed.", examples=[None])
+
+
+class ProgressEventData(BaseModel):
+    """The JSON `data:` of a `progress` event: the job's progress, latest metrics and best epoch."""
+
+    epoch: int | None = Field(description="The last epoch recorded.", examples=[12])
+    progress: Progress = Field(description="As the job's `progress`.", examples=[_PROGRESS_EXAMPLE])
+    metrics: LatestMetrics = Field(description="As the job's `metrics`.", examples=[_METRICS_EXAMPLE])
+    best: Best = Field(description="As the job's `best`.", examples=[_BEST_EXAMPLE])
+
+
+def _event_item(kind: str, data_model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "The event id: increasing across all jobs; resume with Last-Event-ID.",
+            },
+            "event": {"const": kind, "description": "The kind of event."},
+            "data": {
+                "type": "string",
+                "description": "One line of JSON.",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": "#/components/schemas/" + data_model.__name__},
+            },
+        },
+    }
+
+
+# Each event of the stream, as OpenAPI 3.2's itemSchema describes it (and as schemathesis reads it):
+# the SSE fields, with the JSON of `data` described by contentSchema.
+EVENT_STREAM_ITEM_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        _event_item("status", StatusEventData, "The job changed state."),
+        _event_item("progress", ProgressEventData, "Progress and metrics, at most a few times a second."),
+        _event_item("end", StatusEventData, "The terminal state, last event of the stream."),
+    ]
+}
