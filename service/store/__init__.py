@@ -22,6 +22,7 @@ from service.store.db import DEFAULT_URL, Store, open_store
 from service.store.idempotency import recall, remember
 from service.store.jobs import (
     create_job,
+    delete_job,
     events_since,
     get_job,
     list_job_metrics,
@@ -71,6 +72,7 @@ __all__ = [
     "create_model",
     "decode_npz",
     "delete_dataset",
+    "delete_job",
     "delete_model",
     "encode_npz",
     "events_since",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
@@ -148,25 +148,32 @@ def list_datasets(
 def delete_dataset(store: Store, dataset_id: str, *, owner: str | None = None) -> None:
     """Delete a dataset and its blob.
 
-    Finished jobs that used it keep their history with ``dataset_id`` set to None.
+    Finished jobs that used it keep their history with ``dataset_id`` set to None (their resolved
+    configuration still names it, as a record).
 
     Raises
     ------
     NotFound
     Conflict
-        While a queued, running or cancelling job uses it.
+        While a queued, running or cancelling job uses it, naming those jobs.
     """
     with store.write() as session:
         # FOR UPDATE (PostgreSQL) conflicts with the key-share lock a concurrent job insert takes on this
         # row, so no job can start using the dataset between the check below and the delete.
         row = _dataset_row(session, dataset_id, owner, lock=True)
-        in_use = session.scalar(
-            select(func.count())
-            .select_from(JobRow)
-            .where(JobRow.dataset_id == dataset_id, JobRow.status.in_(ACTIVE_STATUSES))
+        users = list(
+            session.scalars(
+                select(JobRow.id)
+                .where(JobRow.dataset_id == dataset_id, JobRow.status.in_(ACTIVE_STATUSES))
+                .order_by(JobRow.id)
+            )
         )
-        if in_use:
-            raise Conflict(f"dataset {dataset_id!r} is used by {in_use} queued or running job(s)")
+        if users:
+            shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+            raise Conflict(
+                f"dataset {dataset_id!r} is used by {len(users)} queued or running job(s): {shown};"
+                " cancel them or let them end first"
+            )
         blob_id = row.blob_id
         session.execute(delete(DatasetRow).where(DatasetRow.id == dataset_id))
         delete_blob(session, blob_id)

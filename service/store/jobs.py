@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,8 +27,9 @@ from service.store.tables import (
     JobEventRow,
     JobMetricRow,
     JobRow,
+    ModelRow,
 )
-from service.vocabulary import JOB_STATUSES
+from service.vocabulary import JOB_STATUSES, TERMINAL_STATUSES
 
 
 def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -205,6 +206,29 @@ def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
     with store.read() as session:
         stmt = select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.id).limit(limit)
         return list(session.scalars(stmt))
+
+
+def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
+    """Delete a job that has ended, with its events, metric history and checkpoint.
+
+    Its model stays, with ``job_id`` set to None; its dataset stays.
+
+    Raises
+    ------
+    NotFound
+    Conflict
+        While the job is queued, running or cancelling.
+    """
+    with store.write() as session:
+        row = lock_job(session, job_id, owner)
+        if row.status not in TERMINAL_STATUSES:
+            raise Conflict(
+                f"job {job_id!r} is {row.status}; only a job that has ended can be deleted (cancel it first)"
+            )
+        for table in (JobEventRow, JobMetricRow, CheckpointRow):
+            session.execute(delete(table).where(table.job_id == job_id))
+        session.execute(update(ModelRow).where(ModelRow.job_id == job_id).values(job_id=None))
+        session.execute(delete(JobRow).where(JobRow.id == job_id))
 
 
 def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:

@@ -283,6 +283,7 @@ def test_wrong_method(client: Client) -> None:
     [
         ("PUT", "/v1/jobs", "GET, POST"),
         ("PUT", "/v1/models", "GET, POST"),
+        ("PUT", "/v1/jobs/job_0194b2c3d4e5f6a7b8c9d0e1f2", "DELETE, GET"),
         ("PUT", "/v1/models/mdl_06231f0e9d8c7b6a5f4e3d2c", "DELETE, GET"),
         ("OPTIONS", "/v1/datasets/ds_06231f0e9d8c7b6a5f4e3d2c", "DELETE, GET"),
         ("GET", "/v1/forward", "POST"),

@@ -697,6 +697,56 @@ async def test_cancel_of_a_queued_job_is_immediate(idle: tuple[FastAPI, httpx.As
     assert_problem(again, 409, "cancelled")
 
 
+# ---- delete --------------------------------------------------------------------------------------------
+
+
+async def test_a_finished_job_is_deleted_with_its_history_and_its_model_stays(
+    client: httpx.AsyncClient,
+) -> None:
+    dataset = await create_dataset(client)
+    job = await wait_for(client, (await submit(client, config(dataset["id"])))["id"])
+    assert job["status"] == "succeeded" and job["model_id"]
+    response = await client.delete(f"/v1/jobs/{job['id']}")
+    assert response.status_code == 204 and response.content == b""
+    for path in ("", "/events", "/metrics"):
+        assert_problem(await client.get(f"/v1/jobs/{job['id']}{path}"), 404, job["id"])
+    assert_problem(await client.delete(f"/v1/jobs/{job['id']}"), 404, job["id"])
+    model = await client.get(f"/v1/models/{job['model_id']}")
+    assert model.status_code == 200 and model.json()["job_id"] is None
+    assert (await client.get(f"/v1/datasets/{dataset['id']}")).status_code == 200
+    assert job["id"] not in [j["id"] for j in (await client.get("/v1/jobs")).json()["items"]]
+
+
+async def test_a_job_is_deleted_only_once_it_has_ended(idle: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = idle
+    dataset = await create_dataset(client)
+    job = await submit(client, config(dataset["id"]), headers={"Idempotency-Key": "delete-me"})
+    assert_problem(await client.delete(f"/v1/jobs/{job['id']}"), 409, "is queued", "cancel it first")
+    assert (await client.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 202
+    assert (await client.delete(f"/v1/jobs/{job['id']}")).status_code == 204
+    # The key that created it cannot bring it back, nor silently create another.
+    replay = await client.post(
+        "/v1/jobs", json=config(dataset["id"]), headers={"Idempotency-Key": "delete-me"}
+    )
+    body = assert_problem(replay, 409, "which has since been deleted")
+    assert body["errors"] == [{"loc": ["header", "idempotency-key"], "msg": "its job was deleted"}]
+    assert (await client.get("/v1/jobs")).json()["items"] == []
+
+
+async def test_a_dataset_in_use_names_its_jobs_and_jobs_that_ended_outlive_it(
+    idle: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = idle
+    dataset = await create_dataset(client)
+    job = await submit(client, config(dataset["id"]))
+    refused = await client.delete(f"/v1/datasets/{dataset['id']}")
+    assert_problem(refused, 409, f"used by 1 queued or running job(s): {job['id']}")
+    await client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert (await client.delete(f"/v1/datasets/{dataset['id']}")).status_code == 204
+    kept = (await client.get(f"/v1/jobs/{job['id']}")).json()
+    assert kept["dataset_id"] is None and kept["config"]["dataset_id"] == dataset["id"]
+
+
 async def test_cancel_of_a_running_job_keeps_a_model_with_the_best_weights(client: httpx.AsyncClient) -> None:
     dataset = await create_dataset(client, "moons", n_samples=200, noise=0.3)
     body = config(

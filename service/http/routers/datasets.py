@@ -279,9 +279,11 @@ async def dataset_data(
     responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 422)},
 )
 async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
-    """Delete the dataset and its arrays; 409 while a queued or running job uses it.
+    """Delete the dataset and its arrays; 409 while a queued, running or cancelling job uses it (the
+    detail names those jobs).
 
-    Finished jobs that trained on it keep their history and models.
+    Jobs that have ended keep their history and models: their `dataset_id` becomes null, and their
+    resolved `config.dataset_id` still names the deleted dataset, as a record of what they trained on.
     """
     await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=settings.owner))
     return Response(status_code=204)

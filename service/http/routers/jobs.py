@@ -259,3 +259,21 @@ async def cancel_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> R
     """Stop a job: a queued one is cancelled at once; a running one becomes `cancelling` and its run ends it
     `cancelled`, keeping a model with the best weights so far. 409 when the job has already ended."""
     return JSONResponse(await anyio.to_thread.run_sync(api.cancel, store, settings, job_id), status_code=202)
+
+
+@router.delete(
+    "/{job_id}",
+    operation_id="jobs-delete",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a job",
+    responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 503)},
+)
+async def delete_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+    """Delete a job that has ended (succeeded, failed or cancelled): its events and metric history go.
+
+    Its model stays (the model's `job_id` becomes null), and so does its dataset. 409 while the job is
+    queued, running or cancelling: cancel it first.
+    """
+    await anyio.to_thread.run_sync(api.delete, store, settings, job_id)
+    return Response(status_code=204)

@@ -132,7 +132,7 @@ class Model(BaseModel):
         description="When it was stored (RFC 3339, UTC).", examples=["2025-01-31T12:00:00.123456+00:00"]
     )
     job_id: str | None = Field(
-        description="The job that trained it; null for an imported model.",
+        description="The job that trained it; null for an imported model and once that job is deleted.",
         examples=["job_06231f0e9d8c7b6a5f4e3d2b"],
     )
     architecture: ModelArchitecture = Field(description="Layers and loss.", examples=[_LOGISTIC_ARCHITECTURE])

@@ -2,7 +2,7 @@
 
 Modules: ``creation`` (POST: validation, inline data, the queue, the Idempotency-Key), ``target`` (what a
 job trains on, and the checks against it), ``document`` (the Job as the API shows it), ``access`` (one
-job, pages, cancel), ``history`` (the metric history), ``events`` (server-sent events).
+job, pages, cancel, delete), ``history`` (the metric history), ``events`` (server-sent events).
 
 Every function here that touches the store is synchronous (one short transaction or a few) and is
 called from a worker thread by the router, except :func:`event_stream`, an async generator that polls
@@ -10,7 +10,7 @@ the store from a thread. Responses are plain dicts whose shape is documented by
 ``service.http.schemas.jobs``.
 """
 
-from service.services.jobs.access import cancel, list_page, read
+from service.services.jobs.access import cancel, delete, list_page, read
 from service.services.jobs.creation import IDEMPOTENCY_SCOPE, Created, create, job_scope, request_hash
 from service.services.jobs.document import document, job_document, location
 from service.services.jobs.events import KEEPALIVE, event_stream, format_event, parse_last_event_id
@@ -22,6 +22,7 @@ __all__ = [
     "Created",
     "cancel",
     "create",
+    "delete",
     "document",
     "downsample_indices",
     "event_stream",

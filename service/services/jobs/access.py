@@ -8,7 +8,16 @@ from typing import Any
 from service.services.jobs.document import document, job_document
 from service.services.pagination import page
 from service.settings import Settings
-from service.store import JobRecord, Store, get_job, list_jobs, queue_position, queued_job_ids, request_cancel
+from service.store import (
+    JobRecord,
+    Store,
+    delete_job,
+    get_job,
+    list_jobs,
+    queue_position,
+    queued_job_ids,
+    request_cancel,
+)
 
 # Queue positions of a page are looked up in one query while the queue is at most this long.
 _POSITION_SCAN = 10_000
@@ -53,3 +62,11 @@ def cancel(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
     Raises ``NotFound`` (404) and ``Conflict`` (409, the job is already terminal).
     """
     return document(store, request_cancel(store, job_id, owner=settings.owner))
+
+
+def delete(store: Store, settings: Settings, job_id: str) -> None:
+    """Delete a job that has ended, with its events and metric history; its model and dataset stay.
+
+    Raises ``NotFound`` (404) and ``Conflict`` (409, the job has not ended).
+    """
+    delete_job(store, job_id, owner=settings.owner)

@@ -126,7 +126,7 @@ def test_delete_of_a_dataset_in_use_is_a_conflict(store: Store) -> None:
     record = make_dataset(store)
     job = make_job(store, record.id)
 
-    with pytest.raises(Conflict, match="used by 1"):
+    with pytest.raises(Conflict, match=f"used by 1 queued or running job\\(s\\): {job.id};"):
         delete_dataset(store, record.id)
     attempt = claim_job(store, job.id)
     assert attempt == 1

@@ -2,21 +2,30 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, QueueFull
 from service.store import (
     Store,
     claim_job,
     create_job,
+    create_model,
+    delete_job,
     events_since,
+    finish_job,
     get_job,
+    get_model,
+    list_job_metrics,
     list_jobs,
     queue_position,
     queued_job_ids,
     record_progress,
     request_cancel,
 )
+from service.store.tables import CheckpointRow, JobMetricRow
 from tests.service.store.factories import make_dataset, make_job
 
 
@@ -192,3 +201,49 @@ def test_invalid_job_arguments_raise_value_error(store: Store) -> None:
         create_job(store, config={}, config_hash="h", dataset_id=dataset.id, max_retries=-1, max_queued=5)
     with pytest.raises(ValueError, match="after_id"):
         events_since(store, "job_x", -1)
+
+
+def test_a_job_that_has_ended_is_deleted_with_its_events_and_metrics_but_not_its_model(store: Store) -> None:
+    dataset = make_dataset(store)
+    job, other = make_job(store, dataset.id), make_job(store, dataset.id)
+    attempt = claim_job(store, job.id)
+    row = {"epoch": 1, "train_loss": 0.5, "val_loss": None, "train_accuracy": None, "val_accuracy": None}
+    record_progress(store, job.id, attempt, rows=[row], progress={"epoch": 1}, metrics={}, best={})
+    model = create_model(
+        store,
+        job_id=job.id,
+        architecture={"type": "logistic_regression"},
+        n_features=2,
+        task="binary",
+        parameters={"W0": np.ones((2, 1)), "b0": np.zeros(1)},
+    )
+    with pytest.raises(Conflict, match="is running; only a job that has ended can be deleted"):
+        delete_job(store, job.id)
+    finish_job(store, job.id, attempt, status="succeeded")
+    assert events_since(store, job.id) and list_job_metrics(store, job.id)
+
+    delete_job(store, job.id)
+    with pytest.raises(NotFound):
+        get_job(store, job.id)
+    assert events_since(store, job.id) == []
+    with pytest.raises(NotFound):
+        list_job_metrics(store, job.id)
+    with Session(store.engine) as session:
+        for table in (JobMetricRow, CheckpointRow):
+            assert session.scalar(select(func.count()).where(table.job_id == job.id)) == 0
+    assert get_model(store, model.id).job_id is None
+    assert get_job(store, other.id).status == "queued"
+    with pytest.raises(NotFound):
+        delete_job(store, job.id)
+
+
+def test_a_job_is_deleted_only_by_its_owner_and_only_once_ended(store: Store) -> None:
+    job = make_job(store, make_dataset(store).id)
+    with pytest.raises(Conflict, match="is queued"):
+        delete_job(store, job.id)
+    request_cancel(store, job.id)
+    with pytest.raises(NotFound):
+        delete_job(store, job.id, owner="bob")
+    delete_job(store, job.id, owner="default")
+    with pytest.raises(NotFound):
+        get_job(store, job.id)
