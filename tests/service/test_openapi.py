@@ -246,3 +246,25 @@ def test_option_fields_state_the_registry_bounds_and_defaults(
         if spec.high != float("inf"):
             assert number["exclusiveMaximum" if spec.high_open else "maximum"] == spec.high, key
         assert f"{spec.default:g}" in properties[key]["description"], key
+
+
+def test_links_lead_from_jobs_and_models_to_every_operation_on_them(document: dict[str, Any]) -> None:
+    operations = {
+        op["operationId"]: op
+        for item in document["paths"].values()
+        for op in item.values()
+        if "operationId" in op
+    }
+    found: dict[str, set[str]] = {}
+    for path, item in document["paths"].items():
+        for op in item.values():
+            for response in op.get("responses", {}).values():
+                for link in response.get("links", {}).values():
+                    target = operations[link["operationId"]]
+                    names = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                    assert set(link["parameters"]) <= names, (path, link)
+                    found.setdefault(op["operationId"], set()).add(link["operationId"])
+    assert {"jobs-cancel", "jobs-events", "jobs-metrics", "jobs-get", "jobs-delete"} <= found["jobs-create"]
+    assert {"models-predict", "models-export"} <= found["jobs-get"]
+    assert {"models-get", "models-predict", "models-export", "models-delete"} <= found["models-import"]
+    assert {"datasets-get", "datasets-data", "datasets-delete"} <= found["datasets-create"]

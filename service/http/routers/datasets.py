@@ -20,7 +20,7 @@ from service.http.media import (
 )
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
-from service.http.schemas.common import problem_responses, request_body
+from service.http.schemas.common import links, problem_responses, request_body
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
 from service.services import datasets
 from service.services.pagination import DEFAULT_LIMIT
@@ -107,7 +107,15 @@ def _body_kind(content_type: str | None) -> str:
     response_model=Dataset,
     summary="Create a dataset",
     responses={
-        201: {"description": "The stored dataset.", "headers": {"Location": _LOCATION}},
+        201: {
+            "description": "The stored dataset.",
+            "headers": {"Location": _LOCATION},
+            "links": links(
+                "dataset_id",
+                "/id",
+                {"get": "datasets-get", "data": "datasets-data", "delete": "datasets-delete"},
+            ),
+        },
         200: {
             "description": "A replay: the Idempotency-Key was already used with the same request, and this"
             " is the dataset it created then (no second copy is made).",

@@ -12,7 +12,7 @@ from service.http.body import parse_json, read_json_bytes
 from service.http.deps import RunnerDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
-from service.http.schemas.common import REF_PREFIX, problem_responses, request_body
+from service.http.schemas.common import REF_PREFIX, links, problem_responses, request_body
 from service.http.schemas.jobs import EVENT_STREAM_ITEM_SCHEMA, Job, JobMetrics, JobPage
 from service.http.schemas.training import TrainingConfig
 from service.services import jobs as api
@@ -50,6 +50,23 @@ _EXAMPLES: dict[str, Any] = {
 }
 
 
+# What a job's id (and, once it has one, its model's id) lead to.
+_JOB_LINKS = links(
+    "job_id",
+    "/id",
+    {
+        "get": "jobs-get",
+        "cancel": "jobs-cancel",
+        "events": "jobs-events",
+        "metrics": "jobs-metrics",
+        "delete": "jobs-delete",
+    },
+)
+_MODEL_LINKS = links(
+    "model_id", "/model_id", {"model": "models-get", "predict": "models-predict", "export": "models-export"}
+)
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": REF_PREFIX + name}
 
@@ -63,6 +80,7 @@ def _ref(name: str) -> dict[str, Any]:
     responses={
         202: {
             "description": "The job is queued; `Location` is its URL.",
+            "links": _JOB_LINKS,
             "headers": {"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
         },
         200: {
@@ -149,7 +167,10 @@ async def list_jobs(
     operation_id="jobs-get",
     response_model=Job,
     summary="Get a job",
-    responses=problem_responses(404, 503),
+    responses={
+        200: {"description": "The job.", "links": {**_JOB_LINKS, **_MODEL_LINKS}},
+        **problem_responses(404, 503),
+    },
 )
 async def get_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
     """The job's state, resolved configuration, progress, latest metrics, best epoch, error and model."""

@@ -13,7 +13,7 @@ from service.http.deps import SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
-from service.http.schemas.common import problem_responses, request_body
+from service.http.schemas.common import links, problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
     Model,
@@ -98,6 +98,16 @@ async def list_models(
     responses={
         201: {
             "description": "The stored model.",
+            "links": links(
+                "model_id",
+                "/id",
+                {
+                    "get": "models-get",
+                    "predict": "models-predict",
+                    "export": "models-export",
+                    "delete": "models-delete",
+                },
+            ),
             "headers": {
                 "Location": {
                     "description": "The model's URL.",

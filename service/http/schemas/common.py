@@ -155,3 +155,19 @@ def name_parameter(description: str, names: tuple[str, ...], example: str) -> di
         "schema": {"type": "string", "enum": list(names), "title": "Name", "description": description},
         "example": example,
     }
+
+
+def links(parameter: str, pointer: str, operations: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links from a response to the operations on the resource it names.
+
+    ``links("job_id", "/id", {"cancel": "jobs-cancel"})``: the response's ``id`` is the ``job_id`` of
+    POST /v1/jobs/{job_id}/cancel. Clients and stateful testers follow them from one call to the next.
+    """
+    return {
+        name: {
+            "operationId": operation_id,
+            "parameters": {parameter: f"$response.body#{pointer}"},
+            "description": f"The `{parameter}` of {operation_id} is this response's `{pointer[1:]}`.",
+        }
+        for name, operation_id in operations.items()
+    }
