@@ -591,7 +591,7 @@ def test_pagination_yields_every_dataset_exactly_once(make_client: Callable[...,
         ("limit=0", "limit"),
         ("limit=501", "limit"),
         ("cursor=bogus", "cursor"),
-        ("cursor=mdl_066124c74d730951d85760b6", "dataset id"),
+        ("cursor=mdl_066124c74d730951d85760b6", "query parameter cursor must be a dataset id"),
     ],
 )
 def test_bad_list_parameters_are_422(client: Client, query: str, fragment: str) -> None:

@@ -21,7 +21,7 @@ from service.vocabulary import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"])]
+JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1"])]
 
 _EXAMPLES: dict[str, Any] = {
     "MLP on an inline XOR generator": {
@@ -34,7 +34,7 @@ _EXAMPLES: dict[str, Any] = {
         "seed": 42,
     },
     "logistic regression on a stored dataset, full-batch gd": {
-        "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
+        "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1",
         "model": {"type": "logistic_regression"},
         "optimizer": {"name": "gd", "learning_rate": 0.5},
         "epochs": 100,
@@ -152,7 +152,7 @@ async def list_jobs(
     ] = [],  # noqa: B006 (FastAPI gives each request a copy)
     limit: Annotated[int, LimitQuery("Jobs per page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
-        str | None, CursorQuery("`next_cursor` of the previous page.", "job_0194b2c3d4e5f6a7b8c9d0e1f2")
+        str | None, CursorQuery("`next_cursor` of the previous page.", "job_0194b2c3d4e5f6a7b8c9d0e1")
     ] = None,
 ) -> Response:
     """Jobs newest first, one page at a time."""
@@ -237,12 +237,13 @@ async def job_events(
     store: StoreDep,
     settings: SettingsDep,
     last_event_id: Annotated[
-        str | None,
+        str,
         Header(
+            pattern=r"^\s*[0-9]*\s*$",
             description="Resume after this event id (sent by EventSource when it reconnects).",
             examples=["42"],
         ),
-    ] = None,
+    ] = "",
     last_event_id_query: Annotated[
         int | None,
         Query(

@@ -11,6 +11,7 @@ from pydantic import WithJsonSchema
 from starlette.requests import Request
 
 from service.errors import field_error
+from service.http.schemas.common import id_pattern
 from service.services.idempotency import MAX_KEY_LENGTH
 from service.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -36,5 +37,10 @@ def LimitQuery(description: str) -> Any:
 
 
 def CursorQuery(description: str, example: str) -> Any:
-    """The ``cursor`` query parameter of a list: the previous page's ``next_cursor``."""
-    return Query(description=description, examples=[example])
+    """The ``cursor`` query parameter of a list: the previous page's ``next_cursor``.
+
+    The document states the shape of an id of the example's kind; the pagination helper checks it,
+    so that a bad cursor reads the same on every list.
+    """
+    pattern = id_pattern(example.split("_", 1)[0])
+    return Query(description=description, examples=[example], json_schema_extra={"pattern": pattern})

@@ -18,7 +18,7 @@ from service.services import snapshots
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"])]
+JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1"])]
 
 
 @router.get(

@@ -171,3 +171,32 @@ def links(parameter: str, pointer: str, operations: dict[str, str]) -> dict[str,
         }
         for name, operation_id in operations.items()
     }
+
+
+def id_pattern(prefix: str) -> str:
+    """The shape of an id the store gives out: ``ds_`` and 24 hexadecimal digits for a dataset."""
+    return f"^{prefix}_[0-9a-f]{{24}}$"
+
+
+def exactly_one_of(*groups: tuple[str, ...], **only_with: tuple[str, ...]) -> dict[str, Any]:
+    """JSON Schema keywords saying that exactly one group of fields is given (an absent field and a null
+    one are alike), so that the document states the rule the request model's validator enforces.
+
+    ``exactly_one_of(("X", "y"), ("generator",), task=("X", "y"))``: X and y together, or a generator,
+    never both; ``task`` only beside X and y.
+    """
+    every = [name for group in groups for name in group]
+    branches = []
+    for group in groups:
+        absent = [name for name in every if name not in group]
+        absent += [name for name, partners in only_with.items() if not set(partners) & set(group)]
+        branches.append(
+            {
+                "required": list(group),
+                "properties": {
+                    **{name: {"not": {"type": "null"}} for name in group},
+                    **{name: {"type": "null"} for name in absent},
+                },
+            }
+        )
+    return {"oneOf": branches}

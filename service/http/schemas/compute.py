@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from service.http.schemas.common import ArrayField
+from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.names import ActivationName, LossName, Reduction
 
 # Requests reject unknown fields (a typo such as "derivatve" must not be ignored silently) and do
@@ -147,7 +147,8 @@ class LossRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"y_true": [1, 0, 1], "y_pred": [0.9, 0.2, 0.6], "reduction": "mean", "gradient": True}
-            ]
+            ],
+            **exactly_one_of(("y_pred",), ("logits",)),
         },
     )
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.http.schemas.common import ArrayField
+from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.training import GeneratorSpec
 from service.vocabulary import Task
 
@@ -39,13 +39,14 @@ class DatasetCreate(BaseModel):
         extra="forbid",
         strict=True,
         json_schema_extra={
+            **exactly_one_of(("X", "y"), ("generator",), task=("X", "y")),
             "examples": [
                 {"name": "and", "X": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [0, 0, 0, 1]},
                 {
                     "name": "spiral-3",
                     "generator": {"kind": "spiral", "n_samples": 300, "noise": 0.2, "seed": 7},
                 },
-            ]
+            ],
         },
     )
 

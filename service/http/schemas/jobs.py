@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.vocabulary import ErrorType, EventKind, JobStatus, Task
 
 _RESOLVED_EXAMPLE: dict[str, Any] = {
-    "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
+    "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1",
     "model": {"type": "mlp", "hidden_layers": [16], "activation": "tanh"},
     "optimizer": {"name": "adam", "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "lr_schedule": {"name": "constant"},
@@ -109,7 +109,7 @@ class JobError(BaseModel):
 class Job(BaseModel):
     """A training job."""
 
-    id: str = Field(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"])
+    id: str = Field(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1"])
     status: JobStatus = Field(
         description="queued → running → succeeded | failed | cancelled (via cancelling); terminal states "
         "never change.",
@@ -125,7 +125,7 @@ class Job(BaseModel):
     )
     dataset_id: str | None = Field(
         description="The dataset trained on (null once it is deleted).",
-        examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"],
+        examples=["ds_0194b2c3d4e5f6a7b8c9d0e1"],
     )
     created_at: datetime = Field(
         description="When the job was created (RFC 3339, UTC).", examples=[_TIME_EXAMPLE]
@@ -157,16 +157,16 @@ class Job(BaseModel):
         None,
         description="The trained model, present when the job ended with one: succeeded, cancelled (the best "
         "weights so far) or diverged (the last finite weights).",
-        examples=["mdl_0194b2c3d4e5f6a7b8c9d0e1f2"],
+        examples=["mdl_0194b2c3d4e5f6a7b8c9d0e1"],
     )
 
 
 _JOB_EXAMPLE: dict[str, Any] = {
-    "id": "job_0194b2c3d4e5f6a7b8c9d0e1f2",
+    "id": "job_0194b2c3d4e5f6a7b8c9d0e1",
     "status": "running",
     "config": _RESOLVED_EXAMPLE,
     "config_hash": "3c5e0f9a" + "0" * 56,
-    "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1f2",
+    "dataset_id": "ds_0194b2c3d4e5f6a7b8c9d0e1",
     "created_at": _TIME_EXAMPLE,
     "started_at": _TIME_EXAMPLE,
     "finished_at": None,
@@ -184,7 +184,7 @@ class JobPage(BaseModel):
     items: list[Job] = Field(description="At most `limit` jobs.", examples=[[_JOB_EXAMPLE]])
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page.",
-        examples=["job_0194b2c3d4e5f6a7b8c9d0e1f2"],
+        examples=["job_0194b2c3d4e5f6a7b8c9d0e1"],
     )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.http.schemas.common import ArrayField
+from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE
 from service.http.schemas.names import ActivationName, LossName, ModelTypeName
 from service.vocabulary import Task
@@ -242,7 +242,8 @@ class PredictRequest(BaseModel):
                 {"X": [[0.5, 1.0], [-1.0, 0.0]]},
                 {"dataset_id": DATASET_ID_EXAMPLE},
                 {"grid": {"start": [-1.5, -1.5], "stop": [1.5, 1.5], "num": [100, 100]}},
-            ]
+            ],
+            **exactly_one_of(("X",), ("dataset_id",), ("grid",)),
         },
     )
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from service.http.schemas.models import ModelDocument, Prediction
 
-_JOB_ID_EXAMPLE = "job_0194b2c3d4e5f6a7b8c9d0e1f2"
+_JOB_ID_EXAMPLE = "job_0194b2c3d4e5f6a7b8c9d0e1"
 
 
 class JobSnapshot(BaseModel):

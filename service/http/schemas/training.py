@@ -12,7 +12,7 @@ from engine.architecture import MODEL_TYPES
 from engine.hyperparameters import Hyperparameter
 from engine.optimizers import OPTIMIZERS, default_hyperparameters
 from engine.schedules import SCHEDULES, default_options
-from service.http.schemas.common import ArrayField
+from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.names import (
     ActivationName,
     GeneratorKind,
@@ -89,7 +89,7 @@ class GeneratorSpec(BaseModel):
 class InlineDataset(BaseModel):
     """Data given with the job instead of a stored dataset: arrays, or a generator."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(**_STRICT, json_schema_extra=exactly_one_of(("X", "y"), ("generator",)))
 
     name: str = Field(
         "inline",
@@ -122,7 +122,15 @@ class InlineDataset(BaseModel):
 class ModelConfig(BaseModel):
     """The model to train; the output layer follows from the dataset's task."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        **_STRICT,
+        json_schema_extra={
+            # hidden_layers: at least one for an mlp, none for the other types.
+            "if": {"properties": {"type": {"const": "mlp"}}, "required": ["type"]},
+            "then": {"required": ["hidden_layers"], "properties": {"hidden_layers": {"minItems": 1}}},
+            "else": {"properties": {"hidden_layers": {"maxItems": 0}}},
+        },
+    )
 
     type: ModelTypeName = Field(description="Model type.", examples=["mlp"])
     hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
@@ -132,7 +140,10 @@ class ModelConfig(BaseModel):
         examples=[[16, 16]],
     )
     activation: ActivationName = Field(
-        "relu", description="Activation of the hidden layers (mlp only).", examples=["relu"]
+        "relu",
+        description="Activation of the hidden layers (mlp only); softmax is for output layers only.",
+        examples=["relu"],
+        json_schema_extra={"not": {"const": "softmax"}},
     )
 
     @model_validator(mode="after")
@@ -214,6 +225,16 @@ class TrainingConfig(BaseModel):
         extra="forbid",
         strict=True,
         json_schema_extra={
+            **exactly_one_of(("dataset_id",), ("dataset",)),
+            # gd is full-batch: batch_size stays null with it (and gd is the default optimizer).
+            "if": {
+                "anyOf": [
+                    {"not": {"required": ["optimizer"]}},
+                    {"properties": {"optimizer": {"not": {"required": ["name"]}}}},
+                    {"properties": {"optimizer": {"properties": {"name": {"const": "gd"}}}}},
+                ]
+            },
+            "then": {"properties": {"batch_size": {"type": "null"}}},
             "examples": [
                 {
                     "dataset": {"generator": {"kind": "xor", "n_samples": 400, "noise": 0.1, "seed": 1}},
@@ -224,12 +245,12 @@ class TrainingConfig(BaseModel):
                     "validation_fraction": 0.2,
                     "seed": 42,
                 }
-            ]
+            ],
         },
     )
 
     dataset_id: str | None = Field(
-        None, description="A stored dataset's id.", examples=["ds_0194b2c3d4e5f6a7b8c9d0e1f2"]
+        None, description="A stored dataset's id.", examples=["ds_0194b2c3d4e5f6a7b8c9d0e1"]
     )
     dataset: InlineDataset | None = Field(
         None,
