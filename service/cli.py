@@ -36,6 +36,7 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the HTTP service with uvicorn (settings from DESCENT_* variables)."""
     import uvicorn
 
+    from service.http.protocol import ProblemHttpToolsProtocol
     from service.logs import configure_logging
     from service.settings import Settings
 
@@ -51,7 +52,8 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with requests it cannot parse answered as problem+json like every other error.
+        http=ProblemHttpToolsProtocol,
         log_level=settings.log_level,
         # The service writes its own JSON access line per request (with the request id).
         access_log=False,

@@ -60,6 +60,12 @@ class DomainError(Exception):
         return problem_type(self.slug)
 
 
+class BadRequest(DomainError):
+    """400: the request is not well-formed HTTP (refused by the server's parser, before any route)."""
+
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
 class NotFound(DomainError):
     """404: no resource here, or no resource of this kind with this id (or it is another owner's)."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +79,34 @@ def test_serve_answers_over_tcp(server: str, tmp_path: Path) -> None:
         REQUEST_S,
         "the request's access line in the server's log",
     )
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=REQUEST_S) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"],
+    ids=["not-http", "bad-header"],
+)
+def test_a_request_the_server_cannot_parse_is_a_problem_too(server: str, request_bytes: bytes) -> None:
+    head, _, body = _raw(server, request_bytes).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 400 Bad Request"
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert problem["type"] == "urn:descent:problem:bad-request" and problem["status"] == 400
+    assert problem["title"] == "Bad Request" and "not valid HTTP/1.1" in problem["detail"]
+    assert problem["instance"] == ""
+    with httpx.Client(base_url=server, timeout=REQUEST_S) as client:
+        assert client.get("/healthz").status_code == 200

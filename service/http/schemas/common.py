@@ -89,7 +89,10 @@ class Problem(BaseModel):
         description="What went wrong in this request, naming the offending value.",
         examples=["X must have 2 dimension(s), got 1 (shape [3])"],
     )
-    instance: str = Field(description="The request path.", examples=["/v1/forward"])
+    instance: str = Field(
+        description="The request path (empty for a request the server could not parse).",
+        examples=["/v1/forward"],
+    )
     request_id: str | None = Field(
         None,
         description="The request's X-Request-ID; quote it when reporting a problem.",
