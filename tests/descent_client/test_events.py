@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from descent_client.events import EndUpdate, FollowState, ServerEvent, SSEDecoder, history_rows
+from descent_client.events import EndUpdate, FollowState, Plan, ServerEvent, SSEDecoder, history_rows
 
 
 def decode(text: str) -> list[ServerEvent]:
@@ -80,3 +80,14 @@ def test_wait_ignores_progress() -> None:
     plan = state.plan(progress(3, 5))
     assert plan.rows == [] and not plan.fetch
     assert not state.plan(ServerEvent(4, "end", {"status": "succeeded"})).fetch
+
+
+def test_history_is_read_at_most_once_per_fetch_interval() -> None:
+    state = FollowState(fetch_interval=3600)
+    assert state.plan(progress(1, 3)).fetch
+    list(state.epoch_updates(1, history_rows(HISTORY, 3)))
+    # Soon after, a gap waits for the end (or a later event) instead of another read...
+    assert state.plan(progress(2, 5)) == Plan()
+    # ...but the next epoch, carried by its event, needs no read.
+    assert state.plan(progress(3, 4, {"train_loss": 0.6})).rows == [(4, {"train_loss": 0.6})]
+    assert state.plan(ServerEvent(4, "end", {"status": "succeeded"})).fetch
