@@ -13,6 +13,8 @@ The sync and async clients share this state; they only differ in how they read t
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,11 +156,16 @@ class FollowState:
         Epochs up to this one are not yielded again.
     epochs : bool
         Whether to yield epochs at all (``wait`` needs only the end).
+    fetch_interval : float
+        Seconds between two reads of the history: the epochs of a progress event that comes sooner
+        wait for the next one (or the end), so a fast job costs the service a few reads a second.
     """
 
     last_event_id: int = 0
     last_epoch: int = 0
     epochs: bool = True
+    fetch_interval: float = 0.25
+    last_fetch: float = field(default=-math.inf, repr=False)
     total_epochs: int | None = None
     pace: dict[str, Any] = field(default_factory=dict)
     best: Best | None = None
@@ -192,6 +199,10 @@ class FollowState:
         if epoch == self.last_epoch + 1 and data.get("metrics"):
             # The event carries this very epoch's metrics: no need to read the history.
             return Plan(rows=[(epoch, data["metrics"])])
+        now = time.monotonic()
+        if now - self.last_fetch < self.fetch_interval:
+            return Plan()  # the next event, or the end, reads these epochs with its own
+        self.last_fetch = now
         return Plan(fetch=True, upto=epoch)
 
     def epoch_updates(

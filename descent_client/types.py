@@ -7,7 +7,6 @@ with a reference to the client that fetched them, so that ``job.follow()``, ``mo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -20,9 +19,9 @@ from service.http.schemas import jobs as job_schemas
 from service.http.schemas import models as model_schemas
 
 if TYPE_CHECKING:
-    from descent_client._async import AsyncClient
+    from descent_client._async import AsyncClient, AsyncFollow
+    from descent_client._follow import Follow
     from descent_client._sync import Client
-    from descent_client.events import Update
 
 Array = np.ndarray[Any, Any]
 JobMetrics = job_schemas.JobMetrics
@@ -87,7 +86,7 @@ class Job(_Bound, job_schemas.Job):
         client: Client = self._client
         return client.jobs.get(self.id)
 
-    def follow(self, *, last_event_id: int = 0, since_epoch: int = 0) -> Iterator[Update]:
+    def follow(self, *, last_event_id: int = 0, since_epoch: int = 0) -> Follow:
         """Status changes, every epoch once and in order, then the end (see ``Client.jobs.follow``)."""
         client: Client = self._client
         return client.jobs.follow(self.id, last_event_id=last_event_id, since_epoch=since_epoch)
@@ -155,7 +154,7 @@ class AsyncJob(_Bound, job_schemas.Job):
         client: AsyncClient = self._client
         return await client.jobs.get(self.id)
 
-    def follow(self, *, last_event_id: int = 0, since_epoch: int = 0) -> AsyncIterator[Update]:
+    def follow(self, *, last_event_id: int = 0, since_epoch: int = 0) -> AsyncFollow:
         """``async for update in job.follow()``: as the sync ``follow``."""
         client: AsyncClient = self._client
         return client.jobs.follow(self.id, last_event_id=last_event_id, since_epoch=since_epoch)
