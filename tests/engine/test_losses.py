@@ -94,7 +94,7 @@ def test_reductions_agree(name, form, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_perfect_predictions_cost_exactly_zero(dtype):
-    # The seed's first extreme case: loss(ŷ = 0, y = 0) = −log(1) = 0, and likewise ŷ = 1, y = 1.
+    # The first extreme case: loss(ŷ = 0, y = 0) = −log(1) = 0, and likewise ŷ = 1, y = 1.
     for y in ([0.0], [1.0], [0.0, 1.0, 1.0]):
         loss, _ = compute_loss("binary_cross_entropy", np.array(y), np.array(y, dtype=dtype))
         assert loss == 0.0
@@ -105,7 +105,7 @@ def test_perfect_predictions_cost_exactly_zero(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("y", "p"), [(0.0, 1.0), (1.0, 0.0)])
 def test_confident_wrong_prediction_costs_minus_log_eps(dtype, y, p):
-    # The seed's second extreme case, −log(0) = ∞, is clipped to a large finite −log(eps).
+    # The second extreme case, −log(0) = ∞, is clipped to a large finite −log(eps).
     loss, grad = compute_loss("binary_cross_entropy", np.array([y]), np.array([p], dtype=dtype))
     assert math.isfinite(loss)
     assert np.all(np.isfinite(grad))

@@ -222,7 +222,7 @@ def test_minimises_convex_quadratic(name, dtype):
 
 
 def logistic_loss_and_gradient(params, x, y):
-    """The seed's logistic regression: y_hat = sigmoid(w x + b), mean binary cross-entropy."""
+    """The README's logistic regression: y_hat = sigmoid(w x + b), mean binary cross-entropy."""
     w, b = params
     y_hat = 1.0 / (1.0 + np.exp(-(w * x + b)))
     loss = -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))

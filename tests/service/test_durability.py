@@ -74,7 +74,7 @@ def wait_for_checkpoint(service: ServiceProcess, client: httpx.Client, job_id: s
         return None
 
     epoch: int = wait_until(
-        reached, JOB_S, f"a checkpoint of job {job_id} at epoch >= {at_least}", interval=0.02
+        reached, JOB_S, f"a checkpoint of job {job_id} at epoch >= {at_least}", interval=0.05
     )
     return epoch
 

@@ -19,12 +19,12 @@ def loss(client: Client, name: str, **body: object) -> dict:
 
 
 def test_bce_is_zero_when_the_prediction_matches_the_label(client: Client) -> None:
-    # The seed's loss(0, 0) = −log(1) = 0.
+    # The extreme case loss(0, 0) = −log(1) = 0.
     assert loss(client, "binary_cross_entropy", y_true=[0, 1], y_pred=[0.0, 1.0])["loss"] == 0.0
 
 
 def test_bce_of_a_certain_wrong_prediction_is_large_but_finite(client: Client) -> None:
-    # The seed's loss(1, 0) = −log(0) = ∞; the service clips by eps: −log(eps).
+    # The extreme case loss(1, 0) = −log(0) = ∞; the service clips by eps: −log(eps).
     body = loss(client, "binary_cross_entropy", y_true=[0], y_pred=[1.0])
     assert body["loss"] == pytest.approx(-math.log(EPS))
 
