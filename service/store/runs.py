@@ -279,12 +279,19 @@ def requeue_job(store: Store, job_id: str, attempt: int) -> str:
         if fenced.status == "cancelling":
             end_job(session, row, "cancelled")
         else:
-            row.status = "queued"
-            session.flush()
+            _back_in_queue(session, row)
             append_event(
                 session, job_id, "status", {"status": "queued", "attempt": attempt, "reason": "shutdown"}
             )
         return row.status
+
+
+def _back_in_queue(session: Session, row: JobRow) -> None:
+    """Queue a locked job again; the caller dispatches it at once, which is recorded here."""
+    row.status = "queued"
+    row.dispatched_at = utcnow()
+    row.dispatch_count += 1
+    session.flush()
 
 
 def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = None) -> list[str]:
@@ -325,8 +332,7 @@ def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = Non
             if row.status == "cancelling":
                 end_job(session, row, "cancelled")
             elif row.attempt < row.max_retries + 1:
-                row.status = "queued"
-                session.flush()
+                _back_in_queue(session, row)
                 event = {"status": "queued", "attempt": row.attempt, "reason": "worker_lost"}
                 append_event(session, row.id, "status", event)
                 requeued.append(row.id)
@@ -339,12 +345,21 @@ def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = Non
     return requeued
 
 
-def release_lost_run(store: Store, job_id: str, attempt: int, detail: str) -> str | None:
+def release_lost_run(
+    store: Store, job_id: str, attempt: int, detail: str, *, error_type: str | None = None
+) -> str | None:
     """Recover one job whose worker is known to be dead (the runner saw its process exit).
 
-    Like :func:`reap_stale` for a single run, fenced on ``attempt``: requeued while retries remain,
-    else failed 'worker_lost'; a 'cancelling' job ends 'cancelled'. Returns the new status, or None
-    when the run no longer owned the job.
+    Like :func:`reap_stale` for a single run, fenced on ``attempt``, the attempt the dead worker was
+    running: requeued while retries remain, else failed 'worker_lost'; a 'cancelling' job ends
+    'cancelled'. With ``error_type`` the job fails with that type at once, whatever its retries (the
+    worker died of the job itself, e.g. 'resource_exhausted', so running it again would not help).
+
+    Returns
+    -------
+    status : str or None
+        The job's new status, or None when ``attempt`` no longer owned the job (it was requeued and
+        claimed again, or it ended): then nothing is written.
     """
     with store.write() as session:
         row = session.scalar(
@@ -356,9 +371,10 @@ def release_lost_run(store: Store, job_id: str, attempt: int, detail: str) -> st
             return None
         if row.status == "cancelling":
             end_job(session, row, "cancelled")
+        elif error_type is not None:
+            end_job(session, row, "failed", error_type=error_type, error_detail=detail)
         elif row.attempt < row.max_retries + 1:
-            row.status = "queued"
-            session.flush()
+            _back_in_queue(session, row)
             append_event(
                 session, row.id, "status", {"status": "queued", "attempt": attempt, "reason": detail}
             )
