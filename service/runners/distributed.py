@@ -10,8 +10,8 @@ the number of queued jobs.
 The reaper thread (in the API and in every worker) requeues jobs whose heartbeat went stale (their
 worker died) and sends wake-ups again when some are really missing: when the broker holds fewer
 messages than there are queued jobs, it sends that many more, for jobs unclaimed since their last
-dispatch for ``DESCENT_REDISPATCH_AFTER_S``. Dispatches are recorded in the store, which hands each job
-to one reaper only (``take_redispatch``), so several processes reaping at once never multiply them.
+dispatch for ``DESCENT_REDISPATCH_AFTER_S``. Dispatches are recorded in the store, and counted and
+taken under one lock (``take_redispatch``), so several processes reaping at once never multiply them.
 """
 
 from __future__ import annotations
@@ -84,13 +84,15 @@ class CeleryRunner:
         kwargs: dict[str, Any] = self._redis.connection_pool.connection_kwargs
         return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
-    def missing_messages(self) -> int:
-        """How many queued jobs have no message waiting in the broker, by two looks in a row."""
-        missing = count_queued(self.store) - int(self._redis.llen(QUEUE))
-        if missing > 0:
-            time.sleep(_SECOND_LOOK_S)
-            missing = min(missing, count_queued(self.store) - int(self._redis.llen(QUEUE)))
-        return max(0, missing)
+    def _waiting_messages(self) -> int:
+        return int(self._redis.llen(QUEUE))
+
+    def _may_miss_messages(self) -> bool:
+        """Whether the broker holds fewer messages than there are queued jobs, by two looks in a row."""
+        if count_queued(self.store) <= self._waiting_messages():
+            return False
+        time.sleep(_SECOND_LOOK_S)
+        return count_queued(self.store) > self._waiting_messages()
 
     def reap_once(self) -> None:
         """Requeue lost runs, and send again the wake-ups the broker has lost."""
@@ -103,10 +105,9 @@ class CeleryRunner:
         for job_id in stale:
             log.warning("job %s lost its worker; queued again", job_id)
             self.submit(job_id)
-        missing = self.missing_messages()
-        if missing == 0:
+        if not self._may_miss_messages():
             return
-        for job_id in take_redispatch(self.store, self.settings.redispatch_after_s, missing):
+        for job_id in take_redispatch(self.store, self.settings.redispatch_after_s, self._waiting_messages):
             log.info("job %s was not claimed since its last dispatch; sent again", job_id)
             self.submit(job_id)
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Row, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleAttempt
@@ -62,10 +62,13 @@ def claim_job(store: Store, job_id: str) -> int | None:
 
 def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[str, bool]:
     """The fenced UPDATE every run write starts with; also a heartbeat. Returns (status, cancel_requested)."""
+    # SQLite takes its write lock when the transaction begins: stamp the heartbeat after any wait for
+    # it, so that a run kept waiting by another writer (a large checkpoint) does not look silent.
+    session.connection()
     row = session.execute(
         update(JobRow)
         .where(JobRow.id == job_id, JobRow.attempt == attempt, JobRow.status.in_(RUN_STATUSES))
-        .values(heartbeat_at=utcnow(), **values)
+        .values(heartbeat_at=_not_earlier(utcnow()), **values)
         .returning(JobRow.status, JobRow.cancel_requested)
     ).one_or_none()
     if row is None:
@@ -73,6 +76,13 @@ def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[st
             raise NotFound.resource("job", job_id)
         raise StaleAttempt(job_id, attempt)
     return row
+
+
+def _not_earlier(now: datetime) -> Any:
+    """``now``, or the stored heartbeat if later: a write that waited for the row's lock (PostgreSQL)
+    while another write of the run committed a later heartbeat does not move it back."""
+    stamp = literal(now, UTCDateTime())
+    return case((JobRow.heartbeat_at > stamp, JobRow.heartbeat_at), else_=stamp)
 
 
 def _locked_row(session: Session, job_id: str) -> JobRow:
@@ -198,6 +208,9 @@ def save_checkpoint(store: Store, job_id: str, attempt: int, epoch: int, blob: b
         row.epoch = epoch
         row.blob = bytes(blob)
         row.updated_at = utcnow()
+        session.flush()
+        # Writing a large blob takes a while: the run was alive at its end, not only at its start.
+        session.execute(update(JobRow).where(JobRow.id == job_id).values(heartbeat_at=_not_earlier(utcnow())))
 
 
 def load_checkpoint(store: Store, job_id: str) -> Checkpoint | None:

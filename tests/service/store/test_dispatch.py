@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -43,19 +44,29 @@ def test_every_way_into_the_queue_records_a_dispatch(store: Store) -> None:
     assert requeued.dispatched_at is not None and requeued.dispatched_at > job.dispatched_at
 
 
-def test_redispatch_takes_only_jobs_unclaimed_since_their_last_dispatch(store: Store) -> None:
+def waiting(n: int) -> Callable[[], int]:
+    """A broker holding ``n`` messages."""
+    return lambda: n
+
+
+def test_redispatch_makes_up_for_missing_messages_only(store: Store) -> None:
     dataset = make_dataset(store)
     jobs = [make_job(store, dataset.id) for _ in range(4)]
     claim_job(store, jobs[1].id)  # running: never sent again by the reaper
 
-    assert take_redispatch(store, 60, limit=10) == []  # all dispatched just now
+    # Three queued jobs, just dispatched: their messages may be on their way.
+    assert take_redispatch(store, 60, waiting(0)) == []
     later = utcnow() + LATER
-    assert take_redispatch(store, 60, limit=2, now=later) == [jobs[0].id, jobs[2].id]
-    # Taken means dispatched again, now: not due until the bound passes once more.
-    assert take_redispatch(store, 60, limit=10, now=later) == [jobs[3].id]
-    assert take_redispatch(store, 60, limit=10, now=later) == []
+    # Long after: as many messages as queued jobs wait, so none is missing.
+    assert take_redispatch(store, 60, waiting(3), now=later) == []
+    # One message is missing: one job (the first in claim order) is sent again.
+    assert take_redispatch(store, 60, waiting(2), now=later) == [jobs[0].id]
+    # Its new dispatch makes up for the missing message, whatever the broker says meanwhile.
+    assert take_redispatch(store, 60, waiting(2), now=later) == []
+    # All three messages lost: the two jobs not just sent again are.
+    assert take_redispatch(store, 60, waiting(0), now=later) == [jobs[2].id, jobs[3].id]
     assert [get_job(store, job.id).dispatch_count for job in jobs] == [2, 1, 2, 2]
-    assert take_redispatch(store, 60, limit=10, now=later + LATER) == [jobs[0].id, jobs[2].id, jobs[3].id]
+    assert take_redispatch(store, 60, waiting(0), now=later + LATER) == [jobs[0].id, jobs[2].id, jobs[3].id]
 
 
 def test_redispatch_follows_the_claim_order(store: Store) -> None:
@@ -65,29 +76,30 @@ def test_redispatch_follows_the_claim_order(store: Store) -> None:
     assert attempt == 1
     requeue_job(store, jobs[2].id, attempt)
 
-    assert take_redispatch(store, 60, limit=10, now=utcnow() + LATER) == [jobs[2].id, jobs[0].id, jobs[1].id]
+    assert take_redispatch(store, 60, waiting(1), now=utcnow() + LATER) == [jobs[2].id, jobs[0].id]
 
 
-def test_concurrent_reapers_send_each_job_again_once(store: Store, database_url: str) -> None:
+def test_concurrent_reapers_make_up_for_lost_messages_once(store: Store, database_url: str) -> None:
     dataset = make_dataset(store)
     jobs = {make_job(store, dataset.id).id for _ in range(12)}
     later = utcnow() + LATER
-    # Eight reapers, each with its own connection pool, as separate processes would be.
+    # Eight reapers, each with its own connection pool as separate processes have, and a broker that
+    # lost every message (each reaper reads it before any of them sends anything).
     stores = [open_store(database_url, migrate_schema=False) for _ in range(8)]
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            taken = list(pool.map(lambda s: take_redispatch(s, 60, limit=12, now=later), stores))
+            taken = list(pool.map(lambda s: take_redispatch(s, 60, waiting(0), now=later), stores))
     finally:
         for other in stores:
             other.close()
     every = [job_id for batch in taken for job_id in batch]
-    assert sorted(every) == sorted(jobs), "each job must be taken by exactly one reaper"
+    assert sorted(every) == sorted(jobs), "each lost message must be made up for exactly once"
     assert {get_job(store, job_id).dispatch_count for job_id in jobs} == {2}
 
 
 def test_redispatch_refuses_a_negative_bound(store: Store) -> None:
     with pytest.raises(ValueError, match="older_than_s"):
-        take_redispatch(store, -1, limit=1)
+        take_redispatch(store, -1, waiting(0))
 
 
 def test_releasing_a_stale_attempt_leaves_the_current_run_alone(store: Store) -> None:

@@ -193,7 +193,7 @@ def test_jobs_queued_before_dispatch_records_are_due_by_their_age(fresh_url: str
     try:
         record = get_job(store, job_id)
         assert (record.dispatch_count, record.dispatched_at) == (0, None)
-        assert take_redispatch(store, 60, limit=5) == []
-        assert take_redispatch(store, 60, limit=5, now=utcnow() + timedelta(hours=1)) == [job_id]
+        assert take_redispatch(store, 60, lambda: 0) == []
+        assert take_redispatch(store, 60, lambda: 0, now=utcnow() + timedelta(hours=1)) == [job_id]
     finally:
         store.close()
