@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.store import Store, claim_job, get_job, open_store, reap_stale
+from service.store import Store, claim_job, get_job, load_checkpoint, open_store, reap_stale
 from service.store.db import utcnow
 from tests.processes import group_members, wait_until
 from tests.service.test_jobs_e2e import ServiceProcess, parse_sse, wait_for_job
@@ -59,6 +59,11 @@ def service_store(service: ServiceProcess) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def checkpoint_epoch(store: Store, job_id: str) -> int:
+    checkpoint = load_checkpoint(store, job_id)
+    return 0 if checkpoint is None else checkpoint.epoch
 
 
 def log(service: ServiceProcess) -> str:
@@ -189,10 +194,11 @@ def test_killing_the_worker_of_a_stale_attempt_leaves_the_current_attempt_alone(
         body = {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 3, "max_retries": 1}
         job_id = submit(client, body)
         wait_status(client, job_id, "running", 1)
+        # Right after epoch 1 is checkpointed (the run's last write of that epoch), so that the stale
+        # run is in the middle of epoch 2 (seconds long) when its worker dies: it cannot have
+        # noticed yet that it lost the job.
+        wait_until(lambda: checkpoint_epoch(store, job_id) >= 1, 600, "epoch 1's checkpoint", interval=0.2)
         stale_worker = busy_worker(service)
-        # Right after an epoch ends, so that the stale run is in the middle of the next one (seconds
-        # long) when its worker dies: it cannot have noticed yet that it lost the job.
-        wait_until(lambda: (job(client, job_id)["progress"] or {}).get("epoch", 0) >= 1, 600, "epoch 1")
         assert reap_stale(store, 0, now=utcnow() + AN_HOUR) == [job_id]
         wait_status(client, job_id, "running", 2)
         os.kill(stale_worker, signal.SIGKILL)
