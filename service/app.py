@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -65,8 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Returns
     -------
     FastAPI
-        With ``state.settings``, ``state.metrics`` and ``state.readiness_checks`` (a list other
-        components append their async dependency checks to).
+        With ``state.settings``, ``state.metrics``, ``state.readiness_checks`` (a list other
+        components append their async dependency checks to) and ``state.stopping`` (an event set
+        when the server begins to shut down).
     """
     settings = settings or Settings()
     configure_logging(settings.log_level)
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.readiness_checks = []
+    # Set at SIGTERM (``descent serve``): event streams end so that the server can drain.
+    app.state.stopping = threading.Event()
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes

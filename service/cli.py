@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import click
 
@@ -36,19 +37,29 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the HTTP service with uvicorn (settings from DESCENT_* variables)."""
     import uvicorn
 
+    from service.app import create_app
     from service.http.protocol import ProblemHttpToolsProtocol
     from service.logs import configure_logging
     from service.settings import Settings
+    from service.state import begin_shutdown
 
-    # The factory reads its settings from the environment, so flags travel the same way.
+    # Flags travel as the settings do, through the environment.
     for value, var in ((host, "DESCENT_HOST"), (port, "DESCENT_PORT"), (log_level, "DESCENT_LOG_LEVEL")):
         if value is not None:
             os.environ[var] = str(value)
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        """Stops the workers and the event streams as soon as the signal arrives, not after the drain."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            begin_shutdown(app)
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -60,7 +71,11 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         server_header=False,
         # Client addresses are neither logged nor used, so X-Forwarded-For needs no parsing.
         proxy_headers=False,
+        # Requests still running when the grace is over are cancelled: the whole stop, workers
+        # included, takes at most about DESCENT_SHUTDOWN_GRACE_S.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
+    Server(config).run()
 
 
 @cli.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -61,8 +61,30 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(
         5.0, gt=0, description="A running job writes a checkpoint at least this often (and at shutdown)."
     )
+    heartbeat_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="A running job's worker writes a heartbeat this often, from a thread of its own, "
+        "however long an epoch or a mini-batch takes.",
+    )
     heartbeat_timeout_s: float = Field(
-        60.0, gt=0, description="A running job silent for this long is presumed lost and requeued."
+        10.0,
+        gt=0,
+        description="A running job with no heartbeat for this long is presumed lost (its worker died) and "
+        "requeued; at least 3 heartbeat intervals.",
+    )
+    redispatch_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="Distributed runner: a queued job still unclaimed this long after it was last sent to "
+        "the broker is sent again, if the broker holds fewer messages than there are queued jobs.",
+    )
+    worker_memory_mb: int = Field(
+        4096,
+        ge=0,
+        description="Memory (MiB of address space) one job may allocate in a worker process, beyond the "
+        "worker's own footprint; a job that needs more ends `failed` with `resource_exhausted` and the "
+        "worker is replaced. 0: no cap.",
     )
     shutdown_grace_s: float = Field(
         10.0, gt=0, description="On SIGTERM, how long running jobs get to checkpoint before workers end."
@@ -71,3 +93,13 @@ class Settings(BaseSettings):
         24 * 3600, ge=60, description="Celery/Redis visibility timeout; keep it above the longest job."
     )
     owner: str = Field("default", description="Owner recorded on every resource (until authentication).")
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_timeout(self) -> Settings:
+        if self.heartbeat_timeout_s < 3 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"DESCENT_HEARTBEAT_TIMEOUT_S ({self.heartbeat_timeout_s:g}) must be at least 3 times "
+                f"DESCENT_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s:g}), so that one late heartbeat "
+                "does not get a healthy job requeued"
+            )
+        return self

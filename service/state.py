@@ -29,7 +29,7 @@ def make_runner(settings: Settings, store: Store) -> Runner:
         store,
         settings.database_url,
         settings.workers,
-        RunSettings(settings.progress_interval_s, settings.checkpoint_interval_s),
+        RunSettings.from_settings(settings),
         stale_after_s=settings.heartbeat_timeout_s,
         grace_s=settings.shutdown_grace_s,
     )
@@ -53,6 +53,17 @@ async def open_state(app: FastAPI) -> None:
 
     store_check.__name__, runner_check.__name__ = "store", "runner"
     app.state.readiness_checks.extend([store_check, runner_check])
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """Called at SIGTERM, before the HTTP server drains: event streams end, workers start stopping.
+
+    Running jobs get the whole shutdown grace from now to checkpoint, whatever the draining takes.
+    """
+    app.state.stopping.set()
+    runner: Runner | None = getattr(app.state, "runner", None)
+    if runner is not None:
+        runner.begin_stop()
 
 
 async def close_state(app: FastAPI) -> None:

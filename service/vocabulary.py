@@ -23,7 +23,9 @@ RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 TERMINAL_STATUSES: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
 
 # Why a job failed (its ``error.type``).
-ErrorType = Literal["diverged", "deadline_exceeded", "invalid_data", "worker_lost", "internal"]
+ErrorType = Literal[
+    "diverged", "deadline_exceeded", "invalid_data", "worker_lost", "resource_exhausted", "internal"
+]
 ERROR_TYPES: tuple[ErrorType, ...] = get_args(ErrorType)
 
 # The kinds of a job's events (the ``event:`` line of the server-sent event stream).

@@ -15,6 +15,9 @@ class Runner(Protocol):
     def submit(self, job_id: str) -> None:
         """Hand a queued job to a worker; losing this message loses nothing, only time."""
 
+    def begin_stop(self) -> None:
+        """Start stopping without waiting (called at SIGTERM, while the HTTP server drains)."""
+
     def stop(self) -> None:
         """Stop taking jobs, let running ones checkpoint and return to the queue, then exit."""
 
@@ -32,6 +35,9 @@ class NoRunner:
         pass
 
     def submit(self, job_id: str) -> None:
+        pass
+
+    def begin_stop(self) -> None:
         pass
 
     def stop(self) -> None:

@@ -1,20 +1,28 @@
 """``descent worker``: a Celery worker that runs training jobs, one at a time.
 
-The task is ``run_job`` itself. On SIGTERM (``docker stop``) the running job checkpoints at its
-next epoch and goes back to the queue, and this worker sends it again for another worker.
+A message is a wake-up: the task claims the first queued job in claim order (interrupted jobs
+first, then the oldest), which need not be the job the message names. On SIGTERM (``docker stop``)
+the running job checkpoints at its next epoch and goes back to the queue, and this worker sends a
+wake-up for it. The worker runs under the memory cap (``DESCENT_WORKER_MEMORY_MB``); after a job
+that ran out of memory, it acknowledges that job's message and replaces itself with a fresh process
+(``exec``, same pid), since the old one may hold on to fragments of what it allocated.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from typing import Any
 
 from celery import signals
+from celery.worker import state as worker_state
 
 from service.runners.celery_app import QUEUE, TASK_NAME, make_celery
 from service.runners.distributed import CeleryRunner
-from service.runners.run_job import RunSettings, run_job
+from service.runners.memory import WorkerOutOfMemory, apply_memory_cap
+from service.runners.run_job import RunSettings, run_next
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -34,16 +42,19 @@ def _store() -> Store:
 
 @celery_app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job_task(self: Any, job_id: str) -> None:
-    store = _store()
-    status = run_job(
-        store,
-        job_id,
-        settings=RunSettings(settings.progress_interval_s, settings.checkpoint_interval_s),
-        shutdown=_shutdown,
-    )
-    if status == "queued":
-        # Given back at shutdown: send it again so another worker resumes it from its checkpoint.
-        celery_app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+    """Wake up for ``job_id``: run the first job this worker can claim, if any."""
+    try:
+        run = run_next(_store(), settings=RunSettings.from_settings(settings), shutdown=_shutdown)
+    except (WorkerOutOfMemory, MemoryError):
+        log.error("a job ran out of memory; this worker replaces itself once the message is acknowledged")
+        _state["replace"] = True
+        worker_state.should_stop = 0  # a warm stop, right after this task (EX_OK)
+        return
+    if run is None:
+        log.debug("woken up for job %s, but no queued job was left to claim", job_id)
+    elif run.status == "queued":
+        # Given back at shutdown: wake another worker to resume it from its checkpoint.
+        celery_app.send_task(TASK_NAME, args=[run.job_id], queue=QUEUE)
 
 
 @signals.worker_shutting_down.connect
@@ -65,15 +76,23 @@ def main(argv: list[str] | None = None) -> None:
 
     threadpool_limits(1)
     _store()  # run migrations before taking jobs
-    celery_app.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            f"--queues={QUEUE}",
-            f"--loglevel={settings.log_level.upper()}",
-            "--without-mingle",
-            "--without-gossip",
-            *(argv or []),
-        ]
-    )
+    apply_memory_cap(settings.worker_memory_mb)
+    try:
+        celery_app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                f"--queues={QUEUE}",
+                f"--loglevel={settings.log_level.upper()}",
+                "--without-mingle",
+                "--without-gossip",
+                *(argv or []),
+            ]
+        )
+    finally:
+        if _state.get("replace"):
+            log.warning("restarting the worker process after a job ran out of memory")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, sys.orig_argv)

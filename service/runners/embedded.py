@@ -1,11 +1,14 @@
 """The embedded runner: a supervised pool of worker processes beside the API, on one machine.
 
-Each worker process takes the oldest queued job from the store and calls ``run_job``; after a job it
-looks again at once, and while idle it looks when the API rings the doorbell (a job was submitted) or
-every second, so nothing depends on a message arriving. A supervisor thread in the API process
-replaces a worker that dies (kill -9, out of memory) and hands its job back to the queue, to resume
-from its checkpoint, or fails it ``worker_lost`` once its retries are used. On stop, workers
-checkpoint their jobs and leave them queued for the next start.
+Each worker process takes the first queued job in claim order (interrupted jobs first, then the
+oldest) and calls ``run_job``; after a job it looks again at once, and while idle it looks when the
+API rings the doorbell (a job was submitted) or every second, so nothing depends on a message
+arriving. A supervisor thread in the API process replaces a worker that dies (kill -9, out of
+memory) and hands back the job it was running, fenced on the attempt that worker had claimed: the job
+resumes from its checkpoint, or fails ``worker_lost`` once its retries are used, or ``resource_exhausted``
+when the worker ran out of memory; a job already taken over by another run is left alone. On stop,
+workers checkpoint their jobs and leave them queued for the next start; a worker still running when
+the shutdown grace ends is killed.
 
 The API process and the workers share only lock-free memory (the doorbell counter, the shutdown
 flag and each worker's slot). A ``multiprocessing`` queue or event would not do: their operations
@@ -27,23 +30,33 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from service.errors import DomainError
-from service.runners.run_job import RunSettings, run_job
-from service.store import Store, get_job, open_store, queued_job_ids, reap_stale
-from service.store.runs import release_lost_run
+from service.runners.liveness import reap_interval
+from service.runners.memory import (
+    EXIT_OUT_OF_MEMORY,
+    WorkerOutOfMemory,
+    apply_memory_cap,
+    out_of_memory_detail,
+)
+from service.runners.run_job import RunSettings, run_next
+from service.store import Store, open_store, reap_stale, release_lost_run
 
 log = logging.getLogger("descent.runner")
 _SLOT_BYTES = 64
 # An idle worker checks the doorbell this often, and the store at least every STORE_LOOK_S.
 IDLE_WAIT_S = 0.05
 STORE_LOOK_S = 1.0
-# Queued jobs a worker tries to claim per look (several workers race for the oldest ones).
-_CLAIM_BATCH = 16
 
 
 @dataclass
 class _Worker:
     process: SpawnProcess
-    slot: Any  # shared bytes: the id of the job the worker is running, empty when idle
+    slot: Any  # shared bytes: "<job id>:<attempt>" of the run the worker is in, empty when idle
+
+
+def read_slot(slot: Any) -> tuple[str, int] | None:
+    """The (job id, attempt) a worker's slot holds, or None when the worker is idle."""
+    job_id, _, attempt = bytes(slot.value).decode().partition(":")
+    return (job_id, int(attempt)) if job_id and attempt.isdigit() else None
 
 
 class EmbeddedRunner:
@@ -60,7 +73,7 @@ class EmbeddedRunner:
     stale_after_s : float
         A running job whose heartbeat is older than this is presumed lost (a hung worker).
     grace_s : float
-        How long ``stop`` waits for workers to checkpoint before ending them.
+        How long workers get to checkpoint at shutdown before they are ended.
     """
 
     def __init__(
@@ -70,7 +83,7 @@ class EmbeddedRunner:
         workers: int,
         run_settings: RunSettings | None = None,
         *,
-        stale_after_s: float = 60.0,
+        stale_after_s: float = 10.0,
         grace_s: float = 10.0,
     ) -> None:
         self.store, self.database_url, self.n_workers = store, database_url, workers
@@ -84,6 +97,7 @@ class EmbeddedRunner:
         self._workers: list[_Worker] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._stopper: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -97,7 +111,7 @@ class EmbeddedRunner:
         self._supervisor.start()
 
     def submit(self, job_id: str) -> None:
-        """Wake the idle workers: the job is in the store, the oldest queued job runs first."""
+        """Wake the idle workers: the job is in the store, and they claim in claim order."""
         with self._bell_lock:
             self._doorbell.value += 1
 
@@ -110,10 +124,31 @@ class EmbeddedRunner:
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
+    def begin_stop(self) -> None:
+        """Tell every worker to stop now, and end those still running when the grace period is over.
+
+        Returns at once (it is called from the signal handler of ``descent serve``); :meth:`stop`
+        waits for the end.
+        """
+        with self._lock:
+            if self._stopper is not None:
+                return
+            self._stopping.set()
+            self._shutdown.value = 1
+            deadline = time.monotonic() + self.grace_s
+            self._stopper = threading.Thread(
+                target=self._end_workers, args=(deadline,), name="descent-stopper", daemon=True
+            )
+            self._stopper.start()
+
     def stop(self) -> None:
-        self._stopping.set()
-        self._shutdown.value = 1
-        deadline = time.monotonic() + self.grace_s
+        self.begin_stop()
+        if self._stopper is not None:
+            self._stopper.join()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
+
+    def _end_workers(self, deadline: float) -> None:
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
         for worker in self._workers:
@@ -124,8 +159,6 @@ class EmbeddedRunner:
                 worker.process.kill()
                 worker.process.join(5)
                 self._release(worker, "the worker was ended at shutdown")
-        if self._supervisor is not None:
-            self._supervisor.join(5)
 
     def _spawn(self) -> _Worker:
         slot = self._ctx.Array("c", _SLOT_BYTES, lock=False)
@@ -138,33 +171,50 @@ class EmbeddedRunner:
         process.start()
         return _Worker(process, slot)
 
-    def _release(self, worker: _Worker, detail: str) -> None:
-        """Hand back the job a dead worker was running."""
-        job_id = bytes(worker.slot.value).decode()
-        if not job_id:
+    def _release(self, worker: _Worker, detail: str, error_type: str | None = None) -> None:
+        """Hand back the job a dead worker was running, fenced on that worker's attempt."""
+        run = read_slot(worker.slot)
+        if run is None:
+            # Idle, or dead between its claim and its note of it: the heartbeat reaper finds that job.
             return
+        job_id, attempt = run
         try:
-            job = get_job(self.store, job_id)
-            status = release_lost_run(self.store, job_id, job.attempt, detail)
+            status = release_lost_run(self.store, job_id, attempt, detail, error_type=error_type)
         except Exception:
             log.exception("could not release job %s of a lost worker", job_id)
             return
-        log.warning("job %s lost its worker (%s): now %s", job_id, detail, status)
+        if status is None:
+            log.warning(
+                "job %s attempt %d lost its worker (%s), but the job had already moved on: left alone",
+                job_id,
+                attempt,
+                detail,
+            )
+            return
+        log.warning("job %s attempt %d lost its worker (%s): now %s", job_id, attempt, detail, status)
         if status == "queued" and not self._stopping.is_set():
             self.submit(job_id)
 
+    def _replace_dead_workers(self) -> None:
+        with self._lock:
+            for i, worker in enumerate(self._workers):
+                if worker.process.is_alive() or self._stopping.is_set():
+                    continue
+                code = worker.process.exitcode
+                log.warning("worker %s exited with code %s; starting another", worker.process.pid, code)
+                if code == EXIT_OUT_OF_MEMORY:
+                    detail = out_of_memory_detail(self.run_settings.worker_memory_mb, "")
+                    self._release(worker, detail, error_type="resource_exhausted")
+                else:
+                    self._release(worker, f"the worker process exited with code {code}")
+                self._workers[i] = self._spawn()
+
     def _supervise(self) -> None:
         last_reap = time.monotonic()
+        interval = reap_interval(self.stale_after_s)
         while not self._stopping.wait(0.2):
-            with self._lock:
-                for i, worker in enumerate(self._workers):
-                    if worker.process.is_alive() or self._stopping.is_set():
-                        continue
-                    code = worker.process.exitcode
-                    log.warning("worker %s exited with code %s; starting another", worker.process.pid, code)
-                    self._release(worker, f"the worker process exited with code {code}")
-                    self._workers[i] = self._spawn()
-            if time.monotonic() - last_reap > max(1.0, self.stale_after_s / 4):
+            self._replace_dead_workers()
+            if time.monotonic() - last_reap > interval:
                 last_reap = time.monotonic()
                 try:
                     for job_id in reap_stale(self.store, self.stale_after_s):
@@ -184,26 +234,20 @@ class _StopSignal:
 
 
 def _run_next(store: Store, slot: Any, run_settings: RunSettings, stop: _StopSignal) -> bool:
-    """Claim and run the oldest queued job this worker can get; False when there is none."""
-    while not stop.is_set():
-        waiting = queued_job_ids(store, limit=_CLAIM_BATCH)
-        for job_id in waiting:
-            if stop.is_set():
-                return False
-            slot.value = job_id.encode()[:_SLOT_BYTES]
-            try:
-                status = run_job(store, job_id, settings=run_settings, shutdown=stop)
-            except MemoryError:
-                log.error("job %s ran out of memory; the worker exits and the job is retried", job_id)
-                os._exit(70)
-            finally:
-                slot.value = b""
-            if status is not None:
-                return True
-            # Another worker claimed it first: try the next one.
-        if len(waiting) < _CLAIM_BATCH:
-            return False
-    return False
+    """Claim and run the first queued job this worker can get; False when there is none."""
+
+    def note(job_id: str, attempt: int) -> None:
+        slot.value = f"{job_id}:{attempt}".encode()[:_SLOT_BYTES]
+
+    try:
+        return run_next(store, settings=run_settings, shutdown=stop, on_claim=note) is not None
+    except (WorkerOutOfMemory, MemoryError):
+        # The job is recorded failed (or, if even that ran out of memory, the runner records it):
+        # a fresh process replaces this one, which may still hold fragments of what it allocated.
+        log.error("a job ran out of memory; this worker exits and another replaces it")
+        os._exit(EXIT_OUT_OF_MEMORY)
+    finally:
+        slot.value = b""
 
 
 def worker_main(
@@ -219,6 +263,7 @@ def worker_main(
     threadpool_limits(1)  # one BLAS thread per worker: the workers are the parallelism
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     store: Store = open_store(database_url, migrate_schema=False)
+    apply_memory_cap(run_settings.worker_memory_mb)
     stop = _StopSignal(shutdown, parent_pid)
     answered, last_look = -1, 0.0
     try:

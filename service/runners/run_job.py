@@ -6,32 +6,38 @@ and dataset from the store, resumes from the latest checkpoint if there is one, 
 and ends the job with its model. The store is the only state: a run can die at any point and
 another run picks the job up from its checkpoint. A store outage is not the job's fault: the run
 keeps training, skips the periodic writes it cannot make, and waits for the store to record its end.
+
+While it runs, a thread of its own writes the run's heartbeat (``liveness.Heartbeat``), so that a
+long epoch is not taken for a dead worker; when a heartbeat is refused, the run's attempt is stale
+and the training loop stops at its next mini-batch without writing anything more. A job that runs
+out of memory ends ``failed`` with ``resource_exhausted``, and the worker is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from engine.models import Architecture
-from engine.training import Checkpoint, EpochState, FitConfig, FitResult, fit
+from engine.training import Checkpoint, FitConfig, FitResult, fit
 from service.errors import NotFound, StaleAttempt, StoreUnavailable
 from service.runners.artifacts import (
-    SNAPSHOT_MAX_PARAMETERS,
     architecture_from_json,
     architecture_json,
     checkpoint_from_bytes,
-    checkpoint_to_bytes,
     model_payload,
     parameters_from_arrays,
-    snapshot_to_bytes,
 )
+from service.runners.liveness import Heartbeat
+from service.runners.memory import WorkerOutOfMemory, out_of_memory_detail
+from service.runners.recorder import Recorder, RunSettings
 from service.runners.spec import architecture_for, fit_config
 from service.store import (
     DatasetRecord,
@@ -45,144 +51,28 @@ from service.store import (
     load_checkpoint,
     load_dataset_arrays,
     load_model_parameters,
-    record_progress,
+    queued_job_ids,
     requeue_job,
-    save_checkpoint,
     truncate_metrics_after,
 )
+
+__all__ = ["Run", "RunSettings", "run_claimed", "run_job", "run_next"]
 
 log = logging.getLogger("descent.jobs")
 T = TypeVar("T")
 # Backoff of the final writes of a run while the store is unreachable.
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
+# Queued jobs a worker tries to claim per look (several workers race for the first ones).
+_CLAIM_BATCH = 16
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """How often a run writes to the store."""
+class Run(NamedTuple):
+    """A run a worker took: the job, its attempt, and the job's status when the run let go of it
+    (None when another run took the job over meanwhile)."""
 
-    progress_interval_s: float = 0.5
-    checkpoint_interval_s: float = 5.0
-    # Models up to this size also write their parameters with each progress write, so that a client
-    # can follow the model as it trains (GET /v1/jobs/{id}/snapshot).
-    snapshot_max_parameters: int = SNAPSHOT_MAX_PARAMETERS
-
-
-class _Recorder:
-    """Buffers per-epoch metrics and writes them, with progress and checkpoints, at a bounded rate."""
-
-    def __init__(
-        self,
-        store: Store,
-        job_id: str,
-        attempt: int,
-        settings: RunSettings,
-        shutdown: threading.Event | Any,
-        snapshot: tuple[Architecture, dict[str, Any]] | None = None,
-    ) -> None:
-        self.store, self.job_id, self.attempt, self.settings = store, job_id, attempt, settings
-        # (architecture, meta) of the snapshots this run writes; None for a model too large for them.
-        small = snapshot is not None and snapshot[0].n_parameters <= settings.snapshot_max_parameters
-        self.snapshot = snapshot if small else None
-        self.shutdown = shutdown
-        self.rows: list[dict[str, Any]] = []
-        self.began = time.monotonic()
-        # last_write: metrics flushed; last_contact: any write, heartbeats included.
-        self.last_write = self.last_checkpoint = self.last_contact = self.began
-        self.first_epoch: int | None = None
-        self.cancel_requested = False
-        self.stopped_for_shutdown = False
-        self.latest: EpochState | None = None
-        self.store_down = False
-
-    def on_epoch(self, state: EpochState) -> bool:
-        self.latest = state
-        if self.first_epoch is None:
-            self.first_epoch = state.epoch - 1
-        self.rows.append({"epoch": state.epoch, **state.metrics})
-        now = time.monotonic()
-        if self.shutdown.is_set():
-            if self._tolerate_outage(self.flush, state):
-                self._tolerate_outage(self.save, state.checkpoint())
-            self.stopped_for_shutdown = True
-            return False
-        if now - self.last_write >= self.settings.progress_interval_s:
-            flushed = self._tolerate_outage(self.flush, state)
-            if flushed and now - self.last_checkpoint >= self.settings.checkpoint_interval_s:
-                self._tolerate_outage(self.save, state.checkpoint())
-        return not self.cancel_requested
-
-    def should_stop(self) -> bool:
-        """Polled between mini-batches: a heartbeat, and the cancel flag, at the progress rate."""
-        now = time.monotonic()
-        if now - self.last_contact >= self.settings.progress_interval_s:
-            self.last_contact = now
-            self._tolerate_outage(self._heartbeat)
-        return self.cancel_requested
-
-    def _heartbeat(self) -> None:
-        self.cancel_requested = heartbeat(self.store, self.job_id, self.attempt) or self.cancel_requested
-
-    def _tolerate_outage(self, write: Callable[..., None], *args: Any) -> bool:
-        """Make a periodic write; while the store is unreachable, skip it and keep training.
-
-        The metrics stay buffered and go out with the next write that succeeds. Should the outage
-        outlast the heartbeat timeout, the reaper may give the job to another run, and this run's
-        next write then fails with StaleAttempt.
-        """
-        try:
-            write(*args)
-        except StoreUnavailable as exc:
-            if not self.store_down:
-                log.warning("job %s attempt %d: %s; training goes on", self.job_id, self.attempt, exc)
-            self.store_down = True
-            # Try again at the progress rate, not at every epoch.
-            self.last_write = self.last_contact = time.monotonic()
-            return False
-        if self.store_down:
-            log.info("job %s attempt %d: the store answers again", self.job_id, self.attempt)
-            self.store_down = False
-        return True
-
-    def flush(self, state: EpochState | None = None) -> None:
-        state = state or self.latest
-        if state is None:
-            return
-        elapsed = time.monotonic() - self.began
-        done_here = state.epoch - (self.first_epoch or 0)
-        remaining = state.total_epochs - state.epoch
-        progress = {
-            "epoch": state.epoch,
-            "total_epochs": state.total_epochs,
-            "fraction": state.epoch / state.total_epochs,
-            "elapsed_s": round(state.elapsed_s, 3),
-            "eta_s": round(elapsed / done_here * remaining, 3) if done_here > 0 else None,
-        }
-        best = {"epoch": state.best_epoch, "val_loss": state.best_loss if state.best_epoch else None}
-        snapshot = None
-        if self.snapshot is not None and state.params is not None:
-            # Written with the progress: a client told of this epoch finds its parameters stored.
-            architecture, meta = self.snapshot
-            snapshot = snapshot_to_bytes(meta, architecture, state.params, state.standardization)
-        cancel = record_progress(
-            self.store,
-            self.job_id,
-            self.attempt,
-            rows=self.rows,
-            progress=progress,
-            metrics=state.metrics,
-            best=best,
-            snapshot=snapshot,
-        )
-        self.cancel_requested = self.cancel_requested or cancel
-        self.rows = []
-        self.last_write = self.last_contact = time.monotonic()
-
-    def save(self, checkpoint: Checkpoint) -> None:
-        save_checkpoint(
-            self.store, self.job_id, self.attempt, checkpoint.epoch, checkpoint_to_bytes(checkpoint)
-        )
-        self.last_checkpoint = time.monotonic()
+    job_id: str
+    attempt: int
+    status: str | None
 
 
 def run_job(
@@ -205,15 +95,68 @@ def run_job(
     Returns
     -------
     status : str or None
-        The job's status when this run let go of it, or None when it could not claim the job.
+        The job's status when this run let go of it, or None when it could not claim the job (or
+        another run took it over).
+
+    Raises
+    ------
+    WorkerOutOfMemory
+        The job ran out of memory (and was recorded ``failed``, ``resource_exhausted``): the worker
+        process must be replaced.
     """
     settings = settings or RunSettings()
-    shutdown = shutdown if shutdown is not None else threading.Event()
     attempt = claim_job(store, job_id)
     if attempt is None:
         return None
+    return run_claimed(store, job_id, attempt, settings=settings, shutdown=shutdown)
+
+
+def run_next(
+    store: Store,
+    *,
+    settings: RunSettings | None = None,
+    shutdown: threading.Event | Any = None,
+    on_claim: Callable[[str, int], None] | None = None,
+) -> Run | None:
+    """Claim the first queued job in claim order (interrupted jobs first, then the oldest) and run it.
+
+    ``on_claim(job_id, attempt)`` is called once the job is claimed, before it runs. Returns the run,
+    or None when no job could be claimed. Raises like :func:`run_job`.
+    """
+    settings = settings or RunSettings()
+    shutdown = shutdown if shutdown is not None else threading.Event()
+    while not shutdown.is_set():
+        waiting = queued_job_ids(store, limit=_CLAIM_BATCH)
+        for job_id in waiting:
+            if shutdown.is_set():
+                return None
+            attempt = claim_job(store, job_id)
+            if attempt is None:
+                continue  # another worker claimed it first: try the next one
+            if on_claim is not None:
+                on_claim(job_id, attempt)
+            status = run_claimed(store, job_id, attempt, settings=settings, shutdown=shutdown)
+            return Run(job_id, attempt, status)
+        if len(waiting) < _CLAIM_BATCH:
+            return None
+    return None
+
+
+def run_claimed(
+    store: Store,
+    job_id: str,
+    attempt: int,
+    *,
+    settings: RunSettings | None = None,
+    shutdown: threading.Event | Any = None,
+) -> str | None:
+    """Run attempt ``attempt`` of a job this worker has just claimed; see :func:`run_job`."""
+    settings = settings or RunSettings()
+    shutdown = shutdown if shutdown is not None else threading.Event()
+    liveness = Heartbeat(store, job_id, attempt, settings.heartbeat_interval_s).start()
+    out_of_memory = ""
     try:
-        return _run_claimed(store, job_id, attempt, settings, shutdown)
+        return _run_claimed(store, job_id, attempt, settings, shutdown, liveness)
     except StaleAttempt:
         # Another run owns the job now (this one was presumed dead): it must not write anything more.
         log.warning("job %s attempt %d lost its claim", job_id, attempt)
@@ -223,14 +166,30 @@ def run_job(
         # the store answers, finds its heartbeat stale and queues it again.
         log.warning("job %s attempt %d stopped: the store is unreachable", job_id, attempt)
         raise
-    except MemoryError:
-        raise  # the worker process dies; the runner retries the job from its checkpoint
+    except MemoryError as exc:
+        # Handled below, once this block has let go of the traceback and the arrays its frames hold.
+        out_of_memory = str(exc)
     except Exception as exc:
         log.exception("job %s attempt %d failed", job_id, attempt)
         finish_job(
             store, job_id, attempt, status="failed", error_type="internal", error_detail=type(exc).__name__
         )
         return "failed"
+    finally:
+        liveness.stop()
+    _fail_out_of_memory(store, job_id, attempt, settings, out_of_memory)
+    raise WorkerOutOfMemory(job_id, attempt)
+
+
+def _fail_out_of_memory(store: Store, job_id: str, attempt: int, settings: RunSettings, reason: str) -> None:
+    """Record that the job needed more memory than the worker allows (retrying would not help)."""
+    gc.collect()
+    detail = out_of_memory_detail(settings.worker_memory_mb, reason)
+    log.error("job %s attempt %d: %s", job_id, attempt, detail)
+    with contextlib.suppress(StaleAttempt):
+        finish_job(
+            store, job_id, attempt, status="failed", error_type="resource_exhausted", error_detail=detail
+        )
 
 
 class _Loaded(NamedTuple):
@@ -269,7 +228,9 @@ def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
     return _Loaded(config, dataset, X, y, architecture, fit_cfg, initial, resume)
 
 
-def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: Any) -> str:
+def _run_claimed(
+    store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: Any, liveness: Heartbeat
+) -> str | None:
     run = f"job {job_id} attempt {attempt}"
     # The job is claimed: a store outage from here on is waited out, not charged to the job.
     loaded = _persist(lambda: _load(store, job_id, attempt), shutdown, run)
@@ -285,7 +246,7 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
         return "failed"
     config, dataset, X, y, architecture, fit_cfg, initial, resume = loaded
     meta = {"architecture": architecture_json(architecture), "task": dataset.task, "classes": dataset.classes}
-    recorder = _Recorder(store, job_id, attempt, settings, shutdown, (architecture, meta))
+    recorder = Recorder(store, job_id, attempt, settings, shutdown, liveness, (architecture, meta))
     try:
         result = fit(
             architecture,
@@ -308,13 +269,16 @@ def _run_claimed(store: Store, job_id: str, attempt: int, settings: RunSettings,
             run,
         )
         return "failed"
+    if liveness.lost.is_set():
+        log.warning("%s stopped: another run owns the job", run)
+        return None
     if recorder.stopped_for_shutdown:
         return requeue_job(store, job_id, attempt)
     # The result exists only in this process: wait out a store outage rather than lose it.
     _persist(recorder.flush, shutdown, run)
     # A cancel that arrives as the last epoch ends still ends the job cancelled, as promised.
     # The flush just read the cancel flag; only a run that recorded no epoch must ask for it.
-    cancel = recorder.cancel_requested or (
+    cancel = recorder.cancelled or (
         recorder.latest is None and _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)
     )
     if cancel and result.stop_reason in ("completed", "early_stopped"):

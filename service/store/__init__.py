@@ -7,7 +7,8 @@ transaction each, return frozen records and raise the domain errors of :mod:`ser
 
 Where things are: ``db.py`` (engine, sessions, migrations, ids), ``tables.py`` (schema), ``records.py``
 (returned values), ``blobs.py`` (``.npz`` bytes), ``datasets.py``, ``jobs.py`` (client side of jobs),
-``runs.py`` (what a run writes, fenced on its attempt, and the reaper), ``models.py``, ``idempotency.py``.
+``runs.py`` (what a run writes, fenced on its attempt, and the reaper), ``dispatch.py`` (which
+queued jobs may have lost their message), ``models.py``, ``idempotency.py``.
 """
 
 from service.store.blobs import decode_npz, encode_npz
@@ -19,8 +20,10 @@ from service.store.datasets import (
     load_dataset_arrays,
 )
 from service.store.db import DEFAULT_URL, Store, open_store
+from service.store.dispatch import take_redispatch
 from service.store.idempotency import recall, remember
 from service.store.jobs import (
+    count_queued,
     create_job,
     delete_job,
     events_since,
@@ -49,6 +52,7 @@ from service.store.runs import (
     load_checkpoint,
     reap_stale,
     record_progress,
+    release_lost_run,
     requeue_job,
     save_checkpoint,
     truncate_metrics_after,
@@ -67,6 +71,7 @@ __all__ = [
     "Snapshot",
     "Store",
     "claim_job",
+    "count_queued",
     "create_dataset",
     "create_job",
     "create_model",
@@ -95,9 +100,11 @@ __all__ = [
     "reap_stale",
     "recall",
     "record_progress",
+    "release_lost_run",
     "remember",
     "request_cancel",
     "requeue_job",
     "save_checkpoint",
+    "take_redispatch",
     "truncate_metrics_after",
 ]

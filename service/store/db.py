@@ -33,9 +33,10 @@ DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-# Transaction-level advisory lock keys (PostgreSQL): one for migrations, one for admission to the queue.
+# Transaction-level advisory lock keys (PostgreSQL): migrations, admission to the queue, re-dispatch.
 MIGRATION_LOCK_KEY = 0x64657363_00000001
 QUEUE_LOCK_KEY = 0x64657363_00000002
+DISPATCH_LOCK_KEY = 0x64657363_00000003
 
 ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb"}
 _ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+)_[0-9a-f]{24}$")

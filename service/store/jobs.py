@@ -27,6 +27,7 @@ from service.store.tables import (
     JobEventRow,
     JobMetricRow,
     JobRow,
+    JobSnapshotRow,
     ModelRow,
 )
 from service.vocabulary import JOB_STATUSES, TERMINAL_STATUSES
@@ -132,6 +133,7 @@ def create_job(
             queued = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
             if queued is not None and queued >= max_queued:
                 raise QueueFull(max_queued)
+            now = utcnow()
             row = JobRow(
                 id=new_id("job"),
                 owner=owner,
@@ -139,7 +141,10 @@ def create_job(
                 config=jsonable(config),
                 config_hash=config_hash,
                 dataset_id=dataset_id,
-                created_at=utcnow(),
+                created_at=now,
+                # The caller hands the job to the runner next: that is its first dispatch.
+                dispatched_at=now,
+                dispatch_count=1,
                 attempt=0,
                 max_retries=max_retries,
                 cancel_requested=False,
@@ -188,28 +193,42 @@ def list_jobs(
         return [JobRecord.from_row(row) for row in rows], next_cursor
 
 
+def claim_order() -> tuple[Any, ...]:
+    """The order queued jobs are claimed in: interrupted ones (attempt > 0) first, then by age.
+
+    A job that lost its worker or was given back at shutdown keeps its place ahead of every job that
+    never started.
+    """
+    return (JobRow.attempt == 0, JobRow.id)
+
+
 def queue_position(store: Store, job: JobRecord) -> int | None:
-    """How many queued jobs were created before ``job`` (0 = next), or None when it is not queued."""
+    """How many queued jobs will be claimed before ``job`` (0 = next), or None when it is not queued."""
     with store.read() as session:
-        status = session.scalar(select(JobRow.status).where(JobRow.id == job.id))
-        if status != "queued":
+        row = session.execute(select(JobRow.status, JobRow.attempt).where(JobRow.id == job.id)).one_or_none()
+        if row is None or row.status != "queued":
             return None
-        ahead = session.scalar(
-            select(func.count()).select_from(JobRow).where(JobRow.status == "queued", JobRow.id < job.id)
+        # Ahead: every interrupted job older than this one, and, if this one never started, every
+        # interrupted job at all and every older job that never started.
+        ahead = (JobRow.attempt > 0) & (JobRow.id < job.id)
+        if row.attempt == 0:
+            ahead = (JobRow.attempt > 0) | (JobRow.id < job.id)
+        count = session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.status == "queued", ahead)
         )
-        return int(ahead or 0)
+        return int(count or 0)
 
 
 def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
-    """Ids of queued jobs, oldest first (the order they should run in)."""
+    """Ids of queued jobs in the order they should run: interrupted ones first, then oldest first."""
     check_limit(limit)
     with store.read() as session:
-        stmt = select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.id).limit(limit)
+        stmt = select(JobRow.id).where(JobRow.status == "queued").order_by(*claim_order()).limit(limit)
         return list(session.scalars(stmt))
 
 
 def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
-    """Delete a job that has ended, with its events, metric history and checkpoint.
+    """Delete a job that has ended, with its events, metric history, checkpoint and snapshot.
 
     Its model stays, with ``job_id`` set to None; its dataset stays.
 
@@ -225,10 +244,17 @@ def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
             raise Conflict(
                 f"job {job_id!r} is {row.status}; only a job that has ended can be deleted (cancel it first)"
             )
-        for table in (JobEventRow, JobMetricRow, CheckpointRow):
+        for table in (JobEventRow, JobMetricRow, CheckpointRow, JobSnapshotRow):
             session.execute(delete(table).where(table.job_id == job_id))
         session.execute(update(ModelRow).where(ModelRow.job_id == job_id).values(job_id=None))
         session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+
+def count_queued(store: Store) -> int:
+    """How many jobs are queued."""
+    with store.read() as session:
+        count = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
+        return int(count or 0)
 
 
 def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:

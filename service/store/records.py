@@ -63,6 +63,8 @@ class JobRecord:
     error_type: str | None
     error_detail: str | None
     model_id: str | None
+    dispatched_at: datetime | None = None
+    dispatch_count: int = 0
 
     @property
     def error(self) -> dict[str, str | None] | None:
@@ -93,6 +95,8 @@ class JobRecord:
             error_type=row.error_type,
             error_detail=row.error_detail,
             model_id=row.model_id,
+            dispatched_at=row.dispatched_at,
+            dispatch_count=row.dispatch_count,
         )
 
 

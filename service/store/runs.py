@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Row, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleAttempt
@@ -62,10 +62,13 @@ def claim_job(store: Store, job_id: str) -> int | None:
 
 def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[str, bool]:
     """The fenced UPDATE every run write starts with; also a heartbeat. Returns (status, cancel_requested)."""
+    # SQLite takes its write lock when the transaction begins: stamp the heartbeat after any wait for
+    # it, so that a run kept waiting by another writer (a large checkpoint) does not look silent.
+    session.connection()
     row = session.execute(
         update(JobRow)
         .where(JobRow.id == job_id, JobRow.attempt == attempt, JobRow.status.in_(RUN_STATUSES))
-        .values(heartbeat_at=utcnow(), **values)
+        .values(heartbeat_at=_not_earlier(utcnow()), **values)
         .returning(JobRow.status, JobRow.cancel_requested)
     ).one_or_none()
     if row is None:
@@ -73,6 +76,13 @@ def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[st
             raise NotFound.resource("job", job_id)
         raise StaleAttempt(job_id, attempt)
     return row
+
+
+def _not_earlier(now: datetime) -> Any:
+    """``now``, or the stored heartbeat if later: a write that waited for the row's lock (PostgreSQL)
+    while another write of the run committed a later heartbeat does not move it back."""
+    stamp = literal(now, UTCDateTime())
+    return case((JobRow.heartbeat_at > stamp, JobRow.heartbeat_at), else_=stamp)
 
 
 def _locked_row(session: Session, job_id: str) -> JobRow:
@@ -198,6 +208,9 @@ def save_checkpoint(store: Store, job_id: str, attempt: int, epoch: int, blob: b
         row.epoch = epoch
         row.blob = bytes(blob)
         row.updated_at = utcnow()
+        session.flush()
+        # Writing a large blob takes a while: the run was alive at its end, not only at its start.
+        session.execute(update(JobRow).where(JobRow.id == job_id).values(heartbeat_at=_not_earlier(utcnow())))
 
 
 def load_checkpoint(store: Store, job_id: str) -> Checkpoint | None:
@@ -279,12 +292,19 @@ def requeue_job(store: Store, job_id: str, attempt: int) -> str:
         if fenced.status == "cancelling":
             end_job(session, row, "cancelled")
         else:
-            row.status = "queued"
-            session.flush()
+            _back_in_queue(session, row)
             append_event(
                 session, job_id, "status", {"status": "queued", "attempt": attempt, "reason": "shutdown"}
             )
         return row.status
+
+
+def _back_in_queue(session: Session, row: JobRow) -> None:
+    """Queue a locked job again; the caller dispatches it at once, which is recorded here."""
+    row.status = "queued"
+    row.dispatched_at = utcnow()
+    row.dispatch_count += 1
+    session.flush()
 
 
 def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = None) -> list[str]:
@@ -325,8 +345,7 @@ def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = Non
             if row.status == "cancelling":
                 end_job(session, row, "cancelled")
             elif row.attempt < row.max_retries + 1:
-                row.status = "queued"
-                session.flush()
+                _back_in_queue(session, row)
                 event = {"status": "queued", "attempt": row.attempt, "reason": "worker_lost"}
                 append_event(session, row.id, "status", event)
                 requeued.append(row.id)
@@ -339,12 +358,21 @@ def reap_stale(store: Store, stale_after_s: float, *, now: datetime | None = Non
     return requeued
 
 
-def release_lost_run(store: Store, job_id: str, attempt: int, detail: str) -> str | None:
+def release_lost_run(
+    store: Store, job_id: str, attempt: int, detail: str, *, error_type: str | None = None
+) -> str | None:
     """Recover one job whose worker is known to be dead (the runner saw its process exit).
 
-    Like :func:`reap_stale` for a single run, fenced on ``attempt``: requeued while retries remain,
-    else failed 'worker_lost'; a 'cancelling' job ends 'cancelled'. Returns the new status, or None
-    when the run no longer owned the job.
+    Like :func:`reap_stale` for a single run, fenced on ``attempt``, the attempt the dead worker was
+    running: requeued while retries remain, else failed 'worker_lost'; a 'cancelling' job ends
+    'cancelled'. With ``error_type`` the job fails with that type at once, whatever its retries (the
+    worker died of the job itself, e.g. 'resource_exhausted', so running it again would not help).
+
+    Returns
+    -------
+    status : str or None
+        The job's new status, or None when ``attempt`` no longer owned the job (it was requeued and
+        claimed again, or it ended): then nothing is written.
     """
     with store.write() as session:
         row = session.scalar(
@@ -356,9 +384,10 @@ def release_lost_run(store: Store, job_id: str, attempt: int, detail: str) -> st
             return None
         if row.status == "cancelling":
             end_job(session, row, "cancelled")
+        elif error_type is not None:
+            end_job(session, row, "failed", error_type=error_type, error_detail=detail)
         elif row.attempt < row.max_retries + 1:
-            row.status = "queued"
-            session.flush()
+            _back_in_queue(session, row)
             append_event(
                 session, row.id, "status", {"status": "queued", "attempt": attempt, "reason": detail}
             )

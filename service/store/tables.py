@@ -160,6 +160,9 @@ class JobRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     max_retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the job was last handed to the runner (created, requeued or sent again), and how many times.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatch_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cancel_requested: Mapped[bool] = mapped_column(server_default=false())
     progress: Mapped[Any | None] = mapped_column(_json())
     metrics: Mapped[Any | None] = mapped_column(_json())

@@ -62,6 +62,7 @@ FAST_TIMINGS = {
     "DESCENT_PROGRESS_INTERVAL_S": "0.1",
     "DESCENT_CHECKPOINT_INTERVAL_S": "0.3",
     "DESCENT_SHUTDOWN_GRACE_S": f"{limit(5):g}",
+    "DESCENT_REDISPATCH_AFTER_S": "2",
     "DESCENT_LOG_LEVEL": "info",
 }
 # A line a Celery worker logs at level info about a task message it received or finished.
@@ -198,6 +199,8 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
+        # Every API process by name: "api", and more from add_api.
+        self.api_urls = {"api": self.api_url}
         self.extra_env = dict(env or {})
         if self.extra_env.get("DESCENT_LOG_LEVEL", "info") not in ("info", "debug"):
             # A worker is known to be ready by the line Celery logs at level info.
@@ -216,6 +219,20 @@ class Stack:
                 _local_command(self.services["worker"].command), "--hostname", f"{name}@%h"
             )
             self.processes[name] = self._process(name, command, service="worker")
+
+    def add_api(self, name: str) -> str:
+        """Another process of the ``api`` service on a port of its own (not started); its URL."""
+        if not name.startswith("api-") or name in self.processes:
+            raise ValueError(f"API process names start with 'api-' and are unique, got {name!r}")
+        port = free_port()
+        command = self._api_command()
+        if "--port" in command or any(part.startswith("--port=") for part in command):
+            command = _with_option(command, "--port", str(port))
+        process = self._process(name, command, service="api")
+        process.env["DESCENT_PORT"] = str(port)
+        self.processes[name] = process
+        self.api_urls[name] = f"http://127.0.0.1:{port}"
+        return self.api_urls[name]
 
     @property
     def worker_names(self) -> list[str]:
@@ -291,6 +308,8 @@ class Stack:
         process = self.processes[name]
         if name == "api":
             self.wait_ready(timeout)
+        elif name in self.api_urls:
+            process.wait_for_http(self.api_urls[name] + "/readyz", timeout)
         else:
             process.wait_for_output(" ready.", timeout, after=self._log_mark.get(name, 0))
 

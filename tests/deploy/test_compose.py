@@ -26,14 +26,12 @@ from sqlalchemy import text
 from service.runners.celery_app import QUEUE
 from service.store import Store, load_checkpoint, open_store
 from service.store import get_job as store_get_job
-from tests import pg
 from tests.deploy.stack import (
     FAST_TIMINGS,
     PostgresCluster,
     RedisServer,
     Stack,
     postgres_unavailable_reason,
-    redis_unavailable_reason,
 )
 from tests.processes import wait_until
 from tests.requires import missing
@@ -63,21 +61,6 @@ def job_body(dataset_id: str, epochs: int, seed: int = 42) -> dict[str, Any]:
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    reason = redis_unavailable_reason()
-    if reason is not None:
-        missing(reason)
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def shared_postgres_url() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
-    yield from pg.database_fixture()
 
 
 @pytest.fixture

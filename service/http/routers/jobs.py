@@ -233,6 +233,7 @@ async def job_metrics(
     },
 )
 async def job_events(
+    request: Request,
     job_id: JobId,
     store: StoreDep,
     settings: SettingsDep,
@@ -263,7 +264,7 @@ async def job_events(
     # Checked before streaming, so that an unknown id answers 404 rather than an empty stream.
     await anyio.to_thread.run_sync(api.read, store, settings, job_id)
     return StreamingResponse(
-        api.event_stream(store, job_id, after),
+        api.event_stream(store, job_id, after, stopping=request.app.state.stopping),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -96,8 +96,9 @@ class JobError(BaseModel):
 
     type: ErrorType = Field(
         description="diverged (non-finite loss; last finite weights kept), deadline_exceeded (max_runtime_s "
-        "passed), invalid_data (the data does not fit the configuration), worker_lost (retries exhausted), "
-        "internal.",
+        "passed), invalid_data (the data does not fit the configuration), worker_lost (its worker died and "
+        "the retries are used), resource_exhausted (the job needed more memory than a worker allows, "
+        "DESCENT_WORKER_MEMORY_MB), internal.",
         examples=["diverged"],
     )
     detail: str | None = Field(

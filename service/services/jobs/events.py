@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -45,6 +46,7 @@ async def event_stream(
     *,
     poll_s: float = EVENT_POLL_S,
     keepalive_s: float = KEEPALIVE_S,
+    stopping: threading.Event | None = None,
 ) -> AsyncIterator[bytes]:
     """The job's events after id ``after``, as SSE bytes, until its ``end`` event.
 
@@ -59,6 +61,9 @@ async def event_stream(
         Seconds between polls of the store while no new event is there.
     keepalive_s : float
         A ``: keep-alive`` comment is sent after this many silent seconds.
+    stopping : threading.Event, optional
+        Set when the server shuts down: the stream ends at its next poll (a client resumes it
+        elsewhere with ``Last-Event-ID``).
 
     Yields
     ------
@@ -68,7 +73,7 @@ async def event_stream(
     """
     last_sent = last_check = time.monotonic()
     check_terminal = True
-    while True:
+    while stopping is None or not stopping.is_set():
         # Read the status before the events: ending a job appends its 'end' event in the same
         # transaction, so a job seen terminal here has every event committed for the read below.
         terminal = False

@@ -24,6 +24,7 @@ from service.store import (
     queued_job_ids,
     record_progress,
     request_cancel,
+    requeue_job,
 )
 from service.store.tables import CheckpointRow, JobMetricRow
 from tests.service.store.factories import make_dataset, make_job
@@ -64,6 +65,26 @@ def test_queue_positions_and_queued_ids_follow_creation_order(store: Store) -> N
     claim_job(store, jobs[0].id)
     assert [queue_position(store, job) for job in jobs] == [None, 0, 1]
     assert queued_job_ids(store) == [jobs[1].id, jobs[2].id]
+
+
+def test_an_interrupted_job_goes_before_every_job_that_never_started(store: Store) -> None:
+    dataset = make_dataset(store)
+    jobs = [make_job(store, dataset.id) for _ in range(4)]
+    # The newest job ran first (say another API process's clock was behind) and was given back.
+    attempt = claim_job(store, jobs[3].id)
+    assert attempt == 1
+    assert requeue_job(store, jobs[3].id, attempt) == "queued"
+
+    assert queued_job_ids(store) == [jobs[3].id, jobs[0].id, jobs[1].id, jobs[2].id]
+    assert [queue_position(store, job) for job in jobs] == [1, 2, 3, 0]
+    assert queued_job_ids(store, limit=2) == [jobs[3].id, jobs[0].id]
+
+    # Among interrupted jobs, the oldest goes first.
+    attempt = claim_job(store, jobs[1].id)
+    assert attempt == 1
+    assert requeue_job(store, jobs[1].id, attempt) == "queued"
+    assert queued_job_ids(store) == [jobs[1].id, jobs[3].id, jobs[0].id, jobs[2].id]
+    assert [queue_position(store, job) for job in jobs] == [2, 0, 3, 1]
 
 
 def test_queue_full_refuses_a_job_over_the_limit(store: Store) -> None:

@@ -3,17 +3,20 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import CheckConstraint, create_engine, inspect, text
 
 from service import vocabulary
 from service.errors import StoreUnavailable
-from service.store import get_dataset, list_datasets, open_store
-from service.store.db import Store, create_store_engine
+from service.store import get_dataset, get_job, list_datasets, open_store, take_redispatch
+from service.store.db import MIGRATIONS_DIR, Store, create_store_engine, migrate, utcnow
 from service.store.tables import Base
 from tests import pg
 from tests.requires import missing
@@ -31,6 +34,17 @@ TABLES = {
     "jobs",
     "models",
 }
+
+
+def _head() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+HEAD = _head()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,7 +65,7 @@ def test_open_store_creates_the_schema_at_head(fresh_url: str) -> None:
     store = open_store(fresh_url)
     try:
         assert set(inspect(store.engine).get_table_names()) == TABLES
-        assert _revision(store) == "0002"
+        assert _revision(store) == HEAD
     finally:
         store.close()
 
@@ -63,7 +77,7 @@ def test_upgrade_again_is_a_no_op_that_keeps_data(fresh_url: str) -> None:
 
     again = open_store(fresh_url)
     try:
-        assert _revision(again) == "0002"
+        assert _revision(again) == HEAD
         assert get_dataset(again, record.id) == record
         assert [item.id for item in list_datasets(again)[0]] == [record.id]
     finally:
@@ -118,7 +132,7 @@ def test_sqlite_parent_folder_is_created(tmp_path: Path) -> None:
     store.close()
     assert path.is_file()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
     conn.close()
 
 
@@ -155,5 +169,31 @@ def test_a_database_lost_while_open_raises_store_unavailable() -> None:
         with pytest.raises(StoreUnavailable):
             list_datasets(store)
         assert store.ping() is False
+    finally:
+        store.close()
+
+
+def test_jobs_queued_before_dispatch_records_are_due_by_their_age(fresh_url: str) -> None:
+    engine = create_store_engine(fresh_url)
+    migrate(engine, "0002")
+    old = Store(engine)
+    dataset = make_dataset(old)
+    job_id = "job_0000000000000000000000a1"
+    with old.write() as session:  # a row as revision 0002 knew it
+        session.execute(
+            text(
+                "INSERT INTO jobs (id, status, config, config_hash, dataset_id, created_at)"
+                " VALUES (:id, 'queued', '{}', :hash, :dataset, :created)"
+            ),
+            {"id": job_id, "hash": "c" * 64, "dataset": dataset.id, "created": utcnow().replace(tzinfo=None)},
+        )
+    old.close()
+
+    store = open_store(fresh_url)
+    try:
+        record = get_job(store, job_id)
+        assert (record.dispatch_count, record.dispatched_at) == (0, None)
+        assert take_redispatch(store, 60, lambda: 0) == []
+        assert take_redispatch(store, 60, lambda: 0, now=utcnow() + timedelta(hours=1)) == [job_id]
     finally:
         store.close()
