@@ -20,8 +20,13 @@ def architecture_json(architecture: Architecture) -> dict[str, Any]:
         "type": architecture.kind,
         "n_features": architecture.n_features,
         "layers": [
-            {"units": units, "activation": act}
-            for units, act in zip(architecture.layer_sizes[1:], architecture.activations, strict=True)
+            {"units": units, "activation": act, **({"params": dict(params)} if params else {})}
+            for units, act, params in zip(
+                architecture.layer_sizes[1:],
+                architecture.activations,
+                architecture.activation_params,
+                strict=True,
+            )
         ],
         "loss": architecture.loss,
     }
@@ -36,6 +41,7 @@ def architecture_from_json(data: dict[str, Any]) -> Architecture:
             (int(data["n_features"]), *(int(layer["units"]) for layer in layers)),
             tuple(str(layer["activation"]) for layer in layers),
             data["loss"],
+            tuple(dict(layer.get("params") or {}) for layer in layers),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"invalid model architecture: missing or malformed {exc}") from None

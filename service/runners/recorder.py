@@ -138,7 +138,14 @@ class Recorder:
             "elapsed_s": round(state.elapsed_s, 3),
             "eta_s": round(elapsed / done_here * remaining, 3) if done_here > 0 else None,
         }
-        best = {"epoch": state.best_epoch, "val_loss": state.best_loss if state.best_epoch else None}
+        # The best epoch by the monitored metric: the validation loss, or the training loss without one.
+        value = state.best_loss if state.best_epoch else None
+        best = {
+            "epoch": state.best_epoch,
+            "metric": state.monitor,
+            "value": value,
+            "val_loss": value if state.monitor == "val_loss" else None,
+        }
         snapshot = None
         if self.snapshot is not None and state.params is not None:
             # Written with the progress: a client told of this epoch finds its parameters stored.

@@ -316,17 +316,26 @@ def _warm_start(store: Store, model_id: str, architecture: Any) -> np.ndarray:
 def _finish(
     store: Store, job_id: str, attempt: int, result: FitResult, task: str, classes: list[Any] | None
 ) -> str:
-    metrics: dict[str, Any] = {key: values[-1] for key, values in result.history.items() if values}
-    metrics.update(epochs_run=result.epochs_run, best_epoch=result.best_epoch, stop_reason=result.stop_reason)
     reason = result.stop_reason
-    if reason == "cancelled":
+    params, weights_epoch = result.params, result.weights_epoch
+    if reason == "cancelled" and result.best_epoch > 0:
         # A cancelled job keeps the best weights it reached (the current ones if no epoch ended).
-        params = result.best_params if result.best_epoch > 0 else result.params
-        model = model_payload(result, params, task, classes, metrics)
-        return finish_job(store, job_id, attempt, status="cancelled", model=model).status
-    model = model_payload(result, result.params, task, classes, metrics)
-    if reason in ("completed", "early_stopped"):
-        return finish_job(store, job_id, attempt, status="succeeded", model=model).status
+        params, weights_epoch = result.best_params, result.best_epoch
+    status = {"completed": "succeeded", "early_stopped": "succeeded", "cancelled": "cancelled"}.get(
+        reason, "failed"
+    )
+    metrics: dict[str, Any] = {key: values[-1] for key, values in result.history.items() if values}
+    metrics.update(
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        stop_reason=reason,
+        # Which epoch the model's weights are from, and how the job that made them ended.
+        weights_epoch=weights_epoch,
+        job_status=status,
+    )
+    model = model_payload(result, params, task, classes, metrics)
+    if status != "failed":
+        return finish_job(store, job_id, attempt, status=status, model=model).status
     return finish_job(
         store, job_id, attempt, status="failed", error_type=reason, error_detail=result.detail, model=model
     ).status

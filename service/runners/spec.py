@@ -32,6 +32,11 @@ def resolve(config: TrainingConfig, dataset_id: str) -> dict[str, Any]:
         "learning_rate": config.optimizer.learning_rate,
         **config.optimizer.hyperparameters(),
     }
+    # Options added to the API later stay out of the resolved form (and its hash) while unused.
+    if config.optimizer.max_grad_norm is not None:
+        resolved["optimizer"]["max_grad_norm"] = config.optimizer.max_grad_norm
+    if config.model.activation_params is None:
+        resolved["model"].pop("activation_params", None)
     schedule = config.lr_schedule
     resolved["lr_schedule"] = (
         {"name": schedule.name, **schedule.options()} if schedule else {"name": "constant"}
@@ -74,6 +79,7 @@ def architecture_for(
         n_outputs,
         hidden_layers=model["hidden_layers"],
         activation=model.get("activation", "relu"),
+        activation_params=model.get("activation_params"),
         output_activation=output,
     )
 
@@ -82,6 +88,7 @@ def fit_config(resolved: dict[str, Any]) -> FitConfig:
     """The engine's FitConfig for a resolved configuration."""
     optimizer = dict(resolved["optimizer"])
     name, lr = optimizer.pop("name"), optimizer.pop("learning_rate")
+    max_grad_norm = optimizer.pop("max_grad_norm", None)
     schedule = dict(resolved.get("lr_schedule") or {"name": "constant"})
     early = resolved.get("early_stopping")
     return FitConfig(
@@ -98,4 +105,5 @@ def fit_config(resolved: dict[str, Any]) -> FitConfig:
         standardize=resolved.get("standardize", False),
         dtype=resolved.get("dtype", "float64"),
         max_runtime_s=resolved.get("max_runtime_s"),
+        max_grad_norm=max_grad_norm,
     )

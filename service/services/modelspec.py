@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.activations import resolve_params
 from engine.models import Architecture, Parameters, build_architecture, from_arrays
 from service.errors import field_error
 from service.http.arrays import to_array
@@ -92,6 +93,11 @@ def build_model(
     else:
         weights, biases = _mlp_arrays(model, n_features, array, source, prefix)
         layers = model.layers
+        for i, layer in enumerate(layers):
+            try:
+                resolve_params(layer.activation, layer.params)
+            except ValueError as exc:
+                raise field_error(f"{prefix}.layers[{i}].params", str(exc)) from None
         arch = _architecture(
             prefix,
             "mlp",
@@ -99,7 +105,9 @@ def build_model(
             layers[-1].units,
             hidden_layers=[layer.units for layer in layers[:-1]],
             activation=[layer.activation for layer in layers[:-1]],
+            activation_params=[layer.params or {} for layer in layers[:-1]],
             output_activation=layers[-1].activation,
+            output_params=layers[-1].params,
             loss=loss,
         )
     try:

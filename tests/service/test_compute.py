@@ -243,3 +243,91 @@ def test_gradient_check_refuses_too_much_work(client: Client) -> None:
     Xb = np.zeros((2000, 2)).tolist()
     response = client.post("/v1/gradients", json={"model": model, "X": Xb, "y": [0] * 2000, "check": True})
     assert_problem(response, 422, "401 parameters on 2000 samples")
+
+
+# ---- losses from logits, multi-output reductions, layer parameters ---------------------------------
+# PyTorch values computed once with PyTorch 2.13.0 (CPU, float64): binary_cross_entropy_with_logits and
+# cross_entropy of the logits, reduction "mean".
+
+
+@pytest.mark.parametrize(("w", "y", "expected"), [(40.0, 0, 40.0), (30.0, 0, 30.000000000000092)])
+def test_gradients_take_the_logistic_loss_from_the_logit(
+    client: Client, w: float, y: int, expected: float
+) -> None:
+    model = {"type": "logistic_regression", "weights": [w], "bias": 0}
+    body = post(client, "/v1/gradients", {"model": model, "X": [[1]], "y": [y]})
+    assert body["loss"] == pytest.approx(expected, rel=1e-15)
+    assert body["gradients"]["weights"] == [pytest.approx(1.0, rel=1e-15)]
+
+
+def test_gradients_take_the_softmax_loss_from_the_logits(client: Client) -> None:
+    model = {"type": "softmax_regression", "weights": [[40.0, 0.0, -40.0]], "bias": [0, 0, 0]}
+    body = post(client, "/v1/gradients", {"model": model, "X": [[1]], "y": [2]})
+    assert body["loss"] == 80.0
+
+
+def test_multi_output_binary_cross_entropy_mean_is_over_elements(client: Client) -> None:
+    logits = [[1.5, -2.0, 0.3], [0.2, 4.0, -1.0]]
+    y_true = [[1, 0, 1], [0, 1, 1]]
+    body = post(client, "/v1/losses/binary_cross_entropy", {"y_true": y_true, "logits": logits})
+    assert body["loss"] == pytest.approx(0.5020411697186461, rel=1e-14)
+    # The same through an MLP whose last layer is three sigmoid units on identity hidden units.
+    model = {
+        "type": "mlp",
+        "layers": [{"units": 3, "activation": "identity"}, {"units": 3, "activation": "sigmoid"}],
+        "parameters": [
+            {"weights": np.eye(3).tolist(), "bias": [0, 0, 0]},
+            {"weights": np.eye(3).tolist(), "bias": [0, 0, 0]},
+        ],
+    }
+    grads = post(client, "/v1/gradients", {"model": model, "X": logits, "y": y_true})
+    assert grads["loss"] == pytest.approx(0.5020411697186461, rel=1e-14)
+
+
+def test_layer_parameters_change_the_activation(client: Client) -> None:
+    def layers(params: dict | None) -> list[dict]:
+        first = {"units": 2, "activation": "leaky_relu", **({"params": params} if params else {})}
+        return [first, {"units": 1, "activation": "identity"}]
+
+    x = [[-1.0, 2.0]]
+    parameters = [
+        {"weights": [[1.0, 0.0], [0.0, 1.0]], "bias": [0, 0]},
+        {"weights": [[1.0], [1.0]], "bias": [0]},
+    ]
+    default = post(
+        client, "/v1/forward", {"model": {**MLP, "layers": layers(None), "parameters": parameters}, "X": x}
+    )
+    tuned = post(
+        client,
+        "/v1/forward",
+        {"model": {**MLP, "layers": layers({"alpha": 0.5}), "parameters": parameters}, "X": x},
+    )
+    # leaky_relu(−1) + leaky_relu(2) = −alpha + 2.
+    assert default["outputs"] == [[pytest.approx(2 - 0.01, rel=1e-15)]]
+    assert tuned["outputs"] == [[pytest.approx(2 - 0.5, rel=1e-15)]]
+    check = post(
+        client,
+        "/v1/gradients",
+        {
+            "model": {**MLP, "layers": layers({"alpha": 0.5}), "parameters": parameters},
+            "X": x,
+            "y": [1.0],
+            "check": True,
+        },
+    )
+    assert check["check"]["passed"] is True
+    # By hand: z = [−1, 2], a = [−0.5, 2], ŷ = 1.5, ∂L/∂ŷ = 2(1.5 − 1) = 1; ∂L/∂z = [0.5·1, 1];
+    # ∂L/∂W0 = xᵀ ∂L/∂z = [[−0.5, −1], [1, 2]], ∂L/∂W1 = aᵀ = [[−0.5], [2]].
+    assert check["loss"] == pytest.approx(0.25, rel=1e-15)
+    assert check["gradients"]["parameters"][0]["weights"] == [[-0.5, -1.0], [1.0, 2.0]]
+    assert check["gradients"]["parameters"][1]["weights"] == [[-0.5], [2.0]]
+
+
+def test_unknown_layer_parameter_is_422_naming_the_layer(client: Client) -> None:
+    layers = [
+        {"units": 2, "activation": "tanh", "params": {"alpha": 0.1}},
+        {"units": 1, "activation": "sigmoid"},
+    ]
+    response = client.post("/v1/forward", json={"model": {**MLP, "layers": layers}, "X": X})
+    body = assert_problem(response, 422, "takes no parameter alpha")
+    assert body["errors"][0]["loc"] == ["body", "model", "layers", 0, "params"]

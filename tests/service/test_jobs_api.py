@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from engine.models import build_architecture, loss_and_gradient, targets
 from engine.optimizers import OPTIMIZERS
-from engine.training import train_validation_split
+from engine.training import EarlyStopping, FitConfig, fit, train_validation_split
 from service.app import create_app
 from service.errors import StoreUnavailable
 from service.http.schemas.jobs import Job, JobMetrics
@@ -229,7 +229,7 @@ async def test_create_answers_202_with_location_and_the_queued_job(
         "elapsed_s": None,
         "eta_s": None,
     }
-    assert first["best"] == {"epoch": None, "val_loss": None}
+    assert first["best"] == {"epoch": None, "metric": None, "value": None, "val_loss": None}
     assert "error" not in first and "model_id" not in first
     # The resolved configuration: defaults filled, the dataset by id, a seed chosen when none was given.
     assert first["config"]["seed"] == 7
@@ -783,7 +783,7 @@ async def test_cancel_of_a_running_job_keeps_a_model_with_the_best_weights(clien
 # ---- failures ------------------------------------------------------------------------------------------
 
 
-async def test_a_huge_learning_rate_diverges_and_keeps_the_last_finite_weights(
+async def test_a_huge_learning_rate_diverges_and_keeps_the_best_finite_epoch(
     client: httpx.AsyncClient,
 ) -> None:
     dataset = await create_dataset(client, "linear", n_samples=100, noise=0.1)
@@ -800,10 +800,131 @@ async def test_a_huge_learning_rate_diverges_and_keeps_the_last_finite_weights(
     assert done["status"] == "failed"
     assert done["error"]["type"] == "diverged"
     assert "non-finite" in done["error"]["detail"]
+    history = (await client.get(f"/v1/jobs/{job['id']}/metrics")).json()["train_loss"]
+    best_epoch = int(np.argmin(history)) + 1 if history else 0
+    assert (
+        f"the weights kept are those of epoch {best_epoch}, the best by train_loss" in done["error"]["detail"]
+    )
     model = (await client.get(f"/v1/models/{done['model_id']}", params={"include": "parameters"})).json()
+    assert model["job_status"] == "failed"
+    assert model["metrics"]["weights_epoch"] == best_epoch
+    assert model["metrics"]["stop_reason"] == "diverged"
     assert all(np.isfinite(np.asarray(v, dtype=float)).all() for v in model["parameters"].values())
+    # The model's loss on the data is the best epoch's (the history holds the loss before each step).
+    data = (await client.get(f"/v1/datasets/{dataset['id']}/data")).json()
+    X, y = np.asarray(data["X"]), np.asarray(data["y"])
+    arch = build_architecture("linear_regression", X.shape[1])
+    params = parameters_from_arrays(arch, {k: np.asarray(v) for k, v in model["parameters"].items()})
+    loss, _, _ = loss_and_gradient(arch, params, X, targets(arch, y))
+    if best_epoch < len(history):
+        assert loss == pytest.approx(history[best_epoch], rel=1e-9)
     events = await read_events(client, job["id"])
     assert events[-1][2]["error"] == done["error"]
+
+
+async def test_adamw_clipping_and_layer_parameters_train_as_the_engine_does(
+    client: httpx.AsyncClient,
+) -> None:
+    dataset = await create_dataset(client, "moons", n_samples=120, noise=0.2)
+    body = config(
+        dataset["id"],
+        model={
+            "type": "mlp",
+            "hidden_layers": [6],
+            "activation": "leaky_relu",
+            "activation_params": {"alpha": 0.2},
+        },
+        optimizer={"name": "adamw", "learning_rate": 0.05, "max_grad_norm": 0.5},
+        batch_size=16,
+        validation_fraction=0.25,
+        early_stopping={"patience": 5, "min_delta": 0.001},
+        epochs=40,
+        seed=11,
+    )
+    dry = (await client.post("/v1/jobs?dry_run=true", json=body)).json()
+    assert dry["config"]["optimizer"] == {
+        "name": "adamw",
+        "learning_rate": 0.05,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "max_grad_norm": 0.5,
+    }
+    assert dry["config"]["model"]["activation_params"] == {"alpha": 0.2}
+    done = await wait_for(client, (await submit(client, body))["id"])
+    assert done["status"] == "succeeded", done
+    model = (await client.get(f"/v1/models/{done['model_id']}", params={"include": "parameters"})).json()
+    assert model["architecture"]["layers"][0] == {
+        "units": 6,
+        "activation": "leaky_relu",
+        "params": {"alpha": 0.2},
+    }
+    data = (await client.get(f"/v1/datasets/{dataset['id']}/data")).json()
+    arch = build_architecture(
+        "mlp",
+        2,
+        1,
+        hidden_layers=[6],
+        activation="leaky_relu",
+        activation_params={"alpha": 0.2},
+        output_activation="sigmoid",
+    )
+    fit_config = FitConfig(
+        epochs=40,
+        optimizer="adamw",
+        learning_rate=0.05,
+        optimizer_params={"weight_decay": 0.01},
+        batch_size=16,
+        validation_fraction=0.25,
+        early_stopping=EarlyStopping(patience=5, min_delta=0.001),
+        max_grad_norm=0.5,
+    )
+    result = fit(arch, np.asarray(data["X"]), np.asarray(data["y"]), fit_config, np.random.default_rng(11))
+    stored = parameters_from_arrays(arch, {k: np.asarray(v) for k, v in model["parameters"].items()})
+    np.testing.assert_array_equal(stored.flat, result.params.flat)
+    assert model["metrics"]["weights_epoch"] == result.weights_epoch
+
+
+@pytest.mark.parametrize(
+    ("model", "loc"),
+    [
+        (
+            {
+                "type": "mlp",
+                "hidden_layers": [4],
+                "activation": "leaky_relu",
+                "activation_params": {"beta": 1},
+            },
+            "model",
+        ),
+        (
+            {"type": "mlp", "hidden_layers": [4], "activation": "elu", "activation_params": {"alpha": -1}},
+            "model",
+        ),
+        ({"type": "logistic_regression", "activation_params": {"alpha": 0.1}}, "model"),
+    ],
+)
+async def test_bad_activation_params_are_422(
+    client: httpx.AsyncClient, model: dict[str, Any], loc: str
+) -> None:
+    dataset = await create_dataset(client)
+    response = await client.post("/v1/jobs", json=config(dataset["id"], model=model))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"][:2] == ["body", loc]
+
+
+async def test_best_names_the_training_loss_without_a_validation_set(client: httpx.AsyncClient) -> None:
+    dataset = await create_dataset(client)
+    done = await wait_for(client, (await submit(client, config(dataset["id"], epochs=20)))["id"])
+    history = (await client.get(f"/v1/jobs/{done['id']}/metrics")).json()
+    assert done["best"]["metric"] == "train_loss"
+    assert done["best"]["val_loss"] is None
+    assert done["best"]["value"] == min(history["train_loss"])
+    assert history["train_loss"][done["best"]["epoch"] - 1] == done["best"]["value"]
+    model = (await client.get(f"/v1/models/{done['model_id']}")).json()
+    assert model["job_status"] == "succeeded"
+    assert model["metrics"]["weights_epoch"] == 20
 
 
 async def test_a_tiny_time_budget_fails_deadline_exceeded(client: httpx.AsyncClient) -> None:

@@ -238,7 +238,7 @@ def test_option_fields_state_the_registry_bounds_and_defaults(
 ) -> None:
     properties = document["components"]["schemas"][schema]["properties"]
     options = {key: spec for taken in owners.values() for key, spec in taken.items()}
-    assert set(properties) - {"name", "learning_rate"} == set(options)
+    assert set(properties) - {"name", "learning_rate", "max_grad_norm"} == set(options)
     for key, spec in options.items():
         [number] = [s for s in properties[key]["anyOf"] if s["type"] != "null"]
         low = "exclusiveMinimum" if spec.low_open else "minimum"

@@ -270,6 +270,12 @@ class MLPLayer(BaseModel):
     activation: ActivationName = Field(
         description="φ of the layer; softmax only on the last layer.", examples=["relu"]
     )
+    params: dict[str, float] | None = Field(
+        None,
+        description="Parameters of φ, such as alpha for leaky_relu and elu; omitted ones take the defaults"
+        " GET /v1/activations lists.",
+        examples=[{"alpha": 0.1}],
+    )
 
 
 class LayerParameters(BaseModel):
@@ -407,7 +413,8 @@ class GradientsRequest(BaseModel):
         0.0,
         ge=0.0,
         le=1e6,
-        description="L2 penalty: the loss gains (l2 / 2)·Σ‖W‖² (weights only).",
+        description="L2 penalty: the loss gains (l2 / 2)·Σ‖W‖² over the weights, not the biases, and each"
+        " weight's gradient gains l2·W.",
         examples=[0.01],
     )
     check: bool = Field(

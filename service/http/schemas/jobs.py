@@ -7,7 +7,7 @@ these models are the OpenAPI document's description of those dicts, and the test
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,7 @@ _METRICS_EXAMPLE: dict[str, Any] = {
     "train_accuracy": 0.9,
     "val_accuracy": 0.88,
 }
-_BEST_EXAMPLE: dict[str, Any] = {"epoch": 97, "val_loss": 0.29}
+_BEST_EXAMPLE: dict[str, Any] = {"epoch": 97, "metric": "val_loss", "value": 0.29, "val_loss": 0.29}
 _ERROR_EXAMPLE: dict[str, Any] = {
     "type": "diverged",
     "detail": "the training loss became non-finite in epoch 3",
@@ -86,7 +86,18 @@ class Best(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_BEST_EXAMPLE]})
 
     epoch: int | None = Field(description="The best epoch (null before the first).", examples=[97])
-    val_loss: float | None = Field(description="Its monitored loss.", examples=[0.29])
+    metric: Literal["val_loss", "train_loss"] | None = Field(
+        None,
+        description="What the best epoch is judged by (and early stopping watches): val_loss with a"
+        " validation set, train_loss without one; null before the first epoch.",
+        examples=["val_loss"],
+    )
+    value: float | None = Field(
+        None, description="The best epoch's value of that metric (its lowest).", examples=[0.29]
+    )
+    val_loss: float | None = Field(
+        description="The best epoch's validation loss; null without a validation set.", examples=[0.29]
+    )
 
 
 class JobError(BaseModel):
@@ -95,10 +106,10 @@ class JobError(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_ERROR_EXAMPLE]})
 
     type: ErrorType = Field(
-        description="diverged (non-finite loss; last finite weights kept), deadline_exceeded (max_runtime_s "
-        "passed), invalid_data (the data does not fit the configuration), worker_lost (its worker died and "
-        "the retries are used), resource_exhausted (the job needed more memory than a worker allows, "
-        "DESCENT_WORKER_MEMORY_MB), internal.",
+        description="diverged (non-finite loss or weights; the model keeps the best finite epoch's weights,"
+        " which detail names), deadline_exceeded (max_runtime_s passed), invalid_data (the data does not fit"
+        " the configuration), worker_lost (its worker died and the retries are used), resource_exhausted (the"
+        " job needed more memory than a worker allows, DESCENT_WORKER_MEMORY_MB), internal.",
         examples=["diverged"],
     )
     detail: str | None = Field(
@@ -157,7 +168,7 @@ class Job(BaseModel):
     model_id: str | None = Field(
         None,
         description="The trained model, present when the job ended with one: succeeded, cancelled (the best "
-        "weights so far) or diverged (the last finite weights).",
+        "weights so far) or failed diverged (the best finite epoch's weights) or deadline_exceeded.",
         examples=["mdl_0194b2c3d4e5f6a7b8c9d0e1"],
     )
 

@@ -49,6 +49,7 @@ _METRICS_EXAMPLE = {
     "epochs_run": 200,
     "best_epoch": 187,
     "stop_reason": "completed",
+    "weights_epoch": 200,
 }
 _SHA256_EXAMPLE = "4c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d"
 # Parameter arrays: matrices (W) and vectors (b), by name.
@@ -76,6 +77,12 @@ class ModelLayer(BaseModel):
     units: int = Field(ge=1, le=1_000_000, description="Outputs of the layer.", examples=[16])
     activation: ActivationName = Field(
         description="φ; GET /v1/activations lists them (softmax only on the last layer).", examples=["relu"]
+    )
+    params: dict[str, float] | None = Field(
+        None,
+        description="Parameters of φ, such as alpha for leaky_relu and elu (defaults filled in when shown;"
+        " omitted on import: the defaults GET /v1/activations lists).",
+        examples=[{"alpha": 0.1}],
     )
 
 
@@ -134,6 +141,13 @@ class Model(BaseModel):
     job_id: str | None = Field(
         description="The job that trained it; null for an imported model and once that job is deleted.",
         examples=["job_06231f0e9d8c7b6a5f4e3d2b"],
+    )
+    job_status: Literal["succeeded", "failed", "cancelled"] | None = Field(
+        None,
+        description="How the job that trained it ended: failed for a job that diverged or ran out of time"
+        " (the model holds the weights of the epoch metrics.weights_epoch names), cancelled for the best"
+        " weights of a cancelled job; null for a model imported without it.",
+        examples=["succeeded"],
     )
     architecture: ModelArchitecture = Field(description="Layers and loss.", examples=[_LOGISTIC_ARCHITECTURE])
     n_features: int = Field(description="Columns X must have to predict.", examples=[2])

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.activations import resolve_params
 from engine.architecture import MODEL_TYPES
 from engine.hyperparameters import Hyperparameter
 from engine.optimizers import OPTIMIZERS, default_hyperparameters
@@ -145,6 +146,12 @@ class ModelConfig(BaseModel):
         examples=["relu"],
         json_schema_extra={"not": {"const": "softmax"}},
     )
+    activation_params: dict[str, float] | None = Field(
+        None,
+        description="Parameters of the hidden activation, such as alpha for leaky_relu and elu (mlp only);"
+        " omitted ones take the defaults GET /v1/activations lists.",
+        examples=[{"alpha": 0.1}],
+    )
 
     @model_validator(mode="after")
     def _hidden_only_for_mlp(self) -> ModelConfig:
@@ -155,6 +162,10 @@ class ModelConfig(BaseModel):
             raise ValueError("an mlp needs at least one hidden layer, e.g. hidden_layers: [16]")
         if self.activation == "softmax":
             raise ValueError("softmax is only used as an output activation; choose another hidden activation")
+        if self.activation_params is not None:
+            if not takes_hidden:
+                raise ValueError(f"activation_params are for mlp models, got them for {self.type}")
+            resolve_params(self.activation, self.activation_params)
         return self
 
 
@@ -175,6 +186,16 @@ class OptimizerConfig(BaseModel):
     beta1: float | None = _option_field("beta1", OPTIMIZER_OPTIONS)
     beta2: float | None = _option_field("beta2", OPTIMIZER_OPTIONS)
     eps: float | None = _option_field("eps", OPTIMIZER_OPTIONS)
+    weight_decay: float | None = _option_field("weight_decay", OPTIMIZER_OPTIONS)
+    max_grad_norm: float | None = Field(
+        None,
+        gt=0,
+        le=1e12,
+        description="Clip each step's gradient to this global L2 norm (the l2 term included), as PyTorch's"
+        " clip_grad_norm_: the gradient is scaled by max_grad_norm / (norm + 1e-6) when that is below 1."
+        " Null: no clipping. Any optimizer.",
+        examples=[1.0],
+    )
 
     def hyperparameters(self) -> dict[str, float]:
         """The optimizer's hyperparameters with the registry's defaults filled; others given → ValueError."""
@@ -280,7 +301,13 @@ class TrainingConfig(BaseModel):
         examples=[32],
     )
     l2: float = Field(
-        0.0, ge=0, le=1e3, description="L2 penalty (l2/2)·Σ‖W‖² on the weights.", examples=[0.0001]
+        0.0,
+        ge=0,
+        le=1e3,
+        description="Coupled L2 penalty: the loss gains (l2/2)·Σ‖W‖² over the weights, not the biases, and"
+        " its gradient l2·W goes through the optimizer (with adam, through its moment estimates; adamw's"
+        " weight_decay is the decoupled alternative).",
+        examples=[0.0001],
     )
     validation_fraction: float = Field(
         0.0, ge=0, lt=1, description="Share of samples held out for validation (stratified).", examples=[0.2]

@@ -44,7 +44,12 @@ def job_document(job: JobRecord, position: int | None) -> dict[str, Any]:
         "progress": progress,
         "metrics": metrics,
         # The run reports epoch 0 until an epoch has finished; the API says null.
-        "best": {"epoch": best.get("epoch") or None, "val_loss": best.get("val_loss")},
+        "best": {
+            "epoch": best.get("epoch") or None,
+            "metric": best.get("metric"),
+            "value": best.get("value", best.get("val_loss")),
+            "val_loss": best.get("val_loss"),
+        },
     }
     if job.error is not None:
         document["error"] = job.error

@@ -59,7 +59,9 @@ def model_json(record: ModelRecord, loaded: LoadedModel | None = None) -> dict[s
         "n_parameters": architecture_from_json(record.architecture).n_parameters,
         "task": record.task,
         "classes": record.classes,
-        "metrics": record.metrics,
+        # How the job that trained it ended is kept with its metrics and shown on its own.
+        "job_status": record.metrics.get("job_status"),
+        "metrics": {key: value for key, value in record.metrics.items() if key != "job_status"},
         "standardization": record.standardization,
         "sha256": record.sha256,
     }

@@ -95,7 +95,7 @@ def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
             raise field_error(
                 "architecture.layers",
                 f"of a {arch.type} must be one {activation} layer with {wanted}, got"
-                f" {[layer.model_dump() for layer in arch.layers]}",
+                f" {[layer.model_dump(exclude_none=True) for layer in arch.layers]}",
             )
     try:
         # build_architecture gives the loss the output activation pairs with, for when none is given.
@@ -105,10 +105,16 @@ def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
             units[-1],
             hidden_layers=units[:-1],
             activation=activations[:-1],
+            activation_params=[layer.params or {} for layer in arch.layers[:-1]],
             output_activation=activations[-1],
+            output_params=arch.layers[-1].params,
         )
         architecture = Architecture(
-            arch.type, paired.layer_sizes, paired.activations, arch.loss or paired.loss
+            arch.type,
+            paired.layer_sizes,
+            paired.activations,
+            arch.loss or paired.loss,
+            paired.activation_params,
         )
     except ValueError as exc:
         raise field_error("architecture", str(exc)) from None
