@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Task = Literal["binary", "multiclass", "regression"]
+# multilabel: several 0/1 labels per sample (y of shape (n_samples, n_labels)); a regression may have
+# several targets too.
+Task = Literal["binary", "multiclass", "multilabel", "regression"]
 TASKS: tuple[Task, ...] = get_args(Task)
 
 # A job is active until it reaches a terminal status, which never changes afterwards.

@@ -212,7 +212,9 @@ def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
         dataset = get_dataset(store, config["dataset_id"])
         X, y = load_dataset_arrays(store, config["dataset_id"])
         n_classes = len(dataset.classes) if dataset.classes else None
-        architecture = architecture_for(config, dataset.task, dataset.n_features, n_classes)
+        architecture = architecture_for(
+            config, dataset.task, dataset.n_features, n_classes, dataset.n_outputs
+        )
         fit_cfg = fit_config(config)
         initial = None
         if config.get("warm_start_model_id"):

@@ -18,6 +18,7 @@ from service.http.schemas.training import TrainingConfig
 _TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "binary": ("sigmoid", "softmax"),
     "multiclass": ("softmax",),
+    "multilabel": ("sigmoid",),
     "regression": ("identity",),
 }
 
@@ -51,32 +52,42 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(resolved, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def check_task(model_type: str, task: str, n_classes: int | None) -> None:
-    """Refuse a dataset the model type cannot learn, naming both."""
-    output = MODEL_TYPES[model_type].output
-    allowed = [t for t, outputs in _TASK_OUTPUTS.items() if output is None or output in outputs]
+def check_task(model_type: str, task: str, n_classes: int | None, n_outputs: int = 1) -> None:
+    """Refuse a dataset the model type cannot learn, naming both.
+
+    ``n_outputs`` is the number of columns of y: the labels of a multilabel dataset, the targets of
+    a multi-output regression.
+    """
+    entry = MODEL_TYPES[model_type]
+    allowed = [t for t, outputs in _TASK_OUTPUTS.items() if entry.output is None or entry.output in outputs]
     if task not in allowed:
         raise ValueError(
             f"{model_type} cannot learn a {task} dataset; it takes {' or '.join(allowed)} datasets"
         )
-    fewest = MODEL_TYPES[model_type].min_outputs
+    fewest = entry.min_outputs
     if fewest > 1 and (n_classes or 0) < fewest:
         raise ValueError(f"{model_type} needs at least {fewest} classes")
+    if entry.max_outputs is not None and n_outputs > entry.max_outputs:
+        raise ValueError(
+            f"{model_type} has {entry.max_outputs} output; a {task} dataset with {n_outputs} columns of y"
+            " needs a model with one output per column, such as an mlp"
+        )
 
 
 def architecture_for(
-    resolved: dict[str, Any], task: str, n_features: int, n_classes: int | None
+    resolved: dict[str, Any], task: str, n_features: int, n_classes: int | None, n_outputs: int = 1
 ) -> Architecture:
     """The architecture a resolved configuration trains on a dataset of the given task and shape."""
     model = resolved["model"]
-    check_task(model["type"], task, n_classes)
+    check_task(model["type"], task, n_classes, n_outputs)
     # The type's own output layer, or (mlp) the first that learns the task: sigmoid for binary.
     output = MODEL_TYPES[model["type"]].output or _TASK_OUTPUTS[task][0]
-    n_outputs = int(n_classes or 0) if output == "softmax" else 1
+    # A softmax has one unit per class; otherwise one unit per column of y.
+    units = int(n_classes or 0) if output == "softmax" else n_outputs
     return build_architecture(
         model["type"],
         n_features,
-        n_outputs,
+        units,
         hidden_layers=model["hidden_layers"],
         activation=model.get("activation", "relu"),
         activation_params=model.get("activation_params"),

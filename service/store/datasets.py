@@ -36,9 +36,9 @@ def create_dataset(
     owner : str
     name : str
     X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,)
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         Stored with the dtypes given, bit for bit.
-    task : {"binary", "multiclass", "regression"}
+    task : {"binary", "multiclass", "multilabel", "regression"}
     classes : list or None
         Class labels in the order the model's outputs use (classification), else None.
     class_counts : list of int, dict or None
@@ -60,8 +60,10 @@ def create_dataset(
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have shape (n_samples >= 1, n_features >= 1), got {X.shape}")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or (y.ndim == 2 and y.shape[1] < 1):
+        raise ValueError(
+            f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs) to match X, got {y.shape}"
+        )
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     data = encode_npz({"X": X, "y": y})
@@ -73,6 +75,7 @@ def create_dataset(
             name=name,
             n_samples=int(X.shape[0]),
             n_features=int(X.shape[1]),
+            n_outputs=1 if y.ndim == 1 else int(y.shape[1]),
             task=task,
             classes=jsonable(classes),
             class_counts=jsonable(class_counts),

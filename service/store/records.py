@@ -23,6 +23,7 @@ class DatasetRecord:
     blob_id: str
     created_at: datetime
     source: dict[str, Any]
+    n_outputs: int = 1
 
     @classmethod
     def from_row(cls, row: DatasetRow) -> DatasetRecord:
@@ -32,6 +33,7 @@ class DatasetRecord:
             name=row.name,
             n_samples=row.n_samples,
             n_features=row.n_features,
+            n_outputs=row.n_outputs,
             task=row.task,
             classes=row.classes,
             class_counts=row.class_counts,

@@ -108,6 +108,8 @@ class DatasetRow(Base):
     name: Mapped[str] = mapped_column(Text)
     n_samples: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
+    # Columns of y: 1 for one label or target per sample, more for multilabel or multi-output data.
+    n_outputs: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     task: Mapped[str] = mapped_column(String(16))
     classes: Mapped[Any | None] = mapped_column(_json())
     class_counts: Mapped[Any | None] = mapped_column(_json())

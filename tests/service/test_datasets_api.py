@@ -128,6 +128,58 @@ def test_stored_arrays_follow_the_training_conventions(client: Client) -> None:
     assert y.dtype == np.float64 and y.tolist() == [0.5, 1.5]
 
 
+@pytest.mark.parametrize(
+    ("y", "task", "dtype"),
+    [
+        ([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], "multilabel", np.int64),
+        ([[0.5, 1.0], [2.0, -1.0], [0.0, 3.5], [1.0, 1.0]], "regression", np.float64),
+    ],
+)
+def test_a_row_of_labels_per_sample_is_multilabel_or_multi_output_regression(
+    client: Client, y: list[list[Any]], task: str, dtype: Any
+) -> None:
+    X = [[1.0], [2.0], [3.0], [4.0]]
+    body = created(client.post("/v1/datasets", json={"name": "multi", "X": X, "y": y}))
+    assert (body["task"], body["n_outputs"], body["classes"], body["class_counts"]) == (
+        task,
+        len(y[0]),
+        None,
+        None,
+    )
+    _, stored_y = stored(client, body["id"])
+    assert stored_y.dtype == dtype
+    np.testing.assert_array_equal(stored_y, np.asarray(y, dtype=dtype))
+    data = client.get(f"/v1/datasets/{body['id']}/data").json()
+    assert data["y"] == np.asarray(y, dtype=dtype).tolist()
+    text = client.get(f"/v1/datasets/{body['id']}/data", headers={"Accept": "text/csv"}).text
+    header, first = text.splitlines()[:2]
+    assert header == ",".join(["x0", *(f"y{j}" for j in range(len(y[0])))])
+    assert first.split(",")[1:] == [str(v) for v in np.asarray(y[0], dtype=dtype).tolist()]
+
+
+def test_a_multilabel_npz_upload_keeps_its_columns(client: Client) -> None:
+    y = np.array([[True, False], [False, True], [True, True]])
+    raw = npz_bytes(X=np.ones((3, 2)), y=y)
+    body = created(client.post("/v1/datasets", content=raw, headers={"Content-Type": "application/x-npz"}))
+    assert (body["task"], body["n_outputs"]) == ("multilabel", 2)
+    np.testing.assert_array_equal(stored(client, body["id"])[1], y)
+
+
+@pytest.mark.parametrize(
+    ("y", "task", "fragments"),
+    [
+        ([[1, 0], [0, 1]], "binary", ("y must be 1-dimensional", "task 'binary'", "'multilabel'")),
+        ([[1, 0], [0, 2]], "multilabel", ("y[1][1] must be 0 or 1 for task 'multilabel', got 2",)),
+        ([1, 0], "multilabel", ("one column per label", "task 'multilabel'")),
+    ],
+)
+def test_labels_that_do_not_fit_a_multilabel_task_are_422(
+    client: Client, y: list[Any], task: str, fragments: tuple[str, ...]
+) -> None:
+    response = client.post("/v1/datasets", json={"name": "m", "X": [[1.0], [2.0]], "y": y, "task": task})
+    assert_problem(response, 422, *fragments)
+
+
 def test_task_field_overrides_inference(client: Client) -> None:
     body = created(
         client.post(
@@ -433,7 +485,10 @@ def test_npz_upload_as_octet_stream_keeps_float_targets_bit_for_bit(client: Clie
         (npz_bytes(X=np.array([[1.0], [np.nan]]), y=np.array([0, 1])), ("X[1][0]", "finite")),
         (npz_bytes(X=np.ones(3), y=np.array([0, 1, 1])), ("X must have 2 dimensions",)),
         (npz_bytes(X=np.ones((2, 1), dtype=np.complex128), y=np.array([0, 1])), ("real numbers",)),
-        (npz_bytes(X=np.ones((2, 1)), y=np.array([[0], [1]])), ("y must have 1 dimension",)),
+        (
+            npz_bytes(X=np.ones((2, 1)), y=np.zeros((2, 1, 1))),
+            ("y must have shape (n_samples,) or (n_samples, n_outputs)",),
+        ),
     ],
 )
 def test_invalid_npz_is_422(client: Client, raw: bytes, fragments: tuple[str, ...]) -> None:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.datasets import make_dataset
 from engine.models import build_architecture, loss_and_gradient, targets
 from engine.optimizers import OPTIMIZERS
 from engine.training import EarlyStopping, FitConfig, fit, train_validation_split
@@ -1101,3 +1102,87 @@ async def test_an_unreachable_store_is_503_with_retry_after(
     response = await client.post("/v1/jobs", json=config(dataset["id"]))
     assert_problem(response, 503, "database unavailable")
     assert int(response.headers["retry-after"]) > 0
+
+
+# ---- multilabel and multi-output data ------------------------------------------------------------------
+
+
+def _multilabel_data() -> tuple[np.ndarray, np.ndarray]:
+    """Two moons features with three labels per sample: the moon, x0 > 0, and x1 > 0.25."""
+    X, moon = make_dataset("moons", 90, noise=0.1, rng=np.random.default_rng(2))
+    Y = np.column_stack([moon, X[:, 0] > 0, X[:, 1] > 0.25]).astype(np.int64)
+    return X, Y
+
+
+async def test_a_multilabel_job_trains_one_sigmoid_per_label_as_the_engine_does(
+    client: httpx.AsyncClient,
+) -> None:
+    X, Y = _multilabel_data()
+    response = await client.post("/v1/datasets", json={"name": "tags", "X": X.tolist(), "y": Y.tolist()})
+    dataset = response.json()
+    assert (dataset["task"], dataset["n_outputs"]) == ("multilabel", 3)
+    body = config(
+        dataset["id"],
+        model={"type": "mlp", "hidden_layers": [8], "activation": "tanh"},
+        optimizer={"name": "adam", "learning_rate": 0.05},
+        epochs=60,
+        seed=5,
+    )
+    done = await wait_for(client, (await submit(client, body))["id"])
+    assert done["status"] == "succeeded", done
+    history = (await client.get(f"/v1/jobs/{done['id']}/metrics")).json()
+    assert "train_accuracy" not in history
+    model = (await client.get(f"/v1/models/{done['model_id']}", params={"include": "parameters"})).json()
+    assert model["task"] == "multilabel" and model["classes"] is None
+    assert model["architecture"]["layers"][-1] == {"units": 3, "activation": "sigmoid"}
+    assert model["architecture"]["loss"] == "binary_cross_entropy"
+    arch = build_architecture("mlp", 2, 3, hidden_layers=[8], activation="tanh", output_activation="sigmoid")
+    result = fit(
+        arch, X, Y, FitConfig(epochs=60, optimizer="adam", learning_rate=0.05), np.random.default_rng(5)
+    )
+    stored = parameters_from_arrays(arch, {k: np.asarray(v) for k, v in model["parameters"].items()})
+    np.testing.assert_array_equal(stored.flat, result.params.flat)
+    # The loss is the mean over all 90 × 3 labels; it fell well below that of chance, log 2.
+    assert history["train_loss"][-1] < 0.4 < np.log(2) < history["train_loss"][0] + 0.1
+    predicted = (
+        await client.post(f"/v1/models/{done['model_id']}/predict", json={"X": X[:5].tolist()})
+    ).json()
+    labels, probabilities = result.predict(X[:5])
+    assert predicted["predictions"] == labels.tolist()
+    np.testing.assert_allclose(predicted["probabilities"], probabilities, rtol=1e-15)
+    assert set(np.ravel(predicted["predictions"])) <= {0, 1}
+    assert "classes" not in predicted or predicted["classes"] is None
+    exported = (await client.get(f"/v1/models/{done['model_id']}/export")).json()
+    imported = await client.post("/v1/models", json=exported)
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["task"] == "multilabel"
+
+
+async def test_logistic_regression_cannot_learn_three_labels(client: httpx.AsyncClient) -> None:
+    X, Y = _multilabel_data()
+    dataset = (
+        await client.post("/v1/datasets", json={"name": "tags", "X": X.tolist(), "y": Y.tolist()})
+    ).json()
+    response = await client.post("/v1/jobs", json=config(dataset["id"]))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "model", "type"]
+    assert "3 columns of y" in response.json()["detail"]
+
+
+async def test_linear_regression_learns_several_targets(client: httpx.AsyncClient) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    Y = X @ np.array([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0]]) + 0.25
+    inline = {"dataset": {"X": X.tolist(), "y": Y.tolist()}, "model": {"type": "linear_regression"}}
+    body = {**inline, "optimizer": {"name": "gd", "learning_rate": 0.3}, "epochs": 400, "seed": 1}
+    done = await wait_for(client, (await submit(client, body))["id"])
+    assert done["status"] == "succeeded", done
+    model = (await client.get(f"/v1/models/{done['model_id']}", params={"include": "parameters"})).json()
+    assert model["task"] == "regression"
+    np.testing.assert_allclose(model["parameters"]["W0"], [[1.0, -2.0], [0.5, 0.0], [0.0, 3.0]], atol=1e-6)
+    np.testing.assert_allclose(model["parameters"]["b0"], [0.25, 0.25], atol=1e-6)
+    predicted = (
+        await client.post(f"/v1/models/{done['model_id']}/predict", json={"X": X[:3].tolist()})
+    ).json()
+    np.testing.assert_allclose(predicted["predictions"], Y[:3], atol=1e-5)
+    assert "probabilities" not in predicted

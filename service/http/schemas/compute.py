@@ -183,7 +183,10 @@ class LossRequest(BaseModel):
     ]
     reduction: Reduction = Field(
         "mean",
-        description="Average or add the per-sample losses, or return them all ('none').",
+        description="Average or add the per-sample losses, or return them all ('none'). A sample's loss is"
+        " the mean over its outputs for binary_cross_entropy and mean_squared_error (the sum over the"
+        " classes for cross_entropy), so with several outputs 'mean' is the mean over all elements, as"
+        " PyTorch and Keras report it.",
         examples=["sum"],
     )
     gradient: bool = Field(

@@ -18,14 +18,22 @@ from service.vocabulary import Task
 DATASET_ID_EXAMPLE = "ds_06231f0e9d8c7b6a5f4e3d2c"
 _SHA256_EXAMPLE = "9f2c1e0b7a6d5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3"
 
-# A label is a number or a string; all labels of one dataset are of one kind.
+# A label is a number or a string, all labels of one dataset of one kind; or a row of numbers per
+# sample (multilabel 0/1, or several regression targets).
 LABELS_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "array", "items": {"type": "number"}, "minItems": 2},
         {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+            "minItems": 2,
+        },
     ]
 }
-_LABEL_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "string"}]}
+_LABEL_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "array", "items": {"type": "number"}}]
+}
 
 
 def _labels_field(description: str, example: Any, **kwargs: Any) -> Any:
@@ -64,7 +72,8 @@ class DatasetCreate(BaseModel):
         _labels_field(
             "Labels or targets, one per row of X: numbers, or strings (class names). Strings, and"
             " integers with at most 100 distinct values, make a classification dataset; other numbers a"
-            " regression one.",
+            " regression one. A row of numbers per sample (shape [n_samples, n_outputs]) makes a"
+            " multilabel dataset when every value is 0 or 1, else a multi-output regression.",
             [0, 1, 1, 0],
         ),
     ] = None
@@ -98,9 +107,15 @@ class Dataset(BaseModel):
     name: str = Field(description="The name it was created with.", examples=["xor-400"])
     n_samples: int = Field(description="Number of rows.", examples=[400])
     n_features: int = Field(description="Number of feature columns.", examples=[2])
+    n_outputs: int = Field(
+        1,
+        description="Columns of y: 1 for one label or target per sample; the labels of a multilabel"
+        " dataset, or the targets of a multi-output regression.",
+        examples=[1],
+    )
     task: Task = Field(
-        description="binary or multiclass (classification: y holds class labels) or regression (y holds"
-        " real targets).",
+        description="binary or multiclass (classification: y holds class labels), multilabel (y holds"
+        " n_outputs 0/1 labels per sample) or regression (y holds one or n_outputs real targets).",
         examples=["binary"],
     )
     classes: list[int | float | str] | None = Field(
@@ -174,7 +189,8 @@ class DatasetData(BaseModel):
     y: Annotated[
         Any,
         Field(
-            description="Labels as uploaded (numbers or strings) for classification, targets for regression.",
+            description="Labels as uploaded (numbers or strings) for classification, targets for regression;"
+            " a row per sample for multilabel and multi-output data.",
             examples=[["cat", "dog"]],
             json_schema_extra={"type": "array", "items": _LABEL_SCHEMA},
         ),

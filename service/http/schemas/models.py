@@ -152,7 +152,7 @@ class Model(BaseModel):
     architecture: ModelArchitecture = Field(description="Layers and loss.", examples=[_LOGISTIC_ARCHITECTURE])
     n_features: int = Field(description="Columns X must have to predict.", examples=[2])
     n_parameters: int = Field(description="Number of weights and biases.", examples=[9])
-    task: Task = Field(description="binary, multiclass or regression.", examples=["binary"])
+    task: Task = Field(description="binary, multiclass, multilabel or regression.", examples=["binary"])
     classes: list[int | float | str] | None = Field(
         description="Classifiers: the label of each class index (output k stands for classes[k]); null for"
         " regression.",
@@ -292,9 +292,19 @@ class Prediction(BaseModel):
         Any,
         Field(
             description="One per row: the predicted class label (as in classes) for classifiers, the"
-            " predicted value for regression.",
+            " predicted value for regression; a row per sample for several outputs: 0 or 1 per label"
+            " (multilabel, 1 when its probability is at least 0.5) or one value per target.",
             examples=[["cat", "dog"]],
-            json_schema_extra={"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "string"}]}},
+            json_schema_extra={
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"type": "number"},
+                        {"type": "string"},
+                        {"type": "array", "items": {"type": "number"}},
+                    ]
+                },
+            },
         ),
     ]
     probabilities: Annotated[
@@ -302,7 +312,8 @@ class Prediction(BaseModel):
         ArrayField(
             (1, 2),
             "Classifiers only: binary, the probability of classes[1], shape [n_samples]; multiclass, one"
-            " row per sample and one column per class, shape [n_samples, n_classes].",
+            " row per sample and one column per class, shape [n_samples, n_classes]; multilabel, each"
+            " label's probability of 1, shape [n_samples, n_labels].",
             [0.12, 0.93],
             default=None,
         ),
@@ -324,7 +335,7 @@ class ModelMeta(BaseModel):
     n_features: int = Field(ge=1, description="Columns of X.", examples=[2])
     task: Task = Field(
         description="binary (one sigmoid output, or a 2-class softmax), multiclass (softmax over the"
-        " classes) or regression.",
+        " classes), multilabel (one sigmoid output per label) or regression (one output per target).",
         examples=["binary"],
     )
     classes: list[int | float | str] | None = Field(

@@ -99,7 +99,15 @@ class InlineDataset(BaseModel):
         examples=["xor-inline"],
     )
     X: Annotated[Any, ArrayField(2, "Features, shape (n_samples, n_features).", [[0, 0], [1, 1]])] = None
-    y: Annotated[Any, ArrayField(1, "Labels or targets, shape (n_samples,).", [0, 0])] = None
+    y: Annotated[
+        Any,
+        ArrayField(
+            (1, 2),
+            "Labels or targets, shape (n_samples,); or (n_samples, n_outputs) for several 0/1 labels per"
+            " sample (multilabel) or several targets (multi-output regression).",
+            [0, 0],
+        ),
+    ] = None
     generator: GeneratorSpec | None = Field(
         None,
         description="Generate the data instead of sending it.",

@@ -27,6 +27,7 @@ def dataset_json(record: DatasetRecord) -> dict[str, Any]:
         "name": record.name,
         "n_samples": record.n_samples,
         "n_features": record.n_features,
+        "n_outputs": record.n_outputs,
         "task": record.task,
         "classes": record.classes,
         "class_counts": record.class_counts,

@@ -206,7 +206,13 @@ def _csv_labels(labels: list[str], label: str) -> Labels:
 
 
 def csv_layout(record: DatasetRecord) -> tuple[list[str], int]:
-    """The CSV header and the label column's position: a CSV upload's own, else x0..x{D-1} then y."""
+    """The CSV header and the label column's position: a CSV upload's own, else x0..x{D-1} then y.
+
+    With several outputs the labels (or targets) are the columns y0..y{k-1} after the features.
+    """
+    if record.n_outputs > 1:
+        features = [f"x{i}" for i in range(record.n_features)]
+        return [*features, *(f"y{j}" for j in range(record.n_outputs))], record.n_features
     source = record.source or {}
     columns, label = source.get("columns"), source.get("label")
     if (
@@ -235,7 +241,10 @@ def csv_chunks(record: DatasetRecord, X: Array, labels: Array | list[Any]) -> It
             label_list[start : start + CSV_CHUNK_ROWS],
             strict=True,
         ):
-            row.insert(label_index, value)
+            if isinstance(value, list):
+                row[label_index:label_index] = value
+            else:
+                row.insert(label_index, value)
             writer.writerow(row)
         yield buffer.getvalue()
         buffer.seek(0)

@@ -43,9 +43,10 @@ def ingest_arrays(
         1 to 200 characters.
     X : ndarray of shape (n_samples, n_features)
         Real or boolean dtype, finite; stored as float64.
-    y : ndarray of shape (n_samples,) or sequence of str
-        Labels or targets: numbers, or strings (class names).
-    task : {"binary", "multiclass", "regression"} or None
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), or sequence of str
+        Labels or targets: numbers, or strings (class names); several columns for multilabel or
+        multi-output data.
+    task : {"binary", "multiclass", "multilabel", "regression"} or None
         None infers it from y (see :func:`encode_labels`).
     source : dict
         How the data came to be, stored with it (e.g. ``{"kind": "json"}``).
@@ -67,8 +68,10 @@ def ingest_arrays(
     check_name(name)
     X = _features(X, f"{field_prefix}X", settings)
     y_name = f"{field_prefix}y"
-    if isinstance(y, np.ndarray) and y.ndim != 1:
-        raise field_error(y_name, f"must have 1 dimension (n_samples,), got shape {list(y.shape)}")
+    if isinstance(y, np.ndarray) and y.ndim not in (1, 2):
+        raise field_error(
+            y_name, f"must have shape (n_samples,) or (n_samples, n_outputs), got shape {list(y.shape)}"
+        )
     n_labels = len(y)
     if n_labels != X.shape[0]:
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")

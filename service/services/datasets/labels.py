@@ -32,9 +32,10 @@ class EncodedLabels:
 
     Attributes
     ----------
-    task : {"binary", "multiclass", "regression"}
-    y : ndarray of shape (n_samples,)
-        int64 class indices (classification) or float64 targets (regression).
+    task : {"binary", "multiclass", "multilabel", "regression"}
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        int64 class indices (classification), int64 0/1 per label (multilabel) or float64 targets
+        (regression, one or several per sample).
     classes : list or None
         Sorted distinct labels (ints, floats or strings); ``y[i]`` indexes it.
     class_counts : list of int or None
@@ -94,11 +95,13 @@ def encode_labels(values: Labels, task: str | None, name: str = "y") -> EncodedL
 
     Parameters
     ----------
-    values : ndarray of shape (n_samples,) or sequence of str
-        Numbers (any real or boolean dtype) or strings (a ``str`` dtype array or a list of ``str``).
-    task : {"binary", "multiclass", "regression"} or None
+    values : ndarray of shape (n_samples,) or (n_samples, n_outputs), or sequence of str
+        Numbers (any real or boolean dtype) or strings (a ``str`` dtype array or a list of ``str``);
+        several columns are several 0/1 labels or several targets per sample.
+    task : {"binary", "multiclass", "multilabel", "regression"} or None
         None infers it: strings → classification; integers with at most 2 distinct values → binary,
-        3 to 100 → multiclass; anything else → regression.
+        3 to 100 → multiclass; anything else → regression. With several columns: all 0 or 1 →
+        multilabel, anything else → regression.
     name : str
         The field's name in error messages.
 
@@ -120,8 +123,14 @@ def encode_labels(values: Labels, task: str | None, name: str = "y") -> EncodedL
         values = _plain_labels(values, name)
         if isinstance(values, list):
             return _string_labels(values, task, name)
+    if values.ndim == 2:
+        return _columns(values, task, name)
     if values.ndim != 1:
         raise field_error(name, f"must be 1-dimensional, got shape {list(values.shape)}")
+    if task == "multilabel":
+        raise field_error(
+            name, "must have one column per label, shape (n_samples, n_labels), for task 'multilabel'"
+        )
     kind = values.dtype.kind
     if kind == "U":
         return _string_labels(values, task, name)
@@ -146,6 +155,38 @@ def encode_labels(values: Labels, task: str | None, name: str = "y") -> EncodedL
     chosen = _classification(task, classes, name, task is None)
     counts = np.bincount(y, minlength=len(classes))
     return EncodedLabels(chosen, y.astype(np.int64, copy=False), classes, counts.tolist())
+
+
+def _columns(values: Array, task: str | None, name: str) -> EncodedLabels:
+    """y of shape (n_samples, n_outputs): 0/1 labels (multilabel) or real-valued targets (regression).
+
+    None infers the task: multilabel when every value is 0 or 1 (or a boolean), else regression.
+    """
+    if values.shape[1] < 1:
+        raise field_error(name, f"must have at least one column, got shape {list(values.shape)}")
+    if task in ("binary", "multiclass"):
+        raise field_error(
+            name,
+            f"must be 1-dimensional, one class label per sample, for task {task!r}, got shape"
+            f" {list(values.shape)}; several 0/1 labels per sample make task 'multilabel'",
+        )
+    if values.dtype.kind == "b":
+        values = values.astype(np.int64)
+    if values.dtype.kind not in "iuf":
+        raise field_error(name, f"must hold numbers when it has several columns, got dtype {values.dtype}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise field_error(f"{name}[{row}][{col}]", f"must be a finite number, got {values[row, col]}")
+    binary = bool(np.all((values == 0) | (values == 1)))
+    if task == "multilabel" and not binary:
+        row, col = (int(i) for i in np.argwhere((values != 0) & (values != 1))[0])
+        raise field_error(
+            f"{name}[{row}][{col}]", f"must be 0 or 1 for task 'multilabel', got {values[row, col]}"
+        )
+    if task == "regression" or not binary:
+        return EncodedLabels("regression", values.astype(np.float64), None, None)
+    return EncodedLabels("multilabel", values.astype(np.int64), None, None)
 
 
 def _plain_labels(values: Sequence[Any] | Array, name: str) -> Array | list[str]:

@@ -155,7 +155,7 @@ def arrays_from_json(
     Parameters
     ----------
     X : list of list of number
-    y : list of number or list of str
+    y : list of number, list of list of number, or list of str
     settings : Settings
     scan_booleans : bool
         ``JSONBody.scan_booleans`` (see ``service.http.arrays.to_array``).
@@ -165,7 +165,7 @@ def arrays_from_json(
     Returns
     -------
     X : ndarray of shape (n_samples, n_features), float64
-    y : ndarray of shape (n_samples,), float64, or list of str
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), float64, or list of str
 
     Raises
     ------
@@ -193,7 +193,10 @@ def arrays_from_json(
     for i, value in enumerate(y):
         if isinstance(value, str):
             raise field_error(f"{y_name}[{i}]", f"must be a number like {y_name}[0], got a string")
-    y_arr = to_array(y, y_name, ndim=1, max_elements=settings.max_dataset_rows, scan_booleans=scan_booleans)
+    # One label or target per sample, or a row of them (multilabel, multi-output regression).
+    y_arr = to_array(
+        y, y_name, ndim=(1, 2), max_elements=settings.max_dataset_elements, scan_booleans=scan_booleans
+    )
     return X_arr, y_arr
 
 

@@ -36,13 +36,20 @@ class Target:
     dataset_id: str | None = None
     X: Array | None = None
     y: datasets.Labels | None = None
+    n_outputs: int = 1  # columns of y
 
 
 def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JSONBody) -> Target:
     """The stored dataset the configuration names, or its inline data checked and converted (not stored)."""
     if config.dataset_id is not None:
         record = get_dataset(store, config.dataset_id, owner=settings.owner)
-        return Target(record.task, record.n_features, _n_classes(record), dataset_id=record.id)
+        return Target(
+            record.task,
+            record.n_features,
+            _n_classes(record),
+            dataset_id=record.id,
+            n_outputs=record.n_outputs,
+        )
     inline = config.dataset
     if inline is None:  # unreachable: the TrainingConfig validator demands one of the two
         raise field_error("dataset", "is required when dataset_id is not given")
@@ -66,7 +73,8 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
         raise field_error(f"{INLINE_PREFIX}y", f"has {len(y)} entries but {INLINE_PREFIX}X has {len(X)} rows")
     labels = datasets.encode_labels(y, inline.task, f"{INLINE_PREFIX}y")
     n_classes = len(labels.classes) if labels.classes else None
-    return Target(labels.task, int(X.shape[1]), n_classes, X=X, y=y)
+    n_outputs = 1 if labels.y.ndim == 1 else int(labels.y.shape[1])
+    return Target(labels.task, int(X.shape[1]), n_classes, X=X, y=y, n_outputs=n_outputs)
 
 
 def _n_classes(record: DatasetRecord) -> int | None:
@@ -102,7 +110,7 @@ def store_inline(store: Store, settings: Settings, inline: InlineDataset, target
 def check_model_task(model_type: str, target: Target) -> None:
     """422 at model.type when the model type cannot learn the target's task."""
     try:
-        check_task(model_type, target.task, target.n_classes)
+        check_task(model_type, target.task, target.n_classes, target.n_outputs)
     except ValueError as exc:
         loc = ["body", "model", "type"]
         raise InvalidInput(f"model.type: {exc}", errors=[{"loc": loc, "msg": str(exc)}]) from None
@@ -113,7 +121,7 @@ def check_warm_start(
 ) -> None:
     """The warm start model must exist (404) and have the architecture this job trains (422)."""
     record = get_model(store, model_id, owner=owner)
-    wanted = architecture_for(resolved, target.task, target.n_features, target.n_classes)
+    wanted = architecture_for(resolved, target.task, target.n_features, target.n_classes, target.n_outputs)
     try:
         stored = architecture_from_json(record.architecture)
     except ValueError as exc:

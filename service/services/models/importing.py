@@ -145,6 +145,10 @@ def _check_task(meta: ModelMeta, architecture: Architecture) -> list[Any] | None
         fits = loss == "cross_entropy" and k >= 2
         want = "a cross_entropy (softmax) output with one unit per class"
         n_classes = k
+    elif meta.task == "multilabel":
+        fits = loss == "binary_cross_entropy"
+        want = "binary_cross_entropy (sigmoid) outputs, one per label"
+        n_classes = 0
     else:
         fits = not architecture.is_classifier
         want = "an output trained without a classification loss"
@@ -154,7 +158,7 @@ def _check_task(meta: ModelMeta, architecture: Architecture) -> list[Any] | None
     classes = meta.classes
     if n_classes == 0:
         if classes is not None:
-            raise field_error("classes", f"must be null for a regression model, got {classes}")
+            raise field_error("classes", f"must be null for a {meta.task} model, got {classes}")
         return None
     if classes is None or len(classes) != n_classes:
         got = "null" if classes is None else f"{len(classes)}"

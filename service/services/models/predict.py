@@ -105,7 +105,10 @@ def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
         outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
     content: dict[str, Any]
     if record.classes is None:
+        # Regression values; multilabel: 0 or 1 per label, with each label's probability.
         content = {"predictions": outputs}
+        if probabilities is not None:
+            content["probabilities"] = probabilities
     else:
         classes = record.classes
         if all(isinstance(c, str) for c in classes):

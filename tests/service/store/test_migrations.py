@@ -5,6 +5,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -173,19 +174,38 @@ def test_a_database_lost_while_open_raises_store_unavailable() -> None:
         store.close()
 
 
+def _insert_dataset_as_0002_knew_it(conn: Any) -> str:
+    """A blob and a dataset row with the columns of revisions 0001 to 0003 (no n_outputs)."""
+    conn.execute(
+        text(
+            "INSERT INTO blobs (id, sha256, nbytes, data, created_at)"
+            " VALUES ('b1', 'x', 1, :data, '2026-01-01 00:00:00+00:00')"
+        ),
+        {"data": b"x"},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO datasets (id, owner, name, n_samples, n_features, task, sha256, blob_id,"
+            " created_at, source) VALUES ('ds1', 'default', 'old', 4, 2, 'binary', 'x', 'b1',"
+            " '2026-01-01 00:00:00+00:00', '{}')"
+        )
+    )
+    return "ds1"
+
+
 def test_jobs_queued_before_dispatch_records_are_due_by_their_age(fresh_url: str) -> None:
     engine = create_store_engine(fresh_url)
     migrate(engine, "0002")
     old = Store(engine)
-    dataset = make_dataset(old)
     job_id = "job_0000000000000000000000a1"
-    with old.write() as session:  # a row as revision 0002 knew it
+    with old.write() as session:  # rows as revision 0002 knew them
+        dataset_id = _insert_dataset_as_0002_knew_it(session)
         session.execute(
             text(
                 "INSERT INTO jobs (id, status, config, config_hash, dataset_id, created_at)"
                 " VALUES (:id, 'queued', '{}', :hash, :dataset, :created)"
             ),
-            {"id": job_id, "hash": "c" * 64, "dataset": dataset.id, "created": utcnow().replace(tzinfo=None)},
+            {"id": job_id, "hash": "c" * 64, "dataset": dataset_id, "created": utcnow().replace(tzinfo=None)},
         )
     old.close()
 
@@ -197,3 +217,16 @@ def test_jobs_queued_before_dispatch_records_are_due_by_their_age(fresh_url: str
         assert take_redispatch(store, 60, lambda: 0, now=utcnow() + timedelta(hours=1)) == [job_id]
     finally:
         store.close()
+
+
+def test_upgrade_from_0003_keeps_datasets_and_allows_multilabel(fresh_url: str) -> None:
+    engine = create_store_engine(fresh_url)
+    migrate(engine, "0003")
+    with engine.begin() as conn:
+        _insert_dataset_as_0002_knew_it(conn)
+    migrate(engine)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT task, n_outputs FROM datasets")).all() == [("binary", 1)]
+        conn.execute(text("UPDATE datasets SET task = 'multilabel', n_outputs = 3"))
+        assert conn.execute(text("SELECT task, n_outputs FROM datasets")).all() == [("multilabel", 3)]
+    engine.dispose()
