@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.processes import Process, free_port
+from tests.timing import JOB_S, STARTUP_S, limit
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,7 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DESCENT = Path(sys.executable).with_name("descent")
-TIMEOUT_MS = 60_000  # generous: the machine may be busy
+# A page's wait for what it shows (a drawn plot, a status), and for a job the page trains.
+TIMEOUT_MS = int(limit(90) * 1000)
+JOB_MS = int(JOB_S * 1000)
 
 
 def require_chromium() -> None:
@@ -66,7 +69,7 @@ def service(workdir: Path, **settings: str) -> Iterator[str]:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        process.wait_for_http(f"{url}/healthz", timeout=30)
+        process.wait_for_http(f"{url}/healthz", timeout=STARTUP_S)
         yield url
     finally:
         process.stop(timeout=15)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.service.lab.browser import TIMEOUT_MS, Browser, plot_data, require_chromium, service, trace
+from tests.service.lab.browser import JOB_MS, TIMEOUT_MS, Browser, plot_data, require_chromium, service, trace
+from tests.timing import REQUEST_S
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.xdist_group("lab-browser")]
 
@@ -38,6 +40,14 @@ def browser(base_url: str) -> Iterator[Browser]:
     running.close()
 
 
+def api_get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=REQUEST_S)
+
+
+def api_post(url: str, json: Any) -> httpx.Response:
+    return httpx.post(url, json=json, timeout=REQUEST_S)
+
+
 def expect(target: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect
 
@@ -52,7 +62,7 @@ def playground_url(base_url: str, **settings: Any) -> str:
 def train(page: Any) -> str:
     """Press Train and wait for the job to succeed; the job's id (from the URL)."""
     page.get_by_role("button", name="Train", exact=True).click()
-    expect(page.locator("#pg-status")).to_have_text(re.compile(r"^succeeded"), timeout=TIMEOUT_MS * 2)
+    expect(page.locator("#pg-status")).to_have_text(re.compile(r"^succeeded"), timeout=JOB_MS)
     match = re.search(r"job=(job_\w+)", page.url)
     assert match, page.url
     return match.group(1)
@@ -65,7 +75,7 @@ def nearest(values: list[float], target: float) -> int:
 def test_every_view_loads_with_no_console_error_and_no_other_host(browser: Browser) -> None:
     with browser.page() as (page, watched):
         page.goto(f"{browser.base_url}/#/activations")
-        activations = httpx.get(f"{browser.base_url}/v1/activations").json()["items"]
+        activations = api_get(f"{browser.base_url}/v1/activations").json()["items"]
         expect(page.locator(".card .main-svg").first).to_be_visible()
         expect(page.locator(".card")).to_have_count(len(activations))
         expect(page.locator("#act-relu dd code").first).to_have_text("max(0, z)")
@@ -114,13 +124,13 @@ def test_the_boundary_moves_while_a_job_trains_and_cancel_ends_it(browser: Brows
         page.get_by_role("button", name="Train", exact=True).click()
         expect(page.locator("#pg-status")).to_have_text(re.compile(r"^running · epoch"))
         # Two boundaries drawn from two snapshots of the running job, at different epochs.
-        for _ in range(600):
+        deadline = time.monotonic() + JOB_MS / 1000
+        while True:
             epochs = page.evaluate("window.descentLab.stats.redraws.map(r => r.epoch)")
             if len({e for e in epochs if e is not None}) >= 2:
                 break
+            assert time.monotonic() < deadline, f"the boundary was not redrawn from two snapshots: {epochs}"
             page.wait_for_timeout(100)
-        else:
-            raise AssertionError(f"the boundary was not redrawn from two snapshots: {epochs}")
         caption = page.locator("#pg-boundary-caption")
         expect(caption).to_contain_text("after epoch")
         cancel = page.get_by_role("button", name="Cancel")
@@ -129,7 +139,7 @@ def test_the_boundary_moves_while_a_job_trains_and_cancel_ends_it(browser: Brows
         expect(page.locator("#pg-status")).to_have_text(re.compile(r"^cancelled · \d+ epochs"))
         expect(cancel).to_be_disabled()
         job_id = re.search(r"job=(job_\w+)", page.url).group(1)  # type: ignore[union-attr]
-        job = httpx.get(f"{browser.base_url}/v1/jobs/{job_id}").json()
+        job = api_get(f"{browser.base_url}/v1/jobs/{job_id}").json()
         assert job["status"] == "cancelled" and job["progress"]["epoch"] < 100_000
         # The cancelled job keeps a model (the best weights), and the page shows its boundary.
         assert job["model_id"]
@@ -143,7 +153,7 @@ def test_compare_shows_a_line_near_chance_and_an_mlp_above_95_percent(browser: B
         expect(page.locator("#cmp-linear-plot .points .main-svg").first).to_be_visible()
         page.get_by_role("button", name="Train both").click()
         why = page.locator("#cmp-why")
-        expect(why).to_have_text(re.compile(r"^Held out"), timeout=TIMEOUT_MS * 2)
+        expect(why).to_have_text(re.compile(r"^Held out"), timeout=JOB_MS)
         found = re.search(r"linear ([\d.]+)%, MLP ([\d.]+)%", why.inner_text())
         assert found, why.inner_text()
         linear, mlp = float(found.group(1)) / 100, float(found.group(2)) / 100
@@ -153,7 +163,7 @@ def test_compare_shows_a_line_near_chance_and_an_mlp_above_95_percent(browser: B
         # The figures are the held-out accuracies the API reports for the two jobs.
         params = dict(p.split("=") for p in page.url.split("?", 1)[1].split("&"))
         for key, shown in (("linear", linear), ("mlp", mlp)):
-            job = httpx.get(f"{browser.base_url}/v1/jobs/{params[key]}").json()
+            job = api_get(f"{browser.base_url}/v1/jobs/{params[key]}").json()
             assert round(job["metrics"]["val_accuracy"], 3) == pytest.approx(shown, abs=5e-4)
         assert len(plot_data(page, "#cmp-linear-plot .shading")) == 2  # heatmap and P = 0.5 contour
         watched.assert_clean()
@@ -179,11 +189,11 @@ def test_a_shared_url_reproduces_the_settings_and_the_run(browser: Browser) -> N
             assert page.locator(f"#pg-{key}").input_value() == str(value), key
         second_job = train(page)
         watched.assert_clean()
-    jobs = [httpx.get(f"{browser.base_url}/v1/jobs/{job}").json() for job in (first_job, second_job)]
+    jobs = [api_get(f"{browser.base_url}/v1/jobs/{job}").json() for job in (first_job, second_job)]
     assert first_job != second_job
     assert jobs[0]["config"] == jobs[1]["config"]
     assert jobs[0]["metrics"] == jobs[1]["metrics"]  # same seeds: the same run, bit for bit
-    models = [httpx.get(f"{browser.base_url}/v1/models/{job['model_id']}") for job in jobs]
+    models = [api_get(f"{browser.base_url}/v1/models/{job['model_id']}") for job in jobs]
     assert models[0].json()["sha256"] == models[1].json()["sha256"]
 
 
@@ -200,13 +210,13 @@ def test_jobs_and_models_view_shows_curves_predicts_exports_and_deletes(
         expect(page.locator("#job-curves .main-svg").first).to_be_visible()
         assert len(trace(page, "#job-curves", "train loss")["y"]) == 20
 
-        model_id = httpx.get(f"{browser.base_url}/v1/jobs/{job_id}").json()["model_id"]
+        model_id = api_get(f"{browser.base_url}/v1/jobs/{job_id}").json()["model_id"]
         page.get_by_role("button", name=f"Details of model {model_id}").click()
         expect(page.locator("#model-detail caption")).to_have_text("Architecture")
         page.get_by_label(re.compile("Rows of X")).fill("[[0.5, 0.5], [0.5, -0.5]]")
         page.get_by_role("button", name="Predict").click()
         expect(page.locator("#predict-result tbody tr")).to_have_count(2)
-        expected = httpx.post(
+        expected = api_post(
             f"{browser.base_url}/v1/models/{model_id}/predict", json={"X": [[0.5, 0.5], [0.5, -0.5]]}
         ).json()
         cells = page.locator("#predict-result tbody tr td:nth-child(2)").all_inner_texts()
@@ -222,7 +232,7 @@ def test_jobs_and_models_view_shows_curves_predicts_exports_and_deletes(
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Delete model").click()
         expect(page.locator(f"#models-table tr[data-model='{model_id}']")).to_have_count(0)
-        assert httpx.get(f"{browser.base_url}/v1/models/{model_id}").status_code == 404
+        assert api_get(f"{browser.base_url}/v1/models/{model_id}").status_code == 404
         watched.assert_clean()
 
 
@@ -269,7 +279,7 @@ def test_the_lab_fits_a_phone_screen(browser: Browser) -> None:
 def test_docs_list_the_operations_and_redoc_renders_with_only_the_service_reachable(browser: Browser) -> None:
     operations = [
         op["summary"]
-        for item in httpx.get(f"{browser.base_url}/openapi.json").json()["paths"].values()
+        for item in api_get(f"{browser.base_url}/openapi.json").json()["paths"].values()
         for op in item.values()
     ]
     with browser.page() as (page, watched):
