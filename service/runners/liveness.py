@@ -39,11 +39,16 @@ class Heartbeat:
         self.lost = threading.Event()
         self.cancel_requested = False
         self._done = threading.Event()
+        self._ending = False
         self._thread = threading.Thread(target=self._beat, name=f"descent-heartbeat-{job_id}", daemon=True)
 
     def start(self) -> Heartbeat:
         self._thread.start()
         return self
+
+    def ending(self) -> None:
+        """The run is about to end the job itself: a heartbeat refused from now on is no news."""
+        self._ending = True
 
     def stop(self) -> None:
         self._done.set()
@@ -56,7 +61,7 @@ class Heartbeat:
             try:
                 cancel = heartbeat(self.store, self.job_id, self.attempt)
             except (StaleAttempt, NotFound):
-                if not self._done.is_set():
+                if not (self._done.is_set() or self._ending):
                     log.warning(
                         "job %s attempt %d: another run owns the job now; this run stops",
                         self.job_id,

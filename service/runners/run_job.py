@@ -274,6 +274,7 @@ def _run_claimed(
     if liveness.lost.is_set():
         log.warning("%s stopped: another run owns the job", run)
         return None
+    liveness.ending()
     if recorder.stopped_for_shutdown:
         return requeue_job(store, job_id, attempt)
     # The result exists only in this process: wait out a store outage rather than lose it.

@@ -22,6 +22,7 @@ import yaml
 from tests.deploy.stack import COMPOSE_FILE, ROOT, read_compose
 from tests.processes import free_port
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import REQUEST_S
 
 DOCKERFILE = ROOT / "Dockerfile"
 # An exact release: name:1.2.3 with an optional variant suffix (-slim-bookworm, -alpine).
@@ -93,7 +94,9 @@ def test_the_health_check_probes_the_configured_port(tmp_path: Path) -> None:
 
         def probe(env_port: int) -> int:
             env = {**os.environ, "DESCENT_PORT": str(env_port)}
-            return subprocess.run(argv, env=env, capture_output=True, timeout=30, check=False).returncode
+            return subprocess.run(
+                argv, env=env, capture_output=True, timeout=REQUEST_S, check=False
+            ).returncode
 
         assert probe(port) == 0
         assert probe(free_port()) != 0  # nothing there: unhealthy

@@ -21,6 +21,7 @@ from service.runners.celery_app import QUEUE
 from service.store import Store, events_since, get_job, open_store
 from tests.deploy.stack import FAST_TIMINGS, RedisServer, Stack
 from tests.processes import wait_until
+from tests.timing import JOB_S, REQUEST_S, STARTUP_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
 
@@ -72,7 +73,7 @@ def job(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return found
 
 
-def wait_job(client: httpx.Client, stack: Stack, job_id: str, until: Any, timeout: float = 90) -> dict:
+def wait_job(client: httpx.Client, stack: Stack, job_id: str, until: Any, timeout: float = JOB_S) -> dict:
     last: dict[str, Any] = {}
 
     def reached() -> bool:
@@ -101,7 +102,7 @@ def test_a_job_requeued_after_kill_9_runs_before_jobs_that_never_started(
     stack = Stack(shared_postgres_url, redis_server.url, tmp_path / "stack", env=FAST_TIMINGS)
     with (
         started(stack),
-        httpx.Client(base_url=stack.api_url, timeout=15) as client,
+        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client,
         stack_store(stack) as store,
     ):
         dataset_id = create_dataset(client)
@@ -116,7 +117,7 @@ def test_a_job_requeued_after_kill_9_runs_before_jobs_that_never_started(
         # the back of the broker's list, behind the two that never started.
         lost = wait_until(
             lambda: next((j for j in busy if job(client, j)["status"] == "queued"), None),
-            60,
+            JOB_S,
             "the job of the killed worker to be requeued",
         )
         stack.start_process("worker-1")
@@ -140,7 +141,7 @@ def test_reapers_in_two_processes_send_a_lost_message_again_once(
     broker = redis_server.client()
     with (
         started(stack),
-        httpx.Client(base_url=stack.api_url, timeout=15) as client,
+        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client,
         stack_store(stack) as store,
     ):
         dataset_id = create_dataset(client)
@@ -151,7 +152,7 @@ def test_reapers_in_two_processes_send_a_lost_message_again_once(
         assert broker.llen(QUEUE) == 5
 
         broker.rpop(QUEUE)  # one message lost
-        wait_until(lambda: broker.llen(QUEUE) >= 5, 30, "the lost message to be sent again")
+        wait_until(lambda: broker.llen(QUEUE) >= 5, JOB_S, "the lost message to be sent again")
         # Several rounds of both reapers, each past the bound: still exactly one message per job.
         time.sleep(3 * bound)
         assert broker.llen(QUEUE) == 5
@@ -163,7 +164,7 @@ def test_a_job_over_the_memory_cap_fails_and_the_celery_worker_replaces_itself(
 ) -> None:
     env = {**FAST_TIMINGS, "DESCENT_WORKER_MEMORY_MB": "256"}
     stack = Stack(shared_postgres_url, redis_server.url, tmp_path / "stack", workers=1, env=env)
-    with started(stack), httpx.Client(base_url=stack.api_url, timeout=15) as client:
+    with started(stack), httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client:
         worker = stack.processes["worker-1"]
         pid, mark = worker.pid, len(worker.output())
         spec = {"kind": "blobs", "n_samples": 20_000, "n_features": 2, "n_classes": 2, "seed": 0}
@@ -185,9 +186,9 @@ def test_a_job_over_the_memory_cap_fails_and_the_celery_worker_replaces_itself(
         assert "DESCENT_WORKER_MEMORY_MB" in failed["error"]["detail"]
 
         # The same process (exec keeps the pid) starts afresh, and runs the next job.
-        worker.wait_for_output("restarting the worker process", 30, after=mark)
+        worker.wait_for_output("restarting the worker process", JOB_S, after=mark)
         worker.wait_for_output(
-            " ready.", 60, after=worker.output().index("restarting the worker process", mark)
+            " ready.", STARTUP_S, after=worker.output().index("restarting the worker process", mark)
         )
         assert worker.running and worker.pid == pid
         modest = submit(client, {"dataset_id": create_dataset(client), **ENDLESS, "epochs": 3})
