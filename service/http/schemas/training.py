@@ -175,6 +175,7 @@ class OptimizerConfig(BaseModel):
     beta1: float | None = _option_field("beta1", OPTIMIZER_OPTIONS)
     beta2: float | None = _option_field("beta2", OPTIMIZER_OPTIONS)
     eps: float | None = _option_field("eps", OPTIMIZER_OPTIONS)
+    weight_decay: float | None = _option_field("weight_decay", OPTIMIZER_OPTIONS)
 
     def hyperparameters(self) -> dict[str, float]:
         """The optimizer's hyperparameters with the registry's defaults filled; others given → ValueError."""

@@ -36,13 +36,20 @@ class Target:
     dataset_id: str | None = None
     X: Array | None = None
     y: datasets.Labels | None = None
+    n_samples: int = 0
 
 
 def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JSONBody) -> Target:
     """The stored dataset the configuration names, or its inline data checked and converted (not stored)."""
     if config.dataset_id is not None:
         record = get_dataset(store, config.dataset_id, owner=settings.owner)
-        return Target(record.task, record.n_features, _n_classes(record), dataset_id=record.id)
+        return Target(
+            record.task,
+            record.n_features,
+            _n_classes(record),
+            dataset_id=record.id,
+            n_samples=record.n_samples,
+        )
     inline = config.dataset
     if inline is None:  # unreachable: the TrainingConfig validator demands one of the two
         raise field_error("dataset", "is required when dataset_id is not given")
@@ -57,7 +64,7 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
                 "dataset.task", f"must be {task!r} or absent for generator {spec.kind!r}, got {inline.task!r}"
             )
         n_classes = None if task == "regression" else spec.n_classes or (2 if task == "binary" else 3)
-        return Target(task, spec.n_features or 2, n_classes)
+        return Target(task, spec.n_features or 2, n_classes, n_samples=spec.n_samples)
     raw = body.data["dataset"]
     X, y = datasets.arrays_from_json(
         raw["X"], raw["y"], settings, scan_booleans=body.scan_booleans, field_prefix=INLINE_PREFIX
@@ -66,7 +73,7 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
         raise field_error(f"{INLINE_PREFIX}y", f"has {len(y)} entries but {INLINE_PREFIX}X has {len(X)} rows")
     labels = datasets.encode_labels(y, inline.task, f"{INLINE_PREFIX}y")
     n_classes = len(labels.classes) if labels.classes else None
-    return Target(labels.task, int(X.shape[1]), n_classes, X=X, y=y)
+    return Target(labels.task, int(X.shape[1]), n_classes, X=X, y=y, n_samples=int(X.shape[0]))
 
 
 def _n_classes(record: DatasetRecord) -> int | None:
