@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         description="Largest estimated JSON response (MiB) of forward, gradients, predict or an activation "
         "curve; more gets 413.",
     )
+    heavy_lane_mode: Literal["threads", "processes"] = Field(
+        "threads",
+        description="Where heavy compute requests run: `threads` of the API process, or `processes` "
+        "(raw body in, encoded response out; no GIL shared with the event loop).",
+    )
     heavy_lane_queue: int = Field(
         4, ge=0, description="Heavy requests that may wait for a slot; more get 503 with Retry-After."
     )

@@ -33,7 +33,7 @@ async def list_activations() -> Response:
     operation_id="activations-evaluate",
     response_model=ActivationResult,
     summary="Evaluate an activation",
-    responses=problem_responses(413, 415, 422),
+    responses=problem_responses(413, 415, 422, 503),
     openapi_extra={
         "parameters": [_NAME],
         **request_body(
