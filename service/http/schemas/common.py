@@ -66,7 +66,10 @@ class ProblemLimit(BaseModel):
     )
     limit_bytes: int = Field(description="The limit, in bytes.", examples=[4294967296])
     estimate_bytes: int = Field(description="The request's estimate, in bytes.", examples=[7516192768])
-    estimate: dict[str, int] = Field(description="The estimate's terms in bytes, and their total.")
+    estimate: dict[str, int] = Field(
+        description="The estimate's terms in bytes, and their total.",
+        examples=[{"input_bytes": 3200, "parameter_bytes": 16000008, "activation_bytes": 6416000000}],
+    )
 
 
 class Problem(BaseModel):
@@ -115,7 +118,21 @@ class Problem(BaseModel):
         examples=[[{"loc": ["query", "num"], "msg": "Input should be less than or equal to 10000"}]],
     )
     limit: ProblemLimit | None = Field(
-        None, description="For `over-limit` (413): the setting, its limit and the request's estimate."
+        None,
+        description="For `over-limit` (413): the setting, its limit and the request's estimate.",
+        examples=[
+            {
+                "setting": "DESCENT_MAX_COMPUTE_MEMORY_MB",
+                "limit_bytes": 1073741824,
+                "estimate_bytes": 6432003208,
+                "estimate": {
+                    "input_bytes": 3200,
+                    "parameter_bytes": 16000008,
+                    "activation_bytes": 6416000000,
+                    "total_bytes": 6432003208,
+                },
+            }
+        ],
     )
 
 
