@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 
+from service.http.lane import HeavyLane
 from service.http.middleware import RequestContextMiddleware
 from service.http.openapi import DESCRIPTION, TAGS, TITLE, build_openapi
 from service.http.problems import install_error_handlers
@@ -37,8 +37,20 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Create the long-lived objects that need a running event loop, and log start and stop."""
     settings: Settings = app.state.settings
-    # Bounds how many large compute requests run in threads at once (each holds its arrays in memory).
-    app.state.compute_limiter = anyio.CapacityLimiter(settings.compute_threads)
+    # Large compute requests run in threads, a bounded few at once (each holds its arrays in memory);
+    # uploads and imports share the same threads.
+    lane = HeavyLane(
+        settings.compute_threads,
+        settings.heavy_lane_queue,
+        settings.heavy_lane_wait_s,
+        processes=settings.heavy_lane_mode == "processes",
+    )
+    app.state.heavy_lane = lane
+    app.state.compute_limiter = lane.limiter
+    app.state.metrics.gauges[:] = [
+        ("descent_heavy_lane_busy", "Heavy requests being computed now.", lambda: lane.busy),
+        ("descent_heavy_lane_waiting", "Heavy requests waiting for a slot.", lambda: lane.waiting),
+    ]
     await open_state(app)
     # Everything alive now (modules, the app, the store) lives as long as the process. Frozen, it is
     # skipped by full garbage collections, which large JSON bodies (one list per row) trigger often:

@@ -54,6 +54,8 @@ class DomainError(Exception):
         self.detail = detail
         self.errors = [dict(e) for e in errors] if errors else None
         self.headers = dict(headers or {})
+        #: Extension members of the problem document (RFC 9457 §3.2), beside type, title and detail.
+        self.extensions: dict[str, Any] = {}
 
     @property
     def type(self) -> str:
@@ -111,6 +113,40 @@ class StaleAttempt(Conflict):
 
 class PayloadTooLarge(DomainError):
     status, title, slug = 413, "Content Too Large", "payload-too-large"
+
+
+class OverLimit(PayloadTooLarge):
+    """413: the request's estimated cost (memory or response size) is over a configured limit.
+
+    The problem document carries ``limit``: the setting, the limit and the estimate in bytes, and the
+    estimate's terms.
+    """
+
+    title, slug = "Over Limit", "over-limit"
+
+    def __init__(self, what: str, *, setting: str, limit_bytes: int, estimate: Mapping[str, int]) -> None:
+        total = estimate["total_bytes"]
+        super().__init__(
+            f"{what} is estimated at {_bytes(total)}, over the limit of {_bytes(limit_bytes)} "
+            f"({setting}); make it smaller or raise {setting}"
+        )
+        self.extensions = {
+            "limit": {
+                "setting": setting,
+                "limit_bytes": limit_bytes,
+                "estimate_bytes": total,
+                "estimate": dict(estimate),
+            }
+        }
+
+
+def _bytes(n: int) -> str:
+    mib = 1024 * 1024
+    if n >= 1024 * mib:
+        return f"{n / (1024 * mib):.1f} GiB"
+    if n >= mib:
+        return f"{n / mib:.1f} MiB"
+    return f"{n} bytes"
 
 
 class UnsupportedMediaType(DomainError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 
 # Upper bounds in seconds: from sub-millisecond compute calls up to multi-second uploads.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -36,6 +37,8 @@ class Metrics:
         self.in_progress = 0
         # One entry per (method, route), so that recording a request finds everything in one lookup.
         self._series: dict[tuple[str, str], _Series] = {}
+        #: Further gauges, read when rendered: (name, help, read).
+        self.gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
@@ -85,4 +88,6 @@ class Metrics:
             "# TYPE process_start_time_seconds gauge",
             f"process_start_time_seconds {self.started_at!r}",
         ]
+        for name, help_text, read in self.gauges:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

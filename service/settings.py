@@ -49,6 +49,37 @@ class Settings(BaseSettings):
         ge=1,
         description="Large compute requests run in worker threads, at most this many at once.",
     )
+    max_job_memory_mb: float = Field(
+        4096,
+        gt=0,
+        description="Largest estimated peak memory (MiB) of one training job (data, parameters, optimizer "
+        "state, one batch's activations); a job estimated above it gets 413 before it is queued.",
+    )
+    max_compute_memory_mb: float = Field(
+        1024,
+        gt=0,
+        description="Largest estimated memory (MiB) of one forward, gradients or predict request; "
+        "more gets 413.",
+    )
+    max_response_mb: float = Field(
+        256,
+        gt=0,
+        description="Largest estimated JSON response (MiB) of forward, gradients, predict or an activation "
+        "curve; more gets 413.",
+    )
+    heavy_lane_mode: Literal["threads", "processes"] = Field(
+        "threads",
+        description="Where heavy compute requests run: `threads` of the API process, or `processes` "
+        "(raw body in, encoded response out; no GIL shared with the event loop).",
+    )
+    heavy_lane_queue: int = Field(
+        4, ge=0, description="Heavy requests that may wait for a slot; more get 503 with Retry-After."
+    )
+    heavy_lane_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
+    )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
     max_dataset_features: int = Field(10_000, ge=1, description="Most features a dataset may hold.")

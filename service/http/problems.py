@@ -47,6 +47,7 @@ def problem_response(
     type: str = "about:blank",
     errors: Sequence[Mapping[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> Response:
     """Build the problem+json response; ``instance`` is the request path."""
     body: dict[str, Any] = {
@@ -61,13 +62,22 @@ def problem_response(
         body["request_id"] = request_id
     if errors:
         body["errors"] = list(errors)
+    if extensions:
+        body.update({k: v for k, v in extensions.items() if k not in body})
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def error_response(scope: Scope, exc: DomainError) -> Response:
     """The problem+json answer of a domain error: its status, title, type, detail, errors and headers."""
     return problem_response(
-        scope, exc.status, exc.title, exc.detail, type=exc.type, errors=exc.errors, headers=exc.headers
+        scope,
+        exc.status,
+        exc.title,
+        exc.detail,
+        type=exc.type,
+        errors=exc.errors,
+        headers=exc.headers,
+        extensions=exc.extensions,
     )
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from engine.optimizers import OPTIMIZERS
+from service.errors import OverLimit
+from service.settings import Settings
 
 MB = 1024 * 1024
 #: Bytes per number in a JSON response: up to 17 significant digits, sign, exponent and separator.
@@ -144,7 +146,7 @@ def response_bytes(n_numbers: int) -> int:
     return n_numbers * JSON_BYTES_PER_NUMBER
 
 
-def over(estimate: int, limit_mb: int) -> bool:
+def over(estimate: int, limit_mb: float) -> bool:
     """Whether an estimate in bytes exceeds a limit in MiB."""
     return estimate > limit_mb * MB
 
@@ -156,3 +158,43 @@ def describe(estimate: int) -> str:
     if estimate >= MB:
         return f"{estimate / MB:.1f} MiB"
     return f"{estimate} bytes"
+
+
+def _refuse_over(what: str, estimate: Estimate, limit_mb: float, setting: str) -> None:
+    if over(estimate.total, limit_mb):
+        raise OverLimit(
+            what,
+            setting=f"DESCENT_{setting.upper()}",
+            limit_bytes=int(limit_mb * MB),
+            estimate=estimate.as_dict(),
+        )
+
+
+def admit_job(settings: Settings, estimate: Estimate) -> None:
+    """413 ``over-limit`` when a training job's estimate exceeds ``max_job_memory_mb``."""
+    _refuse_over("the job's peak memory", estimate, settings.max_job_memory_mb, "max_job_memory_mb")
+
+
+def admit_compute(settings: Settings, memory: Estimate, response: int, *, what: str) -> None:
+    """413 ``over-limit`` when a compute request's memory or JSON response exceeds its limit."""
+    _refuse_over(
+        f"the {what} request's memory", memory, settings.max_compute_memory_mb, "max_compute_memory_mb"
+    )
+    admit_response(settings, response, what=what)
+
+
+def admit_response(settings: Settings, response: int, *, what: str) -> None:
+    """413 ``over-limit`` when a JSON response's estimate exceeds ``max_response_mb``."""
+    estimate = Estimate({"response_bytes": response})
+    _refuse_over(f"the {what} response", estimate, settings.max_response_mb, "max_response_mb")
+
+
+def admit_predict(settings: Settings, *, n_rows: int, layer_sizes: Sequence[int]) -> None:
+    """413 when predicting on ``n_rows`` rows would hold or answer too much.
+
+    The response carries a prediction per row and, for classifiers, the probabilities (one number
+    per output per row).
+    """
+    memory, _ = forward_request(n_rows=n_rows, layer_sizes=layer_sizes, return_intermediates=False)
+    n_outputs = layer_sizes[-1] if layer_sizes else 1
+    admit_compute(settings, memory, response_bytes(n_rows * (1 + n_outputs)), what="predict")

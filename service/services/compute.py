@@ -23,6 +23,7 @@ from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
 from service.http.responses import ensure_finite
 from service.http.schemas.compute import ActivationRequest, ForwardRequest, GradientsRequest, LossRequest
+from service.services import admission
 from service.services.modelspec import build_model, outputs_to_json, parameters_to_json
 from service.settings import Settings
 
@@ -125,7 +126,9 @@ def evaluate_activation(name: str, body: JSONBody, settings: Settings) -> dict[s
     return {"activation": name, "params": params, "shape": list(x.shape), **outputs}
 
 
-def activation_curve(name: str, start: float, stop: float, num: int, alpha: float | None) -> dict[str, Any]:
+def activation_curve(
+    name: str, start: float, stop: float, num: int, alpha: float | None, settings: Settings
+) -> dict[str, Any]:
     """GET /v1/activations/{name}/curve: φ and dφ/dz at ``num`` evenly spaced points.
 
     Softmax is not elementwise; its curve is that of the first output of softmax([z, 0]), which is
@@ -143,6 +146,8 @@ def activation_curve(name: str, start: float, stop: float, num: int, alpha: floa
         params = resolve_params(name, None if alpha is None else {"alpha": alpha})
     except ValueError as exc:
         raise field_error("alpha", str(exc), source="query", detail=str(exc)) from None
+    # x, φ(x) and dφ/dx: three numbers per point.
+    admission.admit_response(settings, admission.response_bytes(3 * num), what="curve")
     x = np.linspace(start, stop, num)
     with engine_errors():
         if act.elementwise:
@@ -185,6 +190,12 @@ def forward_pass(body: JSONBody, settings: Settings) -> dict[str, Any]:
     limit, scan = settings.max_array_elements, body.scan_booleans
     X = to_array(request.X, "X", ndim=2, max_elements=limit, scan_booleans=scan)
     spec = build_model(request.model, X.shape[1], max_elements=limit, scan_booleans=scan)
+    memory, response = admission.forward_request(
+        n_rows=X.shape[0],
+        layer_sizes=spec.architecture.layer_sizes,
+        return_intermediates=request.return_intermediates,
+    )
+    admission.admit_compute(settings, memory, response, what="forward")
     with engine_errors():
         output, layers = forward(spec.architecture, spec.parameters, X, return_intermediates=True)
     content: dict[str, Any] = {"outputs": outputs_to_json(spec.architecture, output)}
@@ -204,6 +215,10 @@ def gradients(body: JSONBody, settings: Settings) -> dict[str, Any]:
         raise field_error("y", f"has {y.shape[0]} rows but X has {X.shape[0]}")
     spec = build_model(request.model, X.shape[1], loss=request.loss, max_elements=limit, scan_booleans=scan)
     arch, params = spec.architecture, spec.parameters
+    memory, response = admission.forward_request(
+        n_rows=X.shape[0], layer_sizes=arch.layer_sizes, return_intermediates=False, gradients=True
+    )
+    admission.admit_compute(settings, memory, response, what="gradients")
     if request.check:
         _check_affordable(arch.n_parameters, X.shape[0])
     with engine_errors("y"):

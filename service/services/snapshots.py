@@ -18,6 +18,7 @@ from service.runners.artifacts import (
     parameters_from_arrays,
     snapshot_from_bytes,
 )
+from service.services import admission
 from service.services.models import LoadedModel, export_document, predict_arrays, predict_inputs
 from service.settings import Settings
 from service.store import ModelRecord, Snapshot, Store, get_job, load_snapshot
@@ -71,4 +72,5 @@ def predict(store: Store, settings: Settings, job_id: str, body: JSONBody) -> di
     request = validate(PredictRequest, body)
     model, snapshot = load(store, settings, job_id)
     X = predict_inputs(store, settings, request, body, model.record, owner=settings.owner)
+    admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return {**predict_arrays(model, X), "epoch": snapshot.epoch}

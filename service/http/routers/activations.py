@@ -33,7 +33,7 @@ async def list_activations() -> Response:
     operation_id="activations-evaluate",
     response_model=ActivationResult,
     summary="Evaluate an activation",
-    responses=problem_responses(413, 415, 422),
+    responses=problem_responses(413, 415, 422, 503),
     openapi_extra={
         "parameters": [_NAME],
         **request_body(
@@ -64,7 +64,7 @@ async def evaluate_activation(request: Request) -> Response:
     operation_id="activations-curve",
     response_model=CurveResult,
     summary="Sample an activation's curve",
-    responses=problem_responses(422),
+    responses=problem_responses(413, 422),
     openapi_extra={"parameters": [_NAME]},
 )
 async def activation_curve(
@@ -95,4 +95,4 @@ async def activation_curve(
     Softmax, which is not elementwise, is sampled as the first output of softmax([x, 0]) (= sigmoid(x)).
     """
     name = registry_name(request, "activation", ACTIVATION_NAMES)
-    return JSONResponse(compute.activation_curve(name, start, stop, num, alpha))
+    return JSONResponse(compute.activation_curve(name, start, stop, num, alpha, request.app.state.settings))

@@ -36,7 +36,7 @@ _MLP = {
     operation_id="forward",
     response_model=ForwardResult,
     summary="Run a model forward",
-    responses=problem_responses(413, 415, 422),
+    responses=problem_responses(413, 415, 422, 503),
     openapi_extra=request_body(
         ForwardRequest,
         {
@@ -60,7 +60,7 @@ async def forward(request: Request) -> Response:
     operation_id="gradients",
     response_model=GradientsResult,
     summary="Loss and gradients of a model",
-    responses=problem_responses(413, 415, 422),
+    responses=problem_responses(413, 415, 422, 503),
     openapi_extra=request_body(
         GradientsRequest,
         {

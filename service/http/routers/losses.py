@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/losses", tags=["losses"])
     operation_id="losses-evaluate",
     response_model=LossResult,
     summary="Evaluate a loss",
-    responses=problem_responses(413, 415, 422),
+    responses=problem_responses(413, 415, 422, 503),
     openapi_extra={
         "parameters": [name_parameter("The loss.", LOSS_NAMES, "binary_cross_entropy")],
         **request_body(

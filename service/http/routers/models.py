@@ -11,6 +11,7 @@ from starlette.responses import Response
 from service.http.body import parse_json, read_json_bytes
 from service.http.deps import SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
+from service.http.offload import heavy
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
 from service.http.schemas.common import links, problem_responses, request_body
@@ -184,7 +185,7 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     operation_id="models-predict",
     response_model=Prediction,
     summary="Predict with a model",
-    responses=problem_responses(404, 413, 415, 422),
+    responses=problem_responses(404, 413, 415, 422, 503),
     openapi_extra=request_body(
         PredictRequest,
         {
@@ -208,7 +209,7 @@ async def predict(
     def work() -> Response:
         return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
 
-    return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
+    return await heavy(request, work)
 
 
 @router.get(

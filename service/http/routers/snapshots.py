@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from service.http.body import parse_json, read_json_bytes
 from service.http.deps import SettingsDep, StoreDep
+from service.http.offload import heavy
 from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.models import PredictRequest
@@ -63,4 +64,4 @@ async def predict_with_snapshot(
     def work() -> Response:
         return JSONResponse(snapshots.predict(store, settings, job_id, parse_json(raw)))
 
-    return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
+    return await heavy(request, work)

@@ -58,6 +58,20 @@ class ErrorItem(BaseModel):
     msg: str = Field(description="What is wrong there.", examples=["has 1 entries but X[0] has 2"])
 
 
+class ProblemLimit(BaseModel):
+    """Which limit a request's estimated cost is over, and by how much (admission by cost)."""
+
+    setting: str = Field(
+        description="The environment variable that sets the limit.", examples=["DESCENT_MAX_JOB_MEMORY_MB"]
+    )
+    limit_bytes: int = Field(description="The limit, in bytes.", examples=[4294967296])
+    estimate_bytes: int = Field(description="The request's estimate, in bytes.", examples=[7516192768])
+    estimate: dict[str, int] = Field(
+        description="The estimate's terms in bytes, and their total.",
+        examples=[{"input_bytes": 3200, "parameter_bytes": 16000008, "activation_bytes": 6416000000}],
+    )
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document: the body of every error response (``application/problem+json``)."""
 
@@ -103,13 +117,31 @@ class Problem(BaseModel):
         description="Field-level failures, for validation errors.",
         examples=[[{"loc": ["query", "num"], "msg": "Input should be less than or equal to 10000"}]],
     )
+    limit: ProblemLimit | None = Field(
+        None,
+        description="For `over-limit` (413): the setting, its limit and the request's estimate.",
+        examples=[
+            {
+                "setting": "DESCENT_MAX_COMPUTE_MEMORY_MB",
+                "limit_bytes": 1073741824,
+                "estimate_bytes": 6432003208,
+                "estimate": {
+                    "input_bytes": 3200,
+                    "parameter_bytes": 16000008,
+                    "activation_bytes": 6416000000,
+                    "total_bytes": 6432003208,
+                },
+            }
+        ],
+    )
 
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Bad request.",
     404: "No such resource.",
     409: "The resource's state does not allow this.",
-    413: "The request body is over the configured limit (stated in the detail).",
+    413: "The request body, or its estimated memory or response size, is over a configured limit "
+    "(the detail names it; `limit` carries the setting and the estimate).",
     415: "The request body is not JSON.",
     422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, overflow.",
     429: "Too many requests or the job queue is full; retry after Retry-After seconds.",

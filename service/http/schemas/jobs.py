@@ -214,6 +214,22 @@ class DryRun(BaseModel):
     task: Task | None = Field(
         description="The dataset's task, as the model will be trained on it.", examples=["binary"]
     )
+    estimate: dict[str, int] | None = Field(
+        None,
+        description="The job's estimated peak memory in bytes: its terms (data, parameters with gradient "
+        "and optimizer state, one batch's activations, validation), `total_bytes`, and `limit_bytes` "
+        "(DESCENT_MAX_JOB_MEMORY_MB), which a job over it is refused with (413).",
+        examples=[
+            {
+                "data_bytes": 19200,
+                "parameter_bytes": 4224,
+                "batch_bytes": 51200,
+                "validation_bytes": 0,
+                "total_bytes": 74624,
+                "limit_bytes": 4294967296,
+            }
+        ],
+    )
 
 
 class JobMetrics(BaseModel):

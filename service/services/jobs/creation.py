@@ -6,13 +6,16 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from service.errors import NotFound, QueueFull
 from service.http.body import JSONBody, validate
 from service.http.schemas.training import TrainingConfig
 from service.runners import Runner
-from service.runners.spec import config_hash, resolve
+from service.runners.spec import architecture_for, config_hash, fit_config, resolve
+from service.services import admission
+from service.services.admission import MB
 from service.services.idempotency import Scope, check_key, create_once
 from service.services.jobs.document import document
 from service.services.jobs.target import (
@@ -45,6 +48,7 @@ class _Plan:
     config: TrainingConfig
     target: Target
     resolved: dict[str, Any]
+    estimate: admission.Estimate
 
 
 def request_hash(body: JSONBody) -> str:
@@ -98,7 +102,13 @@ def create(
         plan = _plan(store, settings, body)
         resolved = plan.resolved
         return Created(
-            200, {"config": resolved, "config_hash": config_hash(resolved), "task": plan.target.task}
+            200,
+            {
+                "config": resolved,
+                "config_hash": config_hash(resolved),
+                "task": plan.target.task,
+                "estimate": {**plan.estimate.as_dict(), "limit_bytes": int(settings.max_job_memory_mb * MB)},
+            },
         )
     owner = settings.owner
     fingerprint = "" if key is None else request_hash(body)
@@ -146,7 +156,24 @@ def _plan(store: Store, settings: Settings, body: JSONBody) -> _Plan:
     resolved["dataset_id"] = target.dataset_id
     if config.warm_start_model_id is not None:
         check_warm_start(store, settings.owner, config.warm_start_model_id, resolved, target)
-    return _Plan(config, target, resolved)
+    estimate = estimate_job(resolved, target)
+    admission.admit_job(settings, estimate)
+    return _Plan(config, target, resolved, estimate)
+
+
+def estimate_job(resolved: dict[str, Any], target: Target) -> admission.Estimate:
+    """The peak memory a resolved configuration will take on its target (``service.services.admission``)."""
+    arch = architecture_for(resolved, target.task, target.n_features, target.n_classes)
+    fit = fit_config(resolved)
+    return admission.training_job(
+        n_samples=target.n_samples,
+        n_features=target.n_features,
+        layer_sizes=arch.layer_sizes,
+        optimizer=fit.optimizer,
+        batch_size=fit.batch_size,
+        validation_fraction=fit.validation_fraction,
+        itemsize=np.dtype(fit.dtype).itemsize,
+    )
 
 
 def _queue(store: Store, settings: Settings, body: JSONBody) -> JobRecord:

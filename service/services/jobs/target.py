@@ -37,6 +37,7 @@ class Target:
     X: Array | None = None
     y: datasets.Labels | None = None
     n_outputs: int = 1  # columns of y
+    n_samples: int = 0
 
 
 def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JSONBody) -> Target:
@@ -49,6 +50,7 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
             _n_classes(record),
             dataset_id=record.id,
             n_outputs=record.n_outputs,
+            n_samples=record.n_samples,
         )
     inline = config.dataset
     if inline is None:  # unreachable: the TrainingConfig validator demands one of the two
@@ -64,7 +66,7 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
                 "dataset.task", f"must be {task!r} or absent for generator {spec.kind!r}, got {inline.task!r}"
             )
         n_classes = None if task == "regression" else spec.n_classes or (2 if task == "binary" else 3)
-        return Target(task, spec.n_features or 2, n_classes)
+        return Target(task, spec.n_features or 2, n_classes, n_samples=spec.n_samples)
     raw = body.data["dataset"]
     X, y = datasets.arrays_from_json(
         raw["X"], raw["y"], settings, scan_booleans=body.scan_booleans, field_prefix=INLINE_PREFIX
@@ -74,7 +76,9 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
     labels = datasets.encode_labels(y, inline.task, f"{INLINE_PREFIX}y")
     n_classes = len(labels.classes) if labels.classes else None
     n_outputs = 1 if labels.y.ndim == 1 else int(labels.y.shape[1])
-    return Target(labels.task, int(X.shape[1]), n_classes, X=X, y=y, n_outputs=n_outputs)
+    return Target(
+        labels.task, int(X.shape[1]), n_classes, X=X, y=y, n_outputs=n_outputs, n_samples=int(X.shape[0])
+    )
 
 
 def _n_classes(record: DatasetRecord) -> int | None:

@@ -12,6 +12,7 @@ from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
 from service.http.responses import ensure_finite
 from service.http.schemas.models import GridSpec, PredictRequest
+from service.services import admission
 from service.services.models.access import Array, LoadedModel, load_model
 from service.settings import Settings
 from service.store import ModelRecord, Store, get_dataset, load_dataset_arrays
@@ -25,7 +26,9 @@ def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, 
     """
     request = validate(PredictRequest, body)
     model = load_model(store, model_id, owner=owner)
-    return predict_arrays(model, predict_inputs(store, settings, request, body, model.record, owner=owner))
+    X = predict_inputs(store, settings, request, body, model.record, owner=owner)
+    admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
+    return predict_arrays(model, X)
 
 
 def predict_inputs(
