@@ -514,7 +514,7 @@ async def test_events_resume_after_last_event_id_without_gaps_or_repeats(client:
     # Resuming after the end: nothing is left, and the stream closes at once.
     assert await read_events(client, job["id"], headers={"Last-Event-ID": str(full[-1][0])}) == []
     bad = await client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "seven"})
-    assert_problem(bad, 422, "Last-Event-ID")
+    assert_problem(bad, 422, "header.last-event-id")
 
 
 async def test_event_stream_read_part_way_then_resumed_live_sees_every_event_once(
