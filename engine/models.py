@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.activations import ACTIVATIONS, backward
 from engine.architecture import MODEL_TYPES, Architecture, ModelType, build_architecture, get_model_type
+from engine.fused import true_label_nll
 from engine.losses import LOSSES, compute_loss
 from engine.parameters import Parameters, from_arrays, init_parameters, zeros
 
@@ -215,27 +216,6 @@ def _ones(n: int, dtype: np.dtype[Any]) -> Array:
     return ones
 
 
-def _sum_log(q: Array) -> float:
-    """Σ log q for q in [2⁻⁸, 1], as the logs of products of 4 (float32) or 16 (float64) terms.
-
-    The log is the costly part of the loss; products of 16 such terms cannot underflow.
-    """
-    total = 0.0
-    # Below ~1,000 terms the extra calls cost more than the logs they save.
-    levels = 0 if len(q) < 1024 else 2 if q.dtype == np.float32 else 4
-    for _ in range(levels):
-        half = len(q) // 2
-        if len(q) % 2:
-            total += float(np.log(q[-1]))
-        q = q[:half] * q[half : 2 * half]
-    return total + float(np.sum(np.log(q)))
-
-
-# Below this probability of the true label, 1 − |ŷ − y| has lost too many digits to 1 − ŷ rounding,
-# so those samples' losses are taken from the logits instead (relative error of the rest < 1e-13).
-_SMALL_Q = 2.0**-8
-
-
 def _binary_cross_entropy_sum(z: Array, delta: Array, Y: Array) -> float:
     """Σ of −log(probability of the true label) over all outputs, for a sigmoid output and 0/1 labels.
 
@@ -244,14 +224,7 @@ def _binary_cross_entropy_sum(z: Array, delta: Array, Y: Array) -> float:
     # For 0/1 labels, q = 1 − |ŷ − y| is the probability given to the true label.
     q = np.abs(delta).ravel()
     np.subtract(1, q, out=q)
-    exact = 0.0
-    if q.min() < _SMALL_Q:
-        small = np.flatnonzero(q < _SMALL_Q)
-        # −log σ(m) = softplus(−m) for the margin m = ±z (+ for label 1), without overflow.
-        m = z.ravel()[small] * (2 * Y.ravel()[small] - 1)
-        exact = float(np.sum(np.maximum(-m, 0) + np.log1p(np.exp(-np.abs(m)))))
-        q[small] = 1
-    return exact - _sum_log(q)
+    return true_label_nll(q, lambda idx: z.ravel()[idx], Y.ravel())
 
 
 def _cross_entropy_sum(z: Array, a: Array, Y: Array) -> float:
