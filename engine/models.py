@@ -151,11 +151,15 @@ def loss_and_gradient(
     """
     layers = _forward(architecture, params, X, keep_z=False)
     z_out, output = layers[-1]
-    # Backpropagate the unscaled output error and scale the (small) gradient once at the end:
-    # every step of backpropagation is linear in it, and this saves a pass over the batch.
+    # Every step of backpropagation is linear in the output error, so its scale (1/n for a mean)
+    # can be applied to it or to the gradient at the end: one pass over the smaller of the two.
     loss, delta, scale = _output_error(architecture, z_out, output, Y)
     if grads is None:
         grads = zeros(architecture, params.flat.dtype)
+    # The scale applies to the output error or to the gradient, whichever is smaller.
+    if scale != 1.0 and delta.size < grads.flat.size:
+        delta *= scale
+        scale = 1.0
     ones = _ones(len(X), params.flat.dtype)
     for i in range(len(layers) - 1, -1, -1):
         a_prev = X if i == 0 else layers[i - 1][1]
@@ -163,14 +167,14 @@ def loss_and_gradient(
         np.matmul(ones, delta, out=grads.biases[i])  # column sums through BLAS: faster than np.sum
         if i > 0:
             z, a = layers[i - 1]
+            w = params.weights[i]
+            # One output unit: an outer product, which broadcasting does faster than matmul.
+            grad_a = delta * w[:, 0] if w.shape[1] == 1 else delta @ w.T
             delta = _backward_hidden(
-                architecture.activations[i - 1],
-                architecture.activation_params[i - 1],
-                z,
-                a,
-                delta @ params.weights[i].T,
+                architecture.activations[i - 1], architecture.activation_params[i - 1], z, a, grad_a
             )
-    grads.flat *= scale
+    if scale != 1.0:
+        grads.flat *= scale
     if l2:
         for w, gw in zip(params.weights, grads.weights, strict=True):
             loss += 0.5 * l2 * float(np.vdot(w, w))
