@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = Field(
         24 * 3600, ge=60, description="Celery/Redis visibility timeout; keep it above the longest job."
     )
+    min_free_mb: float = Field(
+        64,
+        ge=0,
+        description="Free space (MiB) the SQLite store's disk must keep; below it /readyz answers 503 "
+        "naming the disk as full.",
+    )
     owner: str = Field("default", description="Owner recorded on every resource (until authentication).")
 
     @model_validator(mode="after")
