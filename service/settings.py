@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
     )
+    idempotency_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for a concurrent one with the same Idempotency-Key to finish "
+        "creating, before it gets 409 (in progress, retry).",
+    )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
     max_dataset_features: int = Field(10_000, ge=1, description="Most features a dataset may hold.")
