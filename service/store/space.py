@@ -39,8 +39,8 @@ log = logging.getLogger("descent.store")
 T = TypeVar("T")
 
 RESERVE_BYTES = 8 * 1024 * 1024
-# Pages moved per vacuum step: the log a step writes fits in the reserve.
-RECLAIM_PAGES = 1024
+# Pages moved per vacuum step (2 MiB): the log a step writes fits in the reserve.
+RECLAIM_PAGES = 512
 _AUTO_VACUUM_INCREMENTAL = 2
 
 
@@ -111,14 +111,25 @@ def give_back(store: Store) -> int:
         if sqlite.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
             return 0
         while (free := int(sqlite.execute("PRAGMA freelist_count").fetchone()[0])) > 0:
-            # executescript steps the pragma to its end (execute would free one page).
-            sqlite.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES});")
+            _vacuum_step(sqlite, store.reserve)
             busy, frames, done = sqlite.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             given_back += free - int(sqlite.execute("PRAGMA freelist_count").fetchone()[0])
             if busy or frames != done:
                 break  # readers still use the log: the file is truncated at a later checkpoint
     except (sqlite3.Error, SQLAlchemyError, OSError) as exc:
-        log.info("giving free pages back stopped: %s", exc)
+        log.warning("giving free pages back stopped: %s", exc)
     finally:
         raw.close()
     return given_back
+
+
+def _vacuum_step(sqlite: sqlite3.Connection, reserve: Reserve | None) -> None:
+    """Move up to :data:`RECLAIM_PAGES` pages into free ones; on a full disk, with the reserve's room."""
+    # executescript steps the pragma to its end (execute would free one page only).
+    step = f"PRAGMA incremental_vacuum({RECLAIM_PAGES});"
+    try:
+        sqlite.executescript(step)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_FULL or reserve is None or not reserve.release():
+            raise
+        sqlite.executescript(step)
