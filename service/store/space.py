@@ -39,6 +39,10 @@ log = logging.getLogger("descent.store")
 T = TypeVar("T")
 
 RESERVE_BYTES = 8 * 1024 * 1024
+# Deletes give their pages back to the file system only when the disk is this low (or the reserve is
+# spent): moving pages costs about as much as writing the data again (0.85 s for a 40 MB dataset), and
+# otherwise later writes reuse the free pages anyway.
+GIVE_BACK_BELOW_BYTES = 1024 * 1024 * 1024
 # Pages moved per vacuum step (2 MiB): the log a step writes fits in the reserve.
 RECLAIM_PAGES = 512
 _AUTO_VACUUM_INCREMENTAL = 2
@@ -89,10 +93,20 @@ def freeing(store: Store, delete: Callable[[], T], *, reclaim: bool = True) -> T
             raise
         result = delete()
     if reserve is not None:
-        if reclaim:
+        if reclaim and _low_on_space(reserve):
             give_back(store)
         reserve.ensure()
     return result
+
+
+def _low_on_space(reserve: Reserve) -> bool:
+    """Whether the reserve is spent or the disk has less than :data:`GIVE_BACK_BELOW_BYTES` free."""
+    try:
+        return (
+            not reserve.path.exists() or shutil.disk_usage(reserve.path.parent).free < GIVE_BACK_BELOW_BYTES
+        )
+    except OSError:
+        return True
 
 
 def give_back(store: Store) -> int:
