@@ -122,7 +122,7 @@ def _body_kind(content_type: str | None) -> str:
             "model": Dataset,
             "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_CREATE_BODY,
 )
@@ -249,7 +249,7 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
                 CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"}
             },
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def dataset_data(

@@ -88,7 +88,7 @@ def _ref(name: str) -> dict[str, Any]:
             "its current state. With `dry_run=true`: the resolved configuration (a DryRun), nothing stored.",
             "content": {"application/json": {"schema": {"anyOf": [_ref("Job"), _ref("DryRun")]}}},
         },
-        **problem_responses(404, 409, 413, 415, 422, 429, 503),
+        **problem_responses(404, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra=request_body(TrainingConfig, _EXAMPLES),
 )

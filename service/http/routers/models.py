@@ -125,7 +125,7 @@ async def list_models(
                 },
             },
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_IMPORT_BODY,
 )
@@ -210,7 +210,7 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     operation_id="models-predict",
     response_model=Prediction,
     summary="Predict with a model",
-    responses=problem_responses(404, 413, 415, 422, 503),
+    responses=problem_responses(404, 413, 415, 422, 500, 503),
     openapi_extra=request_body(
         PredictRequest,
         {
@@ -248,7 +248,7 @@ async def predict(
             " POST /v1/models imports either.",
             "content": {NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA}},
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def export_model(
