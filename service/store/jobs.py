@@ -21,6 +21,7 @@ from service.errors import Conflict, NotFound, QueueFull
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
 from service.store.idempotency import Claim, complete
 from service.store.records import EpochMetrics, EventRecord, JobRecord
+from service.store.space import freeing
 from service.store.tables import (
     DEFAULT_OWNER,
     CheckpointRow,
@@ -234,6 +235,11 @@ def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
 
 
 def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
+    """Delete an ended job and what it wrote, even on a full disk (``service.store.space``)."""
+    return freeing(store, lambda: _delete_job(store, job_id, owner=owner))
+
+
+def _delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
     """Delete a job that has ended, with its events, metric history, checkpoint and snapshot.
 
     Its model stays, with ``job_id`` set to None; its dataset stays.
@@ -264,6 +270,11 @@ def count_queued(store: Store) -> int:
 
 
 def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
+    """Ask a job to stop, even on a full disk (see :func:`_request_cancel`, ``service.store.space``)."""
+    return freeing(store, lambda: _request_cancel(store, job_id, owner=owner), reclaim=False)
+
+
+def _request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
     """Ask a job to stop.
 
     A queued job is cancelled at once ('status' and 'end' events); a running one becomes 'cancelling' with

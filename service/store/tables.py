@@ -212,6 +212,8 @@ class CheckpointRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -224,6 +226,8 @@ class JobSnapshotRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
