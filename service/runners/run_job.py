@@ -369,6 +369,18 @@ def _finish(
         weights_epoch=weights_epoch,
         job_status=status,
     )
+    standardization = result.standardization
+    finite = np.isfinite(params.flat).all() and (
+        standardization is None
+        or (np.isfinite(standardization.mean).all() and np.isfinite(standardization.scale).all())
+    )
+    if not finite:
+        # The engine keeps finite weights whatever happens; should a non-finite value get here, the job
+        # ends without a model rather than store one no prediction can use.
+        detail = f"the model after epoch {weights_epoch} holds non-finite values; no model was stored"
+        return finish_job(
+            store, job_id, attempt, status="failed", error_type="diverged", error_detail=detail
+        ).status
     model = model_payload(result, params, task, classes, metrics)
     if status != "failed":
         return finish_job(store, job_id, attempt, status=status, model=model).status
