@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from service.http.binary import ArrayFields
 from service.http.offload import respond_json
 from service.http.responses import JSONResponse
 from service.http.routers.params import registry_name
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 _NAME = name_parameter("The activation; GET /v1/activations lists them.", ACTIVATION_NAMES, "sigmoid")
 _LIST = compute.list_activations()
+_ARRAYS = ArrayFields(request="x", response="y")
 
 
 @router.get("", operation_id="activations-list", response_model=ActivationList, summary="List activations")
@@ -56,7 +58,7 @@ async def evaluate_activation(request: Request) -> Response:
     """
     name = registry_name(request, "activation", ACTIVATION_NAMES)
     work = partial(compute.evaluate_activation, name, settings=request.app.state.settings)
-    return await respond_json(request, work)
+    return await respond_json(request, work, arrays=_ARRAYS)
 
 
 @router.get(

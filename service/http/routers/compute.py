@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from service.http.binary import ArrayFields
 from service.http.offload import respond_json
 from service.http.schemas.common import problem_responses, request_body
 from service.http.schemas.compute import ForwardRequest, ForwardResult, GradientsRequest, GradientsResult
@@ -52,7 +53,11 @@ _MLP = {
 )
 async def forward(request: Request) -> Response:
     """The model's outputs on X; with `return_intermediates` every layer's z = a_prev·W + b and a = φ(z)."""
-    return await respond_json(request, partial(compute.forward_pass, settings=request.app.state.settings))
+    return await respond_json(
+        request,
+        partial(compute.forward_pass, settings=request.app.state.settings),
+        arrays=ArrayFields(request="X", response="outputs"),
+    )
 
 
 @router.post(
@@ -76,7 +81,8 @@ async def gradients(request: Request) -> Response:
     For logistic regression the gradients are ∂L/∂w = mean((ŷ − y)·x) and ∂L/∂b = mean(ŷ − y).
     With `check: true` they are compared with central finite differences.
     """
-    # Always in a thread: even a small body can ask for a gradient check.
+    # Always in a thread: even a small body can ask for a gradient check. Bodies and answers hold
+    # several arrays: binary ones are .npz, never .npy.
     return await respond_json(
         request, partial(compute.gradients, settings=request.app.state.settings), offload=True
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from service.errors import UnsupportedMediaType
+from service.http import binary
 from service.http.deps import SettingsDep, StoreDep
 from service.http.media import (
     CSV_MEDIA_TYPE,
@@ -233,7 +234,7 @@ async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: Sett
     return JSONResponse(document)
 
 
-_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
+_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
 
 
 @router.get(
@@ -263,11 +264,17 @@ async def dataset_data(
     `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
     x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
     """
-    as_csv = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES) == CSV_MEDIA_TYPE
+    answer = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES)
 
     def load() -> Response:
         record, X, labels = datasets.load_data(store, dataset_id, owner=settings.owner)
-        if as_csv:
+        if answer == NPZ_MEDIA_TYPE:
+            return Response(
+                binary.npz_bytes({"X": X, "y": labels}),
+                media_type=NPZ_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="{record.id}.npz"'},
+            )
+        if answer == CSV_MEDIA_TYPE:
             return StreamingResponse(
                 datasets.csv_chunks(record, X, labels),
                 media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",

@@ -7,6 +7,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from service.http.binary import ArrayFields
 from service.http.offload import respond_json
 from service.http.routers.params import registry_name
 from service.http.schemas.common import name_parameter, problem_responses, request_body
@@ -51,5 +52,7 @@ async def evaluate_loss(request: Request) -> Response:
     """
     name = registry_name(request, "loss", LOSS_NAMES)
     return await respond_json(
-        request, partial(compute.evaluate_loss, name, settings=request.app.state.settings)
+        request,
+        partial(compute.evaluate_loss, name, settings=request.app.state.settings),
+        arrays=ArrayFields(response="loss"),
     )

@@ -8,10 +8,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from service.http.body import parse_json, read_json_bytes
+from service.http.binary import ArrayFields
+from service.http.body import parse_json
 from service.http.deps import SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
-from service.http.offload import heavy
+from service.http.offload import heavy, negotiate
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
 from service.http.schemas.common import links, problem_responses, request_body
@@ -31,6 +32,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 _NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
 _IMPORT_FORMATS = {JSON_MEDIA_TYPE: "json", NPZ_MEDIA_TYPE: "npz", OCTET_STREAM_MEDIA_TYPE: "npz"}
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_PREDICT_ARRAYS = ArrayFields(request="X", response="predictions")
 
 ModelIdPath = Annotated[
     str,
@@ -203,11 +205,12 @@ async def predict(
     probability of `classes[1]` per row, for multiclass one column per class. A dataset_id that names
     no dataset is a 422.
     """
-    raw = await read_json_bytes(request)
+    exchange = negotiate(request, _PREDICT_ARRAYS)
+    raw = await request.body()
     owner = settings.owner
 
     def work() -> Response:
-        return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
+        return exchange.encode(models.predict(store, settings, model_id, exchange.decode(raw), owner=owner))
 
     return await heavy(request, work)
 
