@@ -244,10 +244,12 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
     summary="Get a dataset's arrays",
     responses={
         200: {
-            "description": "X and y: as JSON, or as CSV (header row, label column as uploaded) with"
-            " `Accept: text/csv`.",
+            "description": "X and y: as JSON; as CSV (header row, label column as uploaded) with"
+            " `Accept: text/csv`; as an `.npz` archive of arrays `X` and `y` (string labels as a"
+            " string array) with `Accept: application/x-npz`, which uploads again as it is.",
             "content": {
-                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"}
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"},
+                NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA},
             },
         },
         **problem_responses(404, 422),

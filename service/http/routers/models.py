@@ -15,7 +15,7 @@ from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MED
 from service.http.offload import heavy, negotiate
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, LimitQuery
-from service.http.schemas.common import links, problem_responses, request_body
+from service.http.schemas.common import binary_answers, binary_request, links, problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
     Model,
@@ -187,13 +187,22 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     operation_id="models-predict",
     response_model=Prediction,
     summary="Predict with a model",
-    responses=problem_responses(404, 413, 415, 422, 503),
-    openapi_extra=request_body(
-        PredictRequest,
-        {
-            "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
-            "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
-        },
+    responses={
+        **binary_answers(
+            "Predictions, and probabilities and classes for classifiers.", npy_field="predictions"
+        ),
+        **problem_responses(404, 406, 413, 415, 422, 503),
+    },
+    openapi_extra=binary_request(
+        request_body(
+            PredictRequest,
+            {
+                "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
+                "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
+            },
+        ),
+        members="`X`",
+        npy_field="X",
     ),
 )
 async def predict(
