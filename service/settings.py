@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
     )
+    event_feed: Literal["shared", "poll"] = Field(
+        "shared",
+        description="How event streams follow their jobs: `shared`, one reader per process for every stream, "
+        "woken by the store (PostgreSQL LISTEN/NOTIFY, SQLite's data version); `poll`, each stream polls "
+        "the store every 0.2 s (the former way, kept for comparison).",
+    )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
     max_dataset_features: int = Field(10_000, ge=1, description="Most features a dataset may hold.")
