@@ -38,33 +38,45 @@ FEED_KEEP = 512
 
 
 class _Feed:
-    """The events of one job read by the shared reader: every event with an id above ``base``."""
+    """The events of one job read by the shared reader: every event with an id above ``base``, each
+    formatted once as SSE bytes for all the streams that send it."""
 
     def __init__(self, after: int) -> None:
         self.base = self.last = after
         self.ids: list[int] = []
-        self.events: list[EventRecord] = []
-        self.ended = False
+        self.chunks: list[bytes] = []
+        self.end_id: int | None = None  # the id of the job's 'end' event, once read
+        self.ended = False  # no more events will come (its 'end' was read, or the job is gone)
         self.followers = 0
-        self.quiet_since = time.monotonic()
+        self.woken = self.updated = time.monotonic()
         self.changed = asyncio.Event()
 
-    def since(self, after: int) -> list[EventRecord]:
-        return self.events[bisect.bisect_right(self.ids, after) :]
+    def since(self, after: int) -> tuple[bytes, int, bool]:
+        """SSE bytes of the events after ``after`` (up to the end), the last id, and whether it is the end."""
+        i = bisect.bisect_right(self.ids, after)
+        if i == len(self.ids):
+            return b"", after, False
+        last = len(self.ids) - 1
+        if self.end_id is not None:
+            last = min(last, bisect.bisect_left(self.ids, self.end_id))
+        return b"".join(self.chunks[i : last + 1]), self.ids[last], self.ids[last] == self.end_id
 
     def add(self, events: list[EventRecord]) -> None:
-        self.ids += [e.id for e in events]
-        self.events += events
+        for event in events:
+            self.ids.append(event.id)
+            self.chunks.append(format_event(event))
+            if event.kind == "end" and self.end_id is None:
+                self.end_id, self.ended = event.id, True
         self.last = events[-1].id
-        self.ended = self.ended or any(e.kind == "end" for e in events)
-        if len(self.events) > FEED_KEEP:
-            drop = len(self.events) - FEED_KEEP
+        if len(self.ids) > FEED_KEEP:
+            drop = len(self.ids) - FEED_KEEP
             self.base = self.ids[drop - 1]
-            del self.ids[:drop], self.events[:drop]
-        self.quiet_since = time.monotonic()
+            del self.ids[:drop], self.chunks[:drop]
+        self.updated = time.monotonic()
         self.wake()
 
     def wake(self) -> None:
+        self.woken = time.monotonic()
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
@@ -88,12 +100,21 @@ class EventHub:
         Start a store watcher for wake-ups; without one the reader reads every ``safety_s``.
     safety_s : float
         The reader reads at least this often.
+    keepalive_s : float
+        No stream stays silent longer than this: a ``: keep-alive`` comment fills the gaps.
     """
 
     def __init__(
-        self, store: Store, stopping: threading.Event, *, watch: bool = True, safety_s: float = SAFETY_READ_S
+        self,
+        store: Store,
+        stopping: threading.Event,
+        *,
+        watch: bool = True,
+        safety_s: float = SAFETY_READ_S,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
-        self.store, self.stopping, self.watch, self.safety_s = store, stopping, watch, safety_s
+        self.store, self.stopping, self.watch = store, stopping, watch
+        self.safety_s, self.keepalive_s = safety_s, keepalive_s
         self._feeds: dict[str, _Feed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -104,9 +125,7 @@ class EventHub:
 
     # --- the streams -------------------------------------------------------------------------------
 
-    async def follow(
-        self, job_id: str, after: int = 0, *, keepalive_s: float = KEEPALIVE_S
-    ) -> AsyncIterator[bytes]:
+    async def follow(self, job_id: str, after: int = 0) -> AsyncIterator[bytes]:
         """The job's events after id ``after`` as SSE bytes, until its ``end`` event (as ``event_stream``)."""
         self._bind()
         # The status before the events: a job seen terminal here has every event committed already.
@@ -140,9 +159,9 @@ class EventHub:
                     else:
                         await anyio.sleep(self.safety_s)  # ahead of the store's own reads: unlikely
                     continue
-                changed, events = feed.changed, feed.since(after)
-                if events:
-                    chunk, after, ended = _send(events)
+                changed = feed.changed
+                chunk, after, ended = feed.since(after)
+                if chunk:
                     yield chunk
                     last_sent = time.monotonic()
                     if ended:
@@ -150,13 +169,11 @@ class EventHub:
                     continue
                 if feed.ended:
                     return  # the job ended without an 'end' this stream could read (it was deleted)
-                now = time.monotonic()
-                if now - last_sent >= keepalive_s:
+                # No timer per stream: the reader wakes a quiet feed every keepalive_s / 2.
+                if time.monotonic() - last_sent >= self.keepalive_s / 2:
                     yield KEEPALIVE
-                    last_sent = now
-                    continue
-                with anyio.move_on_after(keepalive_s - (now - last_sent)):
-                    await changed.wait()
+                    last_sent = time.monotonic()
+                await changed.wait()
         finally:
             self._leave(job_id, feed)
 
@@ -200,8 +217,9 @@ class EventHub:
     async def _read_forever(self) -> None:
         assert self._wake is not None
         last_status_check = time.monotonic()
+        tick = min(self.safety_s, self.keepalive_s / 2)
         while True:
-            with anyio.move_on_after(self.safety_s):
+            with anyio.move_on_after(tick):
                 await self._wake.wait()
             self._wake.clear()
             if self.stopping.is_set():
@@ -210,11 +228,16 @@ class EventHub:
                 continue
             try:
                 await self._read_once()
-                if time.monotonic() - last_status_check >= KEEPALIVE_S:
+                if time.monotonic() - last_status_check >= self.keepalive_s:
                     last_status_check = time.monotonic()
                     await self._end_vanished_feeds()
             except Exception as exc:  # the store is down: streams wait, the reader tries again
                 log.warning("reading job events failed: %s", exc)
+            # Quiet feeds are woken so that their streams send keep-alive comments.
+            now = time.monotonic()
+            for feed in list(self._feeds.values()):
+                if now - feed.woken >= self.keepalive_s / 2:
+                    feed.wake()
 
     async def _read_once(self) -> None:
         while True:
@@ -244,7 +267,7 @@ class EventHub:
         quiet = [
             j
             for j, f in self._feeds.items()
-            if not f.ended and time.monotonic() - f.quiet_since > KEEPALIVE_S
+            if not f.ended and time.monotonic() - f.updated > self.keepalive_s
         ]
         if not quiet:
             return

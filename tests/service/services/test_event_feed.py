@@ -172,10 +172,10 @@ async def test_streams_send_keepalives_and_end_at_shutdown(stores: tuple[Store, 
     api, _ = stores
     job = make_job(api, make_dataset(api).id)  # stays queued: its streams never end by themselves
     stopping = threading.Event()
-    hub = EventHub(api, stopping, safety_s=HOUR)
+    hub = EventHub(api, stopping, safety_s=HOUR, keepalive_s=0.1)
     try:
         with anyio.fail_after(JOB_S):
-            stream = hub.follow(job.id, 0, keepalive_s=0.05)
+            stream = hub.follow(job.id, 0)
             assert b"event: status" in await stream.__anext__()
             assert await stream.__anext__() == KEEPALIVE
             stopping.set()
