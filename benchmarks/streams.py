@@ -10,10 +10,10 @@ it starts `descent serve` (no job workers: a fresh SQLite file) and, in processe
   the delay after the store write: it also counts the write itself);
 - a prober asking `GET /healthz` every 50 ms.
 
-After a warm-up (every stream connected and past its replay), it measures for `--duration` seconds: the
-/healthz latency (p50, p99), the delivery latency (p50, p99, and the share of events delivered), and the
-API process's CPU time (from /proc) over the window, as a share of one core. Targets (shared): /healthz
-p99 ≤ 100 ms, delivery p99 ≤ 500 ms, API CPU ≤ 50 % of one core.
+Once every stream has connected and replayed, and after a short warm-up, it measures for `--duration`
+seconds: the /healthz latency (p50, p99), the delivery latency (p50, p99, and the share of events
+delivered), and the API process's CPU time (from /proc) over the window, as a share of one core.
+Targets (shared): /healthz p99 ≤ 100 ms, delivery p99 ≤ 500 ms, API CPU ≤ 50 % of one core.
 
 Run: python benchmarks/streams.py [--repeats 5] [--duration 15] [--followers 1000] [--jobs 10]
 """
@@ -58,7 +58,7 @@ def request(port: int, method: str, path: str, body: Any = None) -> Any:
     return response.status, json.loads(data) if data else None
 
 
-def writer_main(url: str, job_ids: list[str], stop_at: float, interval: float) -> None:
+def writer_main(url: str, job_ids: list[str], window: Any, interval: float) -> None:
     """Claim the jobs, then write progress every ``interval`` and heartbeats every second, per job."""
     from service.store import claim_job, heartbeat, open_store, record_progress
 
@@ -68,7 +68,7 @@ def writer_main(url: str, job_ids: list[str], stop_at: float, interval: float) -
     offsets = {job_id: i * interval / len(job_ids) for i, job_id in enumerate(job_ids)}
     start = time.monotonic()
     tick = 0
-    while time.monotonic() < stop_at:
+    while not (window[1] > 0 and time.time() > window[1] + 1):
         epoch += 1
         for job_id, attempt in attempts.items():
             due = start + tick * interval + offsets[job_id]
@@ -92,9 +92,7 @@ def writer_main(url: str, job_ids: list[str], stop_at: float, interval: float) -
     store.close()
 
 
-async def follow(
-    port: int, job_id: str, latencies: list[float], window: list[float], ready: list[int]
-) -> None:
+async def follow(port: int, job_id: str, latencies: list[float], window: Any, ready: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
     await writer.drain()
@@ -119,14 +117,27 @@ async def follow(
         writer.close()
 
 
-def followers_main(port: int, job_ids: list[str], n: int, window: tuple[float, float], out: Any) -> None:
+def followers_main(
+    port: int, job_ids: list[str], n: int, window: Any, times: tuple[float, float], out: Any
+) -> None:
+    """Connect ``n`` streams; once every one has replayed, open the measurement window for all."""
+    warmup, duration = times
+
     async def run() -> None:
         latencies: list[float] = []
         ready = [0]
-        tasks = [
-            asyncio.ensure_future(follow(port, job_ids[i % len(job_ids)], latencies, list(window), ready))
-            for i in range(n)
-        ]
+        tasks = []
+        for i in range(n):
+            tasks.append(
+                asyncio.ensure_future(follow(port, job_ids[i % len(job_ids)], latencies, window, ready))
+            )
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # connect in waves, as clients arrive
+        deadline = time.time() + 120
+        while ready[0] < n and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        start = time.time() + warmup
+        window[0], window[1] = start, start + duration
         await asyncio.sleep(max(0.0, window[1] - time.time()))
         for task in tasks:
             task.cancel()
@@ -136,15 +147,15 @@ def followers_main(port: int, job_ids: list[str], n: int, window: tuple[float, f
     asyncio.run(run())
 
 
-def prober_main(port: int, window: tuple[float, float], out: Any) -> None:
+def prober_main(port: int, window: Any, out: Any) -> None:
     samples = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    while time.time() < window[1]:
+    while window[1] == 0 or time.time() < window[1]:
         t0 = time.perf_counter()
         conn.request("GET", "/healthz")
         conn.getresponse().read()
         elapsed = time.perf_counter() - t0
-        if time.time() >= window[0]:
+        if window[0] and window[0] <= time.time() <= window[1]:
             samples.append(elapsed)
         time.sleep(0.05)
     out.put(samples)
@@ -186,17 +197,18 @@ def one_round(mode: str, n_followers: int, n_jobs: int, duration: float, warmup:
             ds = request(port, "POST", "/v1/datasets", {"name": "s", "generator": generator})[1]["id"]
             config = {"dataset_id": ds, "model": {"type": "logistic_regression"}, "epochs": 10**6}
             job_ids = [request(port, "POST", "/v1/jobs", config)[1]["id"] for _ in range(n_jobs)]
-            t_start = time.time() + warmup
-            window = (t_start, t_start + duration)
+            window: Any = ctx.Array("d", [0.0, 0.0], lock=False)
             out: Any = ctx.Queue()
-            writer = ctx.Process(
-                target=writer_main, args=(url, job_ids, time.monotonic() + warmup + duration, 0.5)
+            writer = ctx.Process(target=writer_main, args=(url, job_ids, window, 0.5))
+            followers = ctx.Process(
+                target=followers_main, args=(port, job_ids, n_followers, window, (warmup, duration), out)
             )
-            followers = ctx.Process(target=followers_main, args=(port, job_ids, n_followers, window, out))
             prober = ctx.Process(target=prober_main, args=(port, window, out))
             for process in (followers, writer, prober):
                 process.start()
-            time.sleep(max(0.0, t_start - time.time()))
+            while window[0] == 0:
+                time.sleep(0.05)
+            time.sleep(max(0.0, window[0] - time.time()))
             cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
             time.sleep(duration)
             cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
@@ -225,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after every stream has replayed")
     parser.add_argument("--followers", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--modes", default="shared,poll")
