@@ -26,8 +26,10 @@ from service.store.jobs import (
     count_queued,
     create_job,
     delete_job,
+    events_after,
     events_since,
     get_job,
+    job_statuses,
     list_job_metrics,
     list_jobs,
     queue_position,
@@ -35,6 +37,7 @@ from service.store.jobs import (
     request_cancel,
 )
 from service.store.models import create_model, delete_model, get_model, list_models, load_model_parameters
+from service.store.notify import EventWatcher
 from service.store.records import (
     Checkpoint,
     DatasetRecord,
@@ -66,6 +69,7 @@ __all__ = [
     "DatasetRecord",
     "EpochMetrics",
     "EventRecord",
+    "EventWatcher",
     "JobRecord",
     "ModelRecord",
     "Remembered",
@@ -81,12 +85,14 @@ __all__ = [
     "delete_job",
     "delete_model",
     "encode_npz",
+    "events_after",
     "events_since",
     "finish_job",
     "get_dataset",
     "get_job",
     "get_model",
     "heartbeat",
+    "job_statuses",
     "list_datasets",
     "list_job_metrics",
     "list_jobs",
