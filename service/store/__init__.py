@@ -34,6 +34,7 @@ from service.store.jobs import (
     queued_job_ids,
     request_cancel,
 )
+from service.store.keys import create_key, find_key, list_keys, revoke_key
 from service.store.models import create_model, delete_model, get_model, list_models, load_model_parameters
 from service.store.records import (
     Checkpoint,
@@ -41,9 +42,11 @@ from service.store.records import (
     EpochMetrics,
     EventRecord,
     JobRecord,
+    KeyRecord,
     ModelRecord,
     Remembered,
     Snapshot,
+    Usage,
 )
 from service.store.runs import (
     claim_job,
@@ -58,6 +61,7 @@ from service.store.runs import (
     truncate_metrics_after,
 )
 from service.store.snapshots import load_snapshot
+from service.store.usage import get_usage
 
 __all__ = [
     "DEFAULT_URL",
@@ -66,14 +70,17 @@ __all__ = [
     "EpochMetrics",
     "EventRecord",
     "JobRecord",
+    "KeyRecord",
     "ModelRecord",
     "Remembered",
     "Snapshot",
     "Store",
+    "Usage",
     "claim_job",
     "count_queued",
     "create_dataset",
     "create_job",
+    "create_key",
     "create_model",
     "decode_npz",
     "delete_dataset",
@@ -81,14 +88,17 @@ __all__ = [
     "delete_model",
     "encode_npz",
     "events_since",
+    "find_key",
     "finish_job",
     "get_dataset",
     "get_job",
     "get_model",
+    "get_usage",
     "heartbeat",
     "list_datasets",
     "list_job_metrics",
     "list_jobs",
+    "list_keys",
     "list_models",
     "load_checkpoint",
     "load_dataset_arrays",
@@ -104,6 +114,7 @@ __all__ = [
     "remember",
     "request_cancel",
     "requeue_job",
+    "revoke_key",
     "save_checkpoint",
     "take_redispatch",
     "truncate_metrics_after",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from service.http.body import parse_json, read_json_bytes
-from service.http.deps import SettingsDep, StoreDep
+from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
 from service.http.offload import heavy
 from service.http.responses import JSONResponse
@@ -75,7 +75,7 @@ _IMPORT_BODY["requestBody"]["description"] = (
 )
 async def list_models(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     limit: Annotated[int, LimitQuery("Most models on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -85,7 +85,7 @@ async def list_models(
     """Models, newest first, a page at a time (without parameters): follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        return JSONResponse(models.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
+        return JSONResponse(models.list_page(store, owner=owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -152,7 +152,7 @@ async def import_model(request: Request, store: StoreDep, settings: SettingsDep)
 async def get_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     include: Annotated[
         Literal["parameters"] | None,
         Query(description="`parameters` adds the dtype and every weight and bias.", examples=["parameters"]),
@@ -161,7 +161,7 @@ async def get_model(
     """The model's architecture, task, classes, metrics, standardization and the job that trained it."""
 
     document = await anyio.to_thread.run_sync(
-        lambda: models.read(store, model_id, owner=settings.owner, parameters=include == "parameters")
+        lambda: models.read(store, model_id, owner=owner, parameters=include == "parameters")
     )
     return JSONResponse(document)
 
@@ -174,9 +174,9 @@ async def get_model(
     summary="Delete a model",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 422)},
 )
-async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_model(model_id: ModelIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete the model and its parameters; the job that trained it keeps its history."""
-    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=owner))
     return Response(status_code=204)
 
 
@@ -195,7 +195,7 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     ),
 )
 async def predict(
-    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep
+    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep, owner: ScopeDep
 ) -> Response:
     """Predictions for rows of X (raw features: the stored standardization is applied) or a stored dataset.
 
@@ -204,7 +204,6 @@ async def predict(
     no dataset is a 422.
     """
     raw = await read_json_bytes(request)
-    owner = settings.owner
 
     def work() -> Response:
         return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
@@ -229,7 +228,7 @@ async def predict(
 async def export_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     format: Annotated[
         Literal["json", "npz"],
         Query(
@@ -243,7 +242,7 @@ async def export_model(
     """
 
     def export() -> Response:
-        loaded = models.load_model(store, model_id, owner=settings.owner)
+        loaded = models.load_model(store, model_id, owner=owner)
         disposition = {"Content-Disposition": f'attachment; filename="{model_id}.{format}"'}
         if format == "npz":
             return Response(models.export_npz(loaded), media_type=NPZ_MEDIA_TYPE, headers=disposition)

@@ -15,6 +15,7 @@ from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
 from service.services.datasets.labels import Array, Labels, encode_labels
 from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
 from service.store import DatasetRecord, Store, create_dataset
 
@@ -59,6 +60,8 @@ def ingest_arrays(
 
     Raises
     ------
+    QuotaExceeded
+        403 when the owner's datasets or stored bytes would pass their quota.
     PayloadTooLarge
         413 when the rows, features or numbers exceed their limit (named in the detail).
     InvalidInput
@@ -76,6 +79,7 @@ def ingest_arrays(
     if n_labels != X.shape[0]:
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")
     labels = encode_labels(y, task, y_name)
+    check_room(store, settings, datasets=1, nbytes=estimate_stored_bytes(X, labels.y))
     return create_dataset(
         store,
         owner=owner,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import NotFound, QueueFull
+from service.errors import NotFound, QueueFull, QuotaExceeded
 from service.http.body import JSONBody, validate
 from service.http.schemas.training import TrainingConfig
 from service.runners import Runner
@@ -94,6 +94,8 @@ def create(
         404 for an unknown dataset or warm start model.
     QueueFull
         429 when ``settings.max_queued_jobs`` jobs are queued.
+    QuotaExceeded
+        403 when the owner has ``settings.quota_jobs`` active jobs, or its inline data passes a quota.
     Conflict
         409 when the idempotency key was used with a different body.
     """
@@ -193,8 +195,9 @@ def _queue(store: Store, settings: Settings, body: JSONBody) -> JobRecord:
             dataset_id=dataset_id,
             max_retries=plan.config.max_retries,
             max_queued=settings.max_queued_jobs,
+            owner_quota=settings.quota_jobs,
         )
-    except (QueueFull, NotFound):
+    except (QueueFull, QuotaExceeded, NotFound):
         if inline is not None and dataset_id is not None:
             # The inline dataset exists only for this job; a refused job must not leave it behind.
             delete_dataset(store, dataset_id, owner=owner)

@@ -22,6 +22,7 @@ from service.http.body import JSONBody, validate
 from service.http.npz import read_npz
 from service.http.schemas.models import ModelDocument, ModelMeta
 from service.runners.artifacts import architecture_json, parameter_arrays, parameters_from_arrays
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.services.models.access import Array
 from service.services.models.export import NPZ_META
 from service.settings import Settings
@@ -46,6 +47,7 @@ def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str)
         if not np.isfinite(array).all():
             raise field_error(where, f"has values beyond the range of {document.dtype}")
         arrays[name] = array
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
     return _store_import(store, document, architecture, arrays, owner=owner)
 
 
@@ -71,6 +73,7 @@ def import_npz(store: Store, settings: Settings, raw: bytes, *, owner: str) -> M
             raise field_error(name, "must hold finite numbers only, found NaN or infinity")
     architecture = _architecture(meta, settings)
     _check_names(architecture, arrays)
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
     return _store_import(store, meta, architecture, arrays, owner=owner)
 
 
