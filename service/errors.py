@@ -244,6 +244,29 @@ class StoreUnavailable(ServiceUnavailable):
     title, slug, retry_after_s = "Store Unavailable", "store-unavailable", 5
 
 
+class StorageCorrupted(DomainError):
+    """500: stored bytes failed their sha256 check or cannot be decoded; they are never served.
+
+    The problem document carries ``resource``: ``{"kind", "id"}`` of what is damaged (a dataset, a
+    model, a job's checkpoint or snapshot).
+    """
+
+    title, slug = "Storage Corrupted", "storage-corrupted"
+
+    def __init__(self, kind: str, id: str, why: str, *, remedy: str | None = None) -> None:
+        remedy = remedy or "delete it and create it again, or restore the store from a backup"
+        super().__init__(f"{kind} {id!r} is corrupted in the store ({why}); {remedy}")
+        self.kind = kind
+        self.id = id
+        self.extensions = {"resource": {"kind": kind, "id": id}}
+
+
+class InsufficientStorage(DomainError):
+    """507: the store's disk is full; deleting datasets, models or jobs frees space."""
+
+    status, title, slug = 507, "Insufficient Storage", "insufficient-storage"
+
+
 _LOC_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 

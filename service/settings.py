@@ -68,9 +68,10 @@ class Settings(BaseSettings):
         "curve; more gets 413.",
     )
     heavy_lane_mode: Literal["threads", "processes"] = Field(
-        "threads",
-        description="Where heavy compute requests run: `threads` of the API process, or `processes` "
-        "(raw body in, encoded response out; no GIL shared with the event loop).",
+        "processes",
+        description="Where heavy compute requests run: `processes` (raw body in, encoded response out, at a "
+        "lower priority than the API process; no GIL shared with the event loop) or `threads` of the API "
+        "process.",
     )
     heavy_lane_queue: int = Field(
         4, ge=0, description="Heavy requests that may wait for a slot; more get 503 with Retry-After."
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
+    )
+    idempotency_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for a concurrent one with the same Idempotency-Key to finish "
+        "creating, before it gets 409 (in progress, retry).",
     )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
@@ -122,6 +129,12 @@ class Settings(BaseSettings):
     )
     broker_visibility_timeout_s: int = Field(
         24 * 3600, ge=60, description="Celery/Redis visibility timeout; keep it above the longest job."
+    )
+    min_free_mb: float = Field(
+        64,
+        ge=0,
+        description="Free space (MiB) the SQLite store's disk must keep; below it /readyz answers 503 "
+        "naming the disk as full.",
     )
     owner: str = Field(
         "default", description="Owner of every resource when DESCENT_AUTH=none (the single user)."

@@ -45,9 +45,12 @@ async def open_state(app: FastAPI) -> None:
     await anyio.to_thread.run_sync(runner.start)
     app.state.store, app.state.runner = store, runner
 
+    min_free_bytes = int(settings.min_free_mb * 1024 * 1024)
+
     async def store_check() -> None:
-        if not await anyio.to_thread.run_sync(store.ping):
-            raise ConnectionError("the database does not answer")
+        problems = await anyio.to_thread.run_sync(store.health.problems, min_free_bytes)
+        if problems:
+            raise ConnectionError("; ".join(problems))
 
     async def runner_check() -> None:
         if not await anyio.to_thread.run_sync(runner.ready):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import NotFound
+from service.errors import NotFound, StorageCorrupted
 from service.http.body import JSONBody, validate
 from service.http.schemas.models import PredictRequest
 from service.runners.artifacts import (
@@ -34,7 +34,10 @@ def load(store: Store, owner: str | None, job_id: str) -> tuple[LoadedModel, Sna
             f"job {job_id!r} has no snapshot yet: its run writes one with each progress write, for models"
             f" of at most {SNAPSHOT_MAX_PARAMETERS} parameters"
         )
-    meta, arrays, standardization = snapshot_from_bytes(snapshot.data)
+    try:
+        meta, arrays, standardization = snapshot_from_bytes(snapshot.data)
+    except Exception as exc:  # bytes with no recorded hash (older rows) that do not decode
+        raise StorageCorrupted("snapshot of job", job.id, f"it cannot be read: {exc}") from None
     architecture = architecture_from_json(meta["architecture"])
     std = None
     if standardization is not None:

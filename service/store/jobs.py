@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, QueueFull, QuotaExceeded
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import EpochMetrics, EventRecord, JobRecord
+from service.store.space import freeing
 from service.store.tables import (
     DEFAULT_OWNER,
     CheckpointRow,
@@ -83,6 +85,7 @@ def create_job(
     max_retries: int = 0,
     max_queued: int,
     owner_quota: int | None = None,
+    claim: Claim | None = None,
 ) -> JobRecord:
     """Queue a job, unless ``max_queued`` jobs are already queued.
 
@@ -104,6 +107,8 @@ def create_job(
         advisory lock on PostgreSQL and by the write lock on SQLite).
     owner_quota : int, optional
         How many queued, running or cancelling jobs ``owner`` may have; enforced under the same lock.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the job's id in the transaction that creates it.
 
     Returns
     -------
@@ -165,6 +170,8 @@ def create_job(
             session.add(row)
             session.flush()
             append_event(session, row.id, "status", {"status": "queued", "attempt": 0})
+            if claim is not None:
+                complete(session, claim, row.id)
             return JobRecord.from_row(row)
     except IntegrityError as exc:
         # Only the dataset foreign key can fail here: the dataset was deleted concurrently.
@@ -244,6 +251,11 @@ def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
 
 
 def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
+    """Delete an ended job and what it wrote, even on a full disk (``service.store.space``)."""
+    return freeing(store, lambda: _delete_job(store, job_id, owner=owner))
+
+
+def _delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
     """Delete a job that has ended, with its events, metric history, checkpoint and snapshot.
 
     Its model stays, with ``job_id`` set to None; its dataset stays.
@@ -274,6 +286,11 @@ def count_queued(store: Store) -> int:
 
 
 def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
+    """Ask a job to stop, even on a full disk (see :func:`_request_cancel`, ``service.store.space``)."""
+    return freeing(store, lambda: _request_cancel(store, job_id, owner=owner), reclaim=False)
+
+
+def _request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
     """Ask a job to stop.
 
     A queued job is cancelled at once ('status' and 'end' events); a running one becomes 'cancelling' with

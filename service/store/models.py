@@ -10,9 +10,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
-from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
+from service.store.blobs import blob_data, decode_verified, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import ModelRecord
+from service.store.space import freeing
 from service.store.tables import DEFAULT_OWNER, ModelRow
 from service.vocabulary import TASKS
 
@@ -73,6 +75,7 @@ def create_model(
     metrics: Mapping[str, Any] | None = None,
     standardization: Mapping[str, Any] | None = None,
     parameters: Mapping[str, np.ndarray],
+    claim: Claim | None = None,
 ) -> ModelRecord:
     """Store a model: metadata row and parameters (as ``.npz`` bytes) in one transaction.
 
@@ -94,6 +97,8 @@ def create_model(
     parameters : mapping of str to ndarray
         Named parameter arrays (e.g. ``W0`` of shape (n_features, units), ``b0`` of shape (units,)),
         stored bit for bit.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the model's id in the transaction that creates it.
 
     Returns
     -------
@@ -118,6 +123,8 @@ def create_model(
             standardization=standardization,
             parameters=parameters,
         )
+        if claim is not None:
+            complete(session, claim, row.id)
         return ModelRecord.from_row(row)
 
 
@@ -138,10 +145,8 @@ def load_model_parameters(store: Store, model_id: str, *, owner: str | None = No
     """The named parameter arrays of a model, exactly as stored, in their stored order."""
     with store.read() as session:
         row = _model_row(session, model_id, owner)
-        data = blob_data(session, row.blob_id)
-    if data is None:
-        raise NotFound.resource("model", model_id)
-    return decode_npz(data)
+        data, sha256 = blob_data(session, row.blob_id), row.sha256
+    return decode_verified(data, sha256, "model", model_id)
 
 
 def list_models(
@@ -157,6 +162,11 @@ def list_models(
 
 
 def delete_model(store: Store, model_id: str, *, owner: str | None = None) -> None:
+    """Delete a model and its parameters, even on a full disk (``service.store.space``)."""
+    return freeing(store, lambda: _delete_model(store, model_id, owner=owner))
+
+
+def _delete_model(store: Store, model_id: str, *, owner: str | None = None) -> None:
     """Delete a model and its parameters; the job that trained it keeps its history, ``model_id`` None."""
     with store.write() as session:
         row = _model_row(session, model_id, owner)

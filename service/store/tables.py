@@ -212,6 +212,8 @@ class CheckpointRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -224,15 +226,21 @@ class JobSnapshotRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class IdempotencyKeyRow(Base):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (CheckConstraint(_in("state", ("pending", "done")), name="state"),)
 
     owner: Mapped[str] = mapped_column(Text, primary_key=True)
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # 'pending' while the request that reserved the key creates its resource (resource_id holds the
+    # reservation's token), then 'done'.
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'done'"))
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(32))
     status_code: Mapped[int] = mapped_column(Integer)
