@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from service.runners import NoRunner, Runner
 from service.runners.run_job import RunSettings
+from service.services.identity import ensure_bootstrap_key
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -39,6 +40,7 @@ async def open_state(app: FastAPI) -> None:
     """Open the store (running migrations) and start the runner; called by the lifespan."""
     settings: Settings = app.state.settings
     store = await anyio.to_thread.run_sync(open_store, settings.database_url)
+    await anyio.to_thread.run_sync(ensure_bootstrap_key, store, settings)
     runner = make_runner(settings, store)
     await anyio.to_thread.run_sync(runner.start)
     app.state.store, app.state.runner = store, runner

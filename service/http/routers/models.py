@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from service.http.binary import ArrayFields
-from service.http.deps import SettingsDep, StoreDep
+from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
 from service.http.offload import heavy, negotiate
 from service.http.responses import JSONResponse
@@ -77,7 +77,7 @@ _IMPORT_BODY["requestBody"]["description"] = (
 )
 async def list_models(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     limit: Annotated[int, LimitQuery("Most models on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -87,7 +87,7 @@ async def list_models(
     """Models, newest first, a page at a time (without parameters): follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        return JSONResponse(models.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
+        return JSONResponse(models.list_page(store, owner=owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -178,7 +178,7 @@ async def import_model(
 async def get_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     include: Annotated[
         Literal["parameters"] | None,
         Query(description="`parameters` adds the dtype and every weight and bias.", examples=["parameters"]),
@@ -187,7 +187,7 @@ async def get_model(
     """The model's architecture, task, classes, metrics, standardization and the job that trained it."""
 
     document = await anyio.to_thread.run_sync(
-        lambda: models.read(store, model_id, owner=settings.owner, parameters=include == "parameters")
+        lambda: models.read(store, model_id, owner=owner, parameters=include == "parameters")
     )
     return JSONResponse(document)
 
@@ -200,9 +200,9 @@ async def get_model(
     summary="Delete a model",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 422)},
 )
-async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_model(model_id: ModelIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete the model and its parameters; the job that trained it keeps its history."""
-    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=owner))
     return Response(status_code=204)
 
 
@@ -230,7 +230,7 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     ),
 )
 async def predict(
-    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep
+    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep, owner: ScopeDep
 ) -> Response:
     """Predictions for rows of X (raw features: the stored standardization is applied) or a stored dataset.
 
@@ -240,7 +240,6 @@ async def predict(
     """
     exchange = negotiate(request, _PREDICT_ARRAYS)
     raw = await request.body()
-    owner = settings.owner
 
     def work() -> Response:
         return exchange.encode(models.predict(store, settings, model_id, exchange.decode(raw), owner=owner))
@@ -265,7 +264,7 @@ async def predict(
 async def export_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     format: Annotated[
         Literal["json", "npz"],
         Query(
@@ -279,7 +278,7 @@ async def export_model(
     """
 
     def export() -> Response:
-        loaded = models.load_model(store, model_id, owner=settings.owner)
+        loaded = models.load_model(store, model_id, owner=owner)
         disposition = {"Content-Disposition": f'attachment; filename="{model_id}.{format}"'}
         if format == "npz":
             return Response(models.export_npz(loaded), media_type=NPZ_MEDIA_TYPE, headers=disposition)
