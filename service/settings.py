@@ -68,9 +68,10 @@ class Settings(BaseSettings):
         "curve; more gets 413.",
     )
     heavy_lane_mode: Literal["threads", "processes"] = Field(
-        "threads",
-        description="Where heavy compute requests run: `threads` of the API process, or `processes` "
-        "(raw body in, encoded response out; no GIL shared with the event loop).",
+        "processes",
+        description="Where heavy compute requests run: `processes` (raw body in, encoded response out, at a "
+        "lower priority than the API process; no GIL shared with the event loop) or `threads` of the API "
+        "process.",
     )
     heavy_lane_queue: int = Field(
         4, ge=0, description="Heavy requests that may wait for a slot; more get 503 with Retry-After."
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
+    )
+    idempotency_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for a concurrent one with the same Idempotency-Key to finish "
+        "creating, before it gets 409 (in progress, retry).",
     )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")

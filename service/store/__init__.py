@@ -21,7 +21,7 @@ from service.store.datasets import (
 )
 from service.store.db import DEFAULT_URL, Store, open_store
 from service.store.dispatch import take_redispatch
-from service.store.idempotency import recall, remember
+from service.store.idempotency import Claim, recall, release, reserve
 from service.store.jobs import (
     count_queued,
     create_job,
@@ -62,6 +62,7 @@ from service.store.snapshots import load_snapshot
 __all__ = [
     "DEFAULT_URL",
     "Checkpoint",
+    "Claim",
     "DatasetRecord",
     "EpochMetrics",
     "EventRecord",
@@ -100,10 +101,11 @@ __all__ = [
     "reap_stale",
     "recall",
     "record_progress",
+    "release",
     "release_lost_run",
-    "remember",
     "request_cancel",
     "requeue_job",
+    "reserve",
     "save_checkpoint",
     "take_redispatch",
     "truncate_metrics_after",

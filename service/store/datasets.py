@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from service.errors import Conflict, NotFound, StorageCorrupted
 from service.store.blobs import blob_data, decode_verified, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import DatasetRecord
 from service.store.space import freeing
 from service.store.tables import DEFAULT_OWNER, DatasetRow, JobRow
@@ -28,6 +29,7 @@ def create_dataset(
     classes: list[Any] | None = None,
     class_counts: list[int] | dict[str, int] | None = None,
     source: dict[str, Any] | None = None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Store a dataset: its arrays as ``.npz`` bytes and its metadata, in one transaction.
 
@@ -46,6 +48,8 @@ def create_dataset(
         Samples per class, as the API reports them.
     source : dict or None
         How the data came to be, e.g. ``{"kind": "generator", "generator": {...}}``.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the dataset's id in the transaction that creates it.
 
     Returns
     -------
@@ -87,6 +91,8 @@ def create_dataset(
         )
         session.add(row)
         session.flush()
+        if claim is not None:
+            complete(session, claim, row.id)
         return DatasetRecord.from_row(row)
 
 

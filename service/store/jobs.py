@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, QueueFull
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import EpochMetrics, EventRecord, JobRecord
 from service.store.space import freeing
 from service.store.tables import (
@@ -83,6 +84,7 @@ def create_job(
     dataset_id: str | None,
     max_retries: int = 0,
     max_queued: int,
+    claim: Claim | None = None,
 ) -> JobRecord:
     """Queue a job, unless ``max_queued`` jobs are already queued.
 
@@ -102,6 +104,8 @@ def create_job(
     max_queued : int
         Queue capacity; counted and enforced in the same transaction as the insert (serialised by an
         advisory lock on PostgreSQL and by the write lock on SQLite).
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the job's id in the transaction that creates it.
 
     Returns
     -------
@@ -153,6 +157,8 @@ def create_job(
             session.add(row)
             session.flush()
             append_event(session, row.id, "status", {"status": "queued", "attempt": 0})
+            if claim is not None:
+                complete(session, claim, row.id)
             return JobRecord.from_row(row)
     except IntegrityError as exc:
         # Only the dataset foreign key can fail here: the dataset was deleted concurrently.

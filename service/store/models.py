@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.errors import NotFound
 from service.store.blobs import blob_data, decode_verified, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import ModelRecord
 from service.store.space import freeing
 from service.store.tables import DEFAULT_OWNER, ModelRow
@@ -74,6 +75,7 @@ def create_model(
     metrics: Mapping[str, Any] | None = None,
     standardization: Mapping[str, Any] | None = None,
     parameters: Mapping[str, np.ndarray],
+    claim: Claim | None = None,
 ) -> ModelRecord:
     """Store a model: metadata row and parameters (as ``.npz`` bytes) in one transaction.
 
@@ -95,6 +97,8 @@ def create_model(
     parameters : mapping of str to ndarray
         Named parameter arrays (e.g. ``W0`` of shape (n_features, units), ``b0`` of shape (units,)),
         stored bit for bit.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the model's id in the transaction that creates it.
 
     Returns
     -------
@@ -119,6 +123,8 @@ def create_model(
             standardization=standardization,
             parameters=parameters,
         )
+        if claim is not None:
+            complete(session, claim, row.id)
         return ModelRecord.from_row(row)
 
 

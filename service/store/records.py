@@ -181,8 +181,16 @@ class Snapshot(NamedTuple):
 
 
 class Remembered(NamedTuple):
-    """What an idempotency key was first used for: unpacks as ``(request_hash, resource_id, status_code)``."""
+    """What an idempotency key is used for: unpacks as ``(request_hash, resource_id, status_code)``.
+
+    ``resource_id`` and ``status_code`` are None while the request that reserved the key is still creating
+    its resource (the key is *pending*).
+    """
 
     request_hash: str
-    resource_id: str
-    status_code: int
+    resource_id: str | None
+    status_code: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.resource_id is None

@@ -233,10 +233,14 @@ class JobSnapshotRow(Base):
 
 class IdempotencyKeyRow(Base):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (CheckConstraint(_in("state", ("pending", "done")), name="state"),)
 
     owner: Mapped[str] = mapped_column(Text, primary_key=True)
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # 'pending' while the request that reserved the key creates its resource (resource_id holds the
+    # reservation's token), then 'done'.
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'done'"))
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(32))
     status_code: Mapped[int] = mapped_column(Integer)

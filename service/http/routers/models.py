@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from service.http.body import parse_json, read_json_bytes
@@ -13,7 +13,7 @@ from service.http.deps import SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
 from service.http.offload import heavy
 from service.http.responses import JSONResponse
-from service.http.routers.params import CursorQuery, LimitQuery
+from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import links, problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
@@ -56,6 +56,7 @@ _DOCUMENT_EXAMPLE = {
     "parameters": {"W0": [[1.5], [-0.5]], "b0": [0.25]},
     "metrics": {},
 }
+_LOCATION = {"description": "The model's URL.", "schema": {"type": "string"}, "example": "/v1/models/mdl_…"}
 _IMPORT_BODY = request_body(ModelDocument, {"logistic regression with string classes": _DOCUMENT_EXAMPLE})
 _IMPORT_BODY["requestBody"]["content"].update(
     {media: {"schema": _BINARY_SCHEMA} for media in _NPZ_MEDIA_TYPES}
@@ -109,35 +110,59 @@ async def list_models(
                     "delete": "models-delete",
                 },
             ),
+            "headers": {"Location": _LOCATION},
+        },
+        200: {
+            "description": "A replay: the Idempotency-Key was already used with the same request, and this"
+            " is the model it imported then (no second copy is made).",
+            "model": Model,
             "headers": {
-                "Location": {
-                    "description": "The model's URL.",
+                "Location": _LOCATION,
+                "Idempotent-Replayed": {
+                    "description": "'true': the Idempotency-Key had already imported this model.",
                     "schema": {"type": "string"},
-                    "example": "/v1/models/mdl_…",
-                }
+                    "example": "true",
+                },
             },
         },
-        **problem_responses(413, 415, 422, 507),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_IMPORT_BODY,
 )
-async def import_model(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+async def import_model(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        IdempotencyKeyHeader,
+        Header(
+            alias="Idempotency-Key",
+            description="Sending the same key again with the same request (content type and body) answers"
+            " 200 with the model the key first imported, and `Idempotent-Replayed: true`, instead of storing"
+            " a second copy; the same key with a different request is a 409.",
+            examples=["import-xor-mlp-1"],
+        ),
+    ] = None,
+) -> Response:
     """Store a model from its export (JSON or `.npz`), checked in full: format marker, architecture
     (known activations, consistent layers), task and classes, standardization, and every parameter's
     name, shape, dtype and finiteness. The parameters are kept bit for bit.
     """
-    is_json = content_kind(request.headers.get("content-type"), _IMPORT_FORMATS)[0] == "json"
+    content_type = request.headers.get("content-type")
+    kind: Literal["json", "npz"] = (
+        "json" if content_kind(content_type, _IMPORT_FORMATS)[0] == "json" else "npz"
+    )
     raw = await request.body()
     owner = settings.owner
 
     def work() -> Response:
-        if is_json:
-            record = models.import_json(store, settings, parse_json(raw), owner=owner)
-        else:
-            record = models.import_npz(store, settings, raw, owner=owner)
-        return JSONResponse(
-            models.model_json(record), status_code=201, headers={"Location": f"{router.prefix}/{record.id}"}
+        record, replayed = models.import_model(
+            store, settings, kind, content_type or "", raw, owner=owner, idempotency_key=idempotency_key
         )
+        headers = {"Location": f"{router.prefix}/{record.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(models.model_json(record), status_code=200 if replayed else 201, headers=headers)
 
     return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
 

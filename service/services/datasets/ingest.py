@@ -16,7 +16,7 @@ from service.http.schemas.training import GeneratorSpec
 from service.services.datasets.labels import Array, Labels, encode_labels
 from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
 from service.settings import Settings
-from service.store import DatasetRecord, Store, create_dataset
+from service.store import Claim, DatasetRecord, Store, create_dataset
 
 
 def ingest_arrays(
@@ -30,6 +30,7 @@ def ingest_arrays(
     task: str | None,
     source: dict[str, Any],
     field_prefix: str = "",
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Validate a dataset's arrays, put them in stored form and store them.
 
@@ -52,6 +53,8 @@ def ingest_arrays(
         How the data came to be, stored with it (e.g. ``{"kind": "json"}``).
     field_prefix : str
         Prefix of the field names in error messages, e.g. ``"dataset."`` for data inside a job.
+    claim : Claim, optional
+        The request's reserved Idempotency-Key, completed in the transaction that stores the dataset.
 
     Returns
     -------
@@ -86,6 +89,7 @@ def ingest_arrays(
         classes=labels.classes,
         class_counts=labels.class_counts,
         source=source,
+        claim=claim,
     )
 
 
@@ -113,7 +117,14 @@ def _features(X: Array, x_name: str, settings: Settings) -> Array:
 
 
 def ingest_generator(
-    store: Store, settings: Settings, *, owner: str, name: str, spec: GeneratorSpec, field_prefix: str = ""
+    store: Store,
+    settings: Settings,
+    *,
+    owner: str,
+    name: str,
+    spec: GeneratorSpec,
+    field_prefix: str = "",
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Draw a dataset with ``make_dataset`` and ``np.random.default_rng(spec.seed)``, and store it.
 
@@ -127,6 +138,8 @@ def ingest_generator(
         kind, n_samples, noise, n_classes, n_features and seed.
     field_prefix : str
         Prefix of the field names in error messages.
+    claim : Claim, optional
+        The request's reserved Idempotency-Key (see :func:`ingest_arrays`).
 
     Returns
     -------
@@ -155,5 +168,14 @@ def ingest_generator(
         raise InvalidInput(f"{where}: {exc}", errors=[{"loc": field_loc(where), "msg": str(exc)}]) from None
     source = {"kind": "generator", "generator": spec.model_dump(mode="json")}
     return ingest_arrays(
-        store, settings, owner=owner, name=name, X=X, y=y, task=task, source=source, field_prefix=field_prefix
+        store,
+        settings,
+        owner=owner,
+        name=name,
+        X=X,
+        y=y,
+        task=task,
+        source=source,
+        field_prefix=field_prefix,
+        claim=claim,
     )

@@ -19,7 +19,7 @@ from service.services.datasets.labels import Array, Labels
 from service.services.datasets.limits import check_dataset_size
 from service.services.idempotency import Scope, check_key, create_once
 from service.settings import Settings
-from service.store import DatasetRecord, Store, delete_dataset, get_dataset
+from service.store import Claim, DatasetRecord, Store, get_dataset
 
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
 DEFAULT_NAME = "upload"
@@ -95,19 +95,18 @@ def create(
         upload_scope(store, owner),
         key,
         fingerprint,
-        lambda: _ingest(store, settings, upload, owner),
+        lambda claim: _ingest(store, settings, upload, owner, claim),
         status_code=201,
+        wait_s=settings.idempotency_wait_s,
     )
 
 
 def upload_scope(store: Store, owner: str) -> Scope[DatasetRecord]:
-    """How an Idempotency-Key of POST /v1/datasets replays its dataset, or withdraws a duplicate."""
+    """How an Idempotency-Key of POST /v1/datasets replays its dataset."""
     return Scope(
         name=IDEMPOTENCY_SCOPE,
         noun="dataset",
-        id_of=lambda record: record.id,
         fetch=lambda dataset_id: get_dataset(store, dataset_id, owner=owner),
-        withdraw=lambda record: delete_dataset(store, record.id, owner=owner),
     )
 
 
@@ -122,28 +121,49 @@ def request_fingerprint(content_type: str, query: Iterable[tuple[str, str]], bod
     return digest.hexdigest()
 
 
-def _ingest(store: Store, settings: Settings, upload: Upload, owner: str) -> DatasetRecord:
+def _ingest(
+    store: Store, settings: Settings, upload: Upload, owner: str, claim: Claim | None
+) -> DatasetRecord:
     name = upload.name or DEFAULT_NAME
     if upload.kind == "json":
-        return create_from_json(store, settings, parse_json(upload.raw), owner=owner)
+        return create_from_json(store, settings, parse_json(upload.raw), owner=owner, claim=claim)
     if upload.kind == "csv":
         return create_from_csv(
-            store, settings, upload.raw, owner=owner, name=name, label=upload.label, task=upload.task
+            store,
+            settings,
+            upload.raw,
+            owner=owner,
+            name=name,
+            label=upload.label,
+            task=upload.task,
+            claim=claim,
         )
-    return create_from_npz(store, settings, upload.raw, owner=owner, name=name, task=upload.task)
+    return create_from_npz(store, settings, upload.raw, owner=owner, name=name, task=upload.task, claim=claim)
 
 
 # ---- the body formats -----------------------------------------------------------------------------
 
 
-def create_from_json(store: Store, settings: Settings, body: JSONBody, *, owner: str) -> DatasetRecord:
+def create_from_json(
+    store: Store, settings: Settings, body: JSONBody, *, owner: str, claim: Claim | None = None
+) -> DatasetRecord:
     """A JSON body: ``{"name", "X", "y", "task"?}`` or ``{"name", "generator"}``."""
     request = validate(DatasetCreate, body)
     if request.generator is not None:
-        return ingest_generator(store, settings, owner=owner, name=request.name, spec=request.generator)
+        return ingest_generator(
+            store, settings, owner=owner, name=request.name, spec=request.generator, claim=claim
+        )
     X, y = arrays_from_json(request.X, request.y, settings, scan_booleans=body.scan_booleans)
     return ingest_arrays(
-        store, settings, owner=owner, name=request.name, X=X, y=y, task=request.task, source={"kind": "json"}
+        store,
+        settings,
+        owner=owner,
+        name=request.name,
+        X=X,
+        y=y,
+        task=request.task,
+        source={"kind": "json"},
+        claim=claim,
     )
 
 
@@ -219,18 +239,34 @@ def create_from_csv(
     name: str,
     label: str | None,
     task: str | None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """A ``text/csv`` body (UTF-8, a byte-order mark allowed)."""
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     table = parse_csv(text, label=label, settings=settings)
     source = {"kind": "csv", "columns": table.columns, "label": table.label}
     return ingest_arrays(
-        store, settings, owner=owner, name=name, X=table.X, y=table.labels, task=task, source=source
+        store,
+        settings,
+        owner=owner,
+        name=name,
+        X=table.X,
+        y=table.labels,
+        task=task,
+        source=source,
+        claim=claim,
     )
 
 
 def create_from_npz(
-    store: Store, settings: Settings, raw: bytes, *, owner: str, name: str, task: str | None
+    store: Store,
+    settings: Settings,
+    raw: bytes,
+    *,
+    owner: str,
+    name: str,
+    task: str | None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """An ``.npz`` body holding arrays X and y (labels may be a ``str`` array)."""
     arrays = read_npz(raw, max_elements=settings.max_dataset_elements)
@@ -246,4 +282,5 @@ def create_from_npz(
         y=arrays["y"],
         task=task,
         source={"kind": "npz"},
+        claim=claim,
     )
