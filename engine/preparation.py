@@ -276,17 +276,23 @@ class Batches:
         if not self.full:
             self._X_buffer = np.empty((self.size, self.X.shape[1]), dtype=self.X.dtype)
             self._Y_buffer = np.empty((self.size, self.Y.shape[1]), dtype=self.Y.dtype)
+            if self.labels is not None:
+                self._labels_buffer = np.empty(self.size, dtype=self.labels.dtype)
 
     def __iter__(self) -> Iterator[tuple[Array, Array, Array | None]]:
         if self.full:
             yield self.X, self.Y, self.labels
             return
         order = self.rng.permutation(self.n)
+        # mode="clip": the indices are a permutation, so always in range; "raise" would gather
+        # into a temporary and copy it into the buffer.
         for lo in range(0, self.n, self.size):
             idx = order[lo : lo + self.size]
             k = len(idx)
             yield (
-                np.take(self.X, idx, axis=0, out=self._X_buffer[:k]),
-                np.take(self.Y, idx, axis=0, out=self._Y_buffer[:k]),
-                None if self.labels is None else self.labels[idx],
+                np.take(self.X, idx, axis=0, out=self._X_buffer[:k], mode="clip"),
+                np.take(self.Y, idx, axis=0, out=self._Y_buffer[:k], mode="clip"),
+                None
+                if self.labels is None
+                else np.take(self.labels, idx, out=self._labels_buffer[:k], mode="clip"),
             )

@@ -24,9 +24,10 @@ from service.settings import Settings
 from service.store import ModelRecord, Snapshot, Store, get_job, load_snapshot
 
 
-def load(store: Store, settings: Settings, job_id: str) -> tuple[LoadedModel, Snapshot]:
-    """The job's latest snapshot as a model; 404 for an unknown job or one without a snapshot yet."""
-    job = get_job(store, job_id, owner=settings.owner)
+def load(store: Store, owner: str | None, job_id: str) -> tuple[LoadedModel, Snapshot]:
+    """The job's latest snapshot as a model; 404 for an unknown job (or not ``owner``'s; None: anyone's)
+    or one without a snapshot yet."""
+    job = get_job(store, job_id, owner=owner)
     snapshot = load_snapshot(store, job.id)
     if snapshot is None:
         raise NotFound(
@@ -43,7 +44,7 @@ def load(store: Store, settings: Settings, job_id: str) -> tuple[LoadedModel, Sn
         std = {"mean": standardization.mean.tolist(), "scale": standardization.scale.tolist()}
     record = ModelRecord(
         id=f"{job.id}@{snapshot.epoch}",
-        owner=settings.owner,
+        owner=job.owner,
         job_id=job.id,
         created_at=snapshot.taken_at,
         architecture=meta["architecture"],
@@ -59,9 +60,9 @@ def load(store: Store, settings: Settings, job_id: str) -> tuple[LoadedModel, Sn
     return model, snapshot
 
 
-def document(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+def document(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     """GET /v1/jobs/{id}/snapshot: ``{"job_id", "epoch", "taken_at", "model"}`` (see ``JobSnapshot``)."""
-    model, snapshot = load(store, settings, job_id)
+    model, snapshot = load(store, owner, job_id)
     return {
         "job_id": model.record.job_id,
         "epoch": snapshot.epoch,
@@ -70,10 +71,12 @@ def document(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
     }
 
 
-def predict(store: Store, settings: Settings, job_id: str, body: JSONBody) -> dict[str, Any]:
+def predict(
+    store: Store, settings: Settings, job_id: str, body: JSONBody, *, owner: str | None
+) -> dict[str, Any]:
     """POST /v1/jobs/{id}/snapshot/predict: a Prediction with the snapshot's parameters, and its epoch."""
     request = validate(PredictRequest, body)
-    model, snapshot = load(store, settings, job_id)
-    X = predict_inputs(store, settings, request, body, model.record, owner=settings.owner)
+    model, snapshot = load(store, owner, job_id)
+    X = predict_inputs(store, settings, request, body, model.record, owner=owner)
     admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return {**predict_arrays(model, X), "epoch": snapshot.epoch}

@@ -133,7 +133,7 @@ def load_dataset_arrays(
 
 
 def list_datasets(
-    store: Store, owner: str = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
+    store: Store, owner: str | None = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[DatasetRecord], str | None]:
     """One page of ``owner``'s datasets, newest first.
 
@@ -150,7 +150,9 @@ def list_datasets(
         When ``limit`` is not positive or ``cursor`` is not a dataset id.
     """
     with store.read() as session:
-        stmt = select(DatasetRow).where(DatasetRow.owner == owner)
+        stmt = select(DatasetRow)
+        if owner is not None:
+            stmt = stmt.where(DatasetRow.owner == owner)
         rows, next_cursor = paginate(session, stmt, DatasetRow.id, "dataset", limit, cursor)
         return [DatasetRecord.from_row(row) for row in rows], next_cursor
 

@@ -40,7 +40,7 @@ MIGRATION_LOCK_KEY = 0x64657363_00000001
 QUEUE_LOCK_KEY = 0x64657363_00000002
 DISPATCH_LOCK_KEY = 0x64657363_00000003
 
-ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb"}
+ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb", "key": "key"}
 _ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+)_[0-9a-f]{24}$")
 
 _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)

@@ -168,11 +168,13 @@ def load_model_parameters(store: Store, model_id: str, *, owner: str | None = No
 
 
 def list_models(
-    store: Store, owner: str = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
+    store: Store, owner: str | None = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[ModelRecord], str | None]:
     """One page of ``owner``'s models, newest first, and the next page's cursor (None on the last page)."""
     with store.read() as session:
-        stmt = select(ModelRow).where(ModelRow.owner == owner)
+        stmt = select(ModelRow)
+        if owner is not None:
+            stmt = stmt.where(ModelRow.owner == owner)
         rows, next_cursor = paginate(session, stmt, ModelRow.id, "model", limit, cursor)
         return [ModelRecord.from_row(row) for row in rows], next_cursor
 

@@ -245,3 +245,20 @@ class IdempotencyKeyRow(Base):
     resource_id: Mapped[str] = mapped_column(String(32))
     status_code: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKeyRow(Base):
+    """An API key: only the SHA-256 of the key is stored, never the key itself."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_owner", "owner"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    admin: Mapped[bool] = mapped_column(server_default=false())
+    note: Mapped[str | None] = mapped_column(Text)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    # Overrides of the owner's quotas and of the key's rate limit: {"jobs": 5, "rate_limit": "10/second"}.
+    limits: Mapped[Any | None] = mapped_column(_json())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -15,6 +15,7 @@ from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
 from service.services.datasets.labels import Array, Labels, check_class_names, encode_labels
 from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
 from service.store import Claim, DatasetRecord, Store, create_dataset
 
@@ -62,6 +63,8 @@ def ingest_arrays(
 
     Raises
     ------
+    QuotaExceeded
+        403 when the owner's datasets or stored bytes would pass their quota.
     PayloadTooLarge
         413 when the rows, features or numbers exceed their limit (named in the detail).
     InvalidInput
@@ -80,6 +83,7 @@ def ingest_arrays(
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")
     check_class_names(y, y_name, settings.max_labels_kb)
     labels = encode_labels(y, task, y_name)
+    check_room(store, settings, datasets=1, nbytes=estimate_stored_bytes(X, labels.y))
     return create_dataset(
         store,
         owner=owner,

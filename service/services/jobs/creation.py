@@ -95,6 +95,8 @@ def create(
         404 for an unknown dataset or warm start model.
     QueueFull
         429 when ``settings.max_queued_jobs`` jobs are queued.
+    QuotaExceeded
+        403 when the owner has ``settings.quota_jobs`` active jobs, or its inline data passes a quota.
     Conflict
         409 when the idempotency key was used with a different body.
     """
@@ -184,6 +186,7 @@ def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None
             dataset_id=dataset_id,
             max_retries=plan.config.max_retries,
             max_queued=settings.max_queued_jobs,
+            owner_quota=settings.quota_jobs,
             claim=claim,
         )
     except BaseException:

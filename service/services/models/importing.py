@@ -25,6 +25,7 @@ from service.http.schemas.models import ModelDocument, ModelMeta
 from service.runners.artifacts import architecture_json, parameter_arrays, parameters_from_arrays
 from service.services.datasets.labels import check_class_names
 from service.services.idempotency import Scope, check_key, create_once
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.services.models.access import Array
 from service.services.models.export import NPZ_META
 from service.settings import Settings
@@ -94,6 +95,7 @@ def import_json(
         if not np.isfinite(array).all():
             raise field_error(where, f"has values beyond the range of {document.dtype}")
         arrays[name] = array
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
     return _store_import(store, settings, document, architecture, arrays, owner=owner, claim=claim)
 
 
@@ -121,6 +123,7 @@ def import_npz(
             raise field_error(name, "must hold finite numbers only, found NaN or infinity")
     architecture = _architecture(meta, settings)
     _check_names(architecture, arrays)
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
     return _store_import(store, settings, meta, architecture, arrays, owner=owner, claim=claim)
 
 
