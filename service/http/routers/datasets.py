@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from service.errors import UnsupportedMediaType
 from service.http import binary
-from service.http.deps import SettingsDep, StoreDep
+from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import (
     CSV_MEDIA_TYPE,
     JSON_MEDIA_TYPE,
@@ -123,7 +123,7 @@ def _body_kind(content_type: str | None) -> str:
             "model": Dataset,
             "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_CREATE_BODY,
 )
@@ -202,11 +202,11 @@ async def create_dataset(
     operation_id="datasets-list",
     response_model=DatasetPage,
     summary="List datasets",
-    responses=problem_responses(422),
+    responses=problem_responses(403, 422),
 )
 async def list_datasets(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     limit: Annotated[int, LimitQuery("Most datasets on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -216,7 +216,7 @@ async def list_datasets(
     """Datasets, newest first, a page at a time: follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        return JSONResponse(datasets.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
+        return JSONResponse(datasets.list_page(store, owner=owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -228,9 +228,9 @@ async def list_datasets(
     summary="Get a dataset",
     responses=problem_responses(404, 422),
 )
-async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """The dataset's description: size, task, classes and their counts, hash, origin."""
-    document = await anyio.to_thread.run_sync(lambda: datasets.read(store, dataset_id, owner=settings.owner))
+    document = await anyio.to_thread.run_sync(lambda: datasets.read(store, dataset_id, owner=owner))
     return JSONResponse(document)
 
 
@@ -252,14 +252,14 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
                 NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA},
             },
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def dataset_data(
     dataset_id: DatasetIdPath,
     request: Request,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
 ) -> Response:
     """The dataset's X and y, y as the original labels (class names, not indices).
 
@@ -269,7 +269,7 @@ async def dataset_data(
     answer = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES)
 
     def load() -> Response:
-        record, X, labels = datasets.load_data(store, dataset_id, owner=settings.owner)
+        record, X, labels = datasets.load_data(store, dataset_id, owner=owner)
         if answer == NPZ_MEDIA_TYPE:
             return Response(
                 binary.npz_bytes({"X": X, "y": labels}),
@@ -295,12 +295,12 @@ async def dataset_data(
     summary="Delete a dataset",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 422)},
 )
-async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete the dataset and its arrays; 409 while a queued, running or cancelling job uses it (the
     detail names those jobs).
 
     Jobs that have ended keep their history and models: their `dataset_id` becomes null, and their
     resolved `config.dataset_id` still names the deleted dataset, as a record of what they trained on.
     """
-    await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=owner))
     return Response(status_code=204)
