@@ -231,8 +231,9 @@ def flatten(content: Mapping[str, Any], prefix: str = "") -> dict[str, Array]:
     return out
 
 
-def npy_bytes(content: Mapping[str, Any], fields: ArrayFields) -> bytes:
-    """The ``.npy`` answer: the endpoint's one array; 406 when the answer holds other arrays too."""
+def npy_parts(content: Mapping[str, Any], fields: ArrayFields) -> tuple[bytes, memoryview]:
+    """The ``.npy`` answer, as its header and the array's bytes (``npy.parts``): the endpoint's one
+    array; 406 when the answer holds other arrays too."""
     others = [key for key, value in content.items() if key != fields.response and _is_array(value)]
     if fields.response is None or others:
         held = ", ".join([k for k in (fields.response,) if k] + others)
@@ -240,7 +241,7 @@ def npy_bytes(content: Mapping[str, Any], fields: ArrayFields) -> bytes:
             f"this answer holds several arrays ({held}), more than one application/x-npy array can;"
             " accept application/x-npz (one member each) or application/json"
         )
-    return npy.dumps(np.asarray(content[fields.response]))
+    return npy.parts(np.asarray(content[fields.response]))
 
 
 def _is_array(value: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from service.errors import DomainError
 from service.http import binary
@@ -62,13 +63,35 @@ class Exchange:
             return parse_json(raw)
         return JSONBody(binary.request_fields(raw, self.body, self.query, self.fields, self.max_elements))
 
-    def encode(self, content: Mapping[str, Any], status_code: int = 200) -> Response:
-        """The answer in the negotiated format."""
+    def encode(self, content: Mapping[str, Any], *, joined: bool = False) -> Response:
+        """The answer in the negotiated format; an ``.npy`` answer sends the array's own memory after
+        its header unless ``joined`` (one bytes object, to cross a process boundary)."""
         if self.answer == "json":
-            return JSONResponse(content, status_code=status_code)
+            return JSONResponse(content)
         if self.answer == "npz":
-            return Response(binary.npz_bytes(content), status_code, media_type=NPZ_MEDIA_TYPE)
-        return Response(binary.npy_bytes(content, self.fields), status_code, media_type=NPY_MEDIA_TYPE)
+            return Response(binary.npz_bytes(content), media_type=NPZ_MEDIA_TYPE)
+        header, data = binary.npy_parts(content, self.fields)
+        if joined:
+            return Response(b"".join([header, data]), media_type=NPY_MEDIA_TYPE)
+        return NpyResponse(header, data)
+
+
+class NpyResponse(Response):
+    """An ``.npy`` answer sent as two body messages, NumPy's header and then the array's memory, so
+    that the array is never copied into a joined buffer."""
+
+    media_type = NPY_MEDIA_TYPE
+
+    def __init__(self, header: bytes, data: memoryview) -> None:
+        super().__init__(header)
+        self.data = data
+        length = str(len(header) + data.nbytes).encode("latin-1")
+        self.raw_headers = [(k, length if k == b"content-length" else v) for k, v in self.raw_headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await send({"type": "http.response.body", "body": self.data})
 
 
 def negotiate(request: Request, fields: ArrayFields) -> Exchange:
@@ -130,7 +153,7 @@ def _run_encoded(
 ) -> tuple[str, bytes | DomainError]:
     """In a worker process: parse, compute and render; a domain error is returned, not raised."""
     try:
-        response = exchange.encode(work(exchange.decode(raw)))
+        response = exchange.encode(work(exchange.decode(raw)), joined=True)
     except DomainError as exc:
         return "", _portable(exc)
     return response.media_type or JSON_MEDIA_TYPE, bytes(response.body)
