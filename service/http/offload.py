@@ -49,6 +49,8 @@ class Exchange:
         The query parameters, which are fields of a binary body (``service.http.binary``).
     max_elements : int
         Most elements one array of a binary body may hold (checked before its data is read).
+    max_bytes : int or None
+        Most bytes the arrays of an ``.npz`` body may hold once decompressed (the body-size limit).
     """
 
     body: str = "json"
@@ -56,12 +58,16 @@ class Exchange:
     fields: ArrayFields = NO_ARRAYS
     query: tuple[tuple[str, str], ...] = ()
     max_elements: int = 0
+    max_bytes: int | None = None
 
     def decode(self, raw: bytes) -> JSONBody:
         """The body object, from JSON or from the arrays and query parameters of a binary body."""
         if self.body == "json":
             return parse_json(raw)
-        return JSONBody(binary.request_fields(raw, self.body, self.query, self.fields, self.max_elements))
+        fields = binary.request_fields(
+            raw, self.body, self.query, self.fields, self.max_elements, self.max_bytes
+        )
+        return JSONBody(fields)
 
     def encode(self, content: Mapping[str, Any], *, joined: bool = False) -> Response:
         """The answer in the negotiated format; an ``.npy`` answer sends the array's own memory after
@@ -111,9 +117,8 @@ def negotiate(request: Request, fields: ArrayFields) -> Exchange:
     if body == "json":
         return Exchange(body, answer, fields)
     settings = request.app.state.settings
-    return Exchange(
-        body, answer, fields, tuple(request.query_params.multi_items()), settings.max_array_elements
-    )
+    query = tuple(request.query_params.multi_items())
+    return Exchange(body, answer, fields, query, settings.max_array_elements, settings.max_body_bytes)
 
 
 async def respond_json(
