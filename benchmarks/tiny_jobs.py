@@ -75,6 +75,7 @@ def start_server(tmp: str, port: int, extra: dict[str, str]) -> subprocess.Popen
         "DESCENT_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
         "DESCENT_LOG_LEVEL": "warning",
         "DESCENT_MAX_QUEUED_JOBS": "1000",
+        "DESCENT_QUOTA_JOBS": "1000",
         "DESCENT_WORKERS": "2",
         **extra,
     }
