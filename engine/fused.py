@@ -46,7 +46,7 @@ def sum_log(q: Array) -> float:
         np.multiply(q[:half], q[half : 2 * half], out=q[:half])
         n = half
     head = q[:n]
-    return total + float(np.sum(np.log(head, out=head)))
+    return total + float(np.add.reduce(np.log(head, out=head)))
 
 
 def true_label_nll(q: Array, logits_at: Callable[[Array], Array], y: Array) -> float:
@@ -57,7 +57,7 @@ def true_label_nll(q: Array, logits_at: Callable[[Array], Array], y: Array) -> f
     called only for the few with q < 2⁻⁸.
     """
     exact = 0.0
-    if q.min() < SMALL_Q:
+    if np.minimum.reduce(q) < SMALL_Q:
         small = np.flatnonzero(q < SMALL_Q)
         # −log σ(m) = softplus(−m) for the margin m = ±z (+ for label 1), without overflow.
         m = logits_at(small) * (2 * y[small] - 1)

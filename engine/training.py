@@ -12,6 +12,7 @@ of jobs, stores or HTTP.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import time
 from collections.abc import Callable, Mapping
@@ -320,7 +321,7 @@ def _train_epoch(
             else:
                 loss, _, output = loss_and_gradient(architecture, params, X, Y, config.l2, grads)
                 hits = 0 if labels is None else accuracy(architecture, output, labels) * len(X)
-            if not np.isfinite(loss):
+            if not math.isfinite(loss):  # a Python float: no ufunc call per batch
                 return loss, correct, ""
             if config.max_grad_norm is not None:
                 clip_grad_norm(grads.flat, config.max_grad_norm)
