@@ -69,8 +69,9 @@ def document(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
 
 def predict(store: Store, settings: Settings, job_id: str, body: JSONBody) -> dict[str, Any]:
     """POST /v1/jobs/{id}/snapshot/predict: a Prediction with the snapshot's parameters, and its epoch."""
-    request = validate(PredictRequest, body)
+    # The snapshot first: an unknown job, or one without a snapshot, is a 404 whatever the body.
     model, snapshot = load(store, settings, job_id)
+    request = validate(PredictRequest, body)
     X = predict_inputs(store, settings, request, body, model.record, owner=settings.owner)
     admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return {**predict_arrays(model, X), "epoch": snapshot.epoch}
