@@ -259,6 +259,14 @@ def test_a_label_column_is_refused_with_a_json_body(client: Client) -> None:
     assert body["errors"] == [{"loc": ["query", "label"], "msg": "not used with a JSON body"}]
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_an_unknown_query_parameter_is_422_naming_it(client: Client, content_type: str) -> None:
+    body = b'{"name": "x", "X": [[1], [2]], "y": [0, 1]}' if "json" in content_type else b"a,b\n1,0\n2,1\n"
+    response = client.post("/v1/datasets?nmae=x", content=body, headers={"content-type": content_type})
+    problem = assert_problem(response, 422, "'nmae'", "allowed: name, label, task")
+    assert problem["errors"] == [{"loc": ["query", "nmae"], "msg": "unknown query parameter"}]
+
+
 def test_name_and_task_in_the_query_apply_to_a_json_body_that_agrees(client: Client) -> None:
     arrays = {"X": [[1], [2], [3]], "y": [0, 1, 2]}
     created = client.post("/v1/datasets?name=counts&task=regression", json={"name": "counts", **arrays})

@@ -23,6 +23,8 @@ from service.store import DatasetRecord, Store, delete_dataset, get_dataset
 
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
 DEFAULT_NAME = "upload"
+# The query parameters of POST /v1/datasets.
+UPLOAD_QUERY = ("name", "label", "task")
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,19 @@ class Upload:
 
 
 def check_query(kind: str, given: Collection[str]) -> None:
-    """422 for ``label`` with a JSON body: it names a CSV column, and a JSON body has none.
+    """422 for a query parameter the upload does not take: one not named in :data:`UPLOAD_QUERY` (the
+    query is part of an Idempotency-Key's fingerprint, so a stray one must not pass unnoticed), or
+    ``label`` with a JSON body (it names a CSV column, and a JSON body has none).
 
     ``name`` and ``task`` apply to every body; with a JSON body they must agree with its fields
     (see :func:`create_from_json`).
     """
+    unknown = sorted({key for key in given if key not in UPLOAD_QUERY})
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter(s) {unknown}; allowed: {', '.join(UPLOAD_QUERY)}",
+            errors=[{"loc": ["query", key], "msg": "unknown query parameter"} for key in unknown],
+        )
     if kind == "json" and "label" in given:
         raise InvalidInput(
             "query parameter label names the label column of a CSV upload; a JSON body gives y",
