@@ -56,7 +56,8 @@ def rss_mb(pid: int) -> float:
 
 
 def workers(pid: int) -> list[int]:
-    """The server's worker processes (its children, multiprocessing's resource tracker excepted)."""
+    """The server's job worker processes (multiprocessing children; not the resource tracker, not the
+    heavy lane's worker processes)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -66,7 +67,7 @@ def workers(pid: int) -> list[int]:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 cmdline = (entry / "cmdline").read_bytes()
-                if b"resource_tracker" not in cmdline:
+                if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
                     found.append(int(entry.name))
     return found
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.http.auth import Gate
+from service.http.cors import install_cors
 from service.http.lane import HeavyLane
 from service.http.middleware import RequestContextMiddleware
 from service.http.openapi import DESCRIPTION, TAGS, TITLE, build_openapi
@@ -96,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The lab serves both pages, with Swagger UI and ReDoc from installed packages (no CDN).
         docs_url=None,
         redoc_url=None,
+        # The service's observability is its own: Prometheus metrics and a JSON access log. FastAPI's
+        # OpenTelemetry instrumentation would look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -104,8 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stopping = threading.Event()
     install_error_handlers(app)
     app.add_middleware(
-        RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        gate=Gate(settings),
     )
+    install_cors(app, settings)
     register_routes(app, ROUTERS)
     install_lab(app)
     # /v1/jobs/ is a 404 naming /v1/jobs, not an empty redirect.

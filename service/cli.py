@@ -7,6 +7,7 @@ migrations, ``openapi`` prints the OpenAPI document. Client commands (``datasets
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import click
 
 from descent_client.cli import register
 from descent_client.cli._options import common
+from service.keys_cli import keys
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -48,6 +50,13 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         if value is not None:
             os.environ[var] = str(value)
     settings = Settings()
+    if settings.auth == "none" and not is_loopback(settings.host):
+        raise click.ClickException(
+            f"refusing to serve on {settings.host} without authentication (DESCENT_AUTH=none): anyone who "
+            "can reach the port could read, cancel and delete everything. Set DESCENT_AUTH=keys and create "
+            "a key first: `descent keys create --owner NAME --admin` (or give a bootstrap admin key in "
+            "DESCENT_BOOTSTRAP_KEY, made by `descent keys generate`), or serve on 127.0.0.1."
+        )
     configure_logging(settings.log_level)
     app = create_app(settings)
 
@@ -76,6 +85,16 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
     Server(config).run()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @cli.command()
@@ -109,6 +128,7 @@ def migrate() -> None:
 
 
 register(cli)
+cli.add_command(keys)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,38 @@ class BadRequest(DomainError):
     status, title, slug = 400, "Bad Request", "bad-request"
 
 
+class Unauthorized(DomainError):
+    """401 with ``WWW-Authenticate: Bearer``: no API key, or one that is malformed, unknown or revoked."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="descent"'})
+
+
+class Forbidden(DomainError):
+    """403: the key is valid but may not do this."""
+
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class QuotaExceeded(Forbidden):
+    """403: the owner's usage would pass one of its quotas.
+
+    The problem document carries ``quota``: its name, the owner's usage and the limit.
+    """
+
+    title, slug = "Quota Exceeded", "quota-exceeded"
+
+    def __init__(self, name: str, *, usage: int, limit: int, adding: int = 1, unit: str = "") -> None:
+        shown = f" {unit}" if unit else ""
+        super().__init__(
+            f"quota {name} exceeded: {usage}{shown} in use, {adding}{shown} more would pass the limit of "
+            f"{limit}{shown}; free some up or ask an administrator for a larger quota"
+        )
+        self.extensions = {"quota": {"name": name, "usage": usage, "limit": limit, "requested": adding}}
+
+
 class NotFound(DomainError):
     """404: no resource here, or no resource of this kind with this id (or it is another owner's)."""
 
@@ -194,6 +226,12 @@ class QueueFull(TooManyRequests):
         self.limit = limit
 
 
+class RateLimited(TooManyRequests):
+    """429: the key has used up its request budget; ``RateLimit`` headers tell when it refills."""
+
+    title, slug = "Rate Limited", "rate-limited"
+
+
 class ServiceUnavailable(_RetryLater):
     """503 with ``Retry-After`` (seconds): a dependency (database, broker) is down."""
 
@@ -204,6 +242,29 @@ class StoreUnavailable(ServiceUnavailable):
     """The database could not be reached or did not answer in time."""
 
     title, slug, retry_after_s = "Store Unavailable", "store-unavailable", 5
+
+
+class StorageCorrupted(DomainError):
+    """500: stored bytes failed their sha256 check or cannot be decoded; they are never served.
+
+    The problem document carries ``resource``: ``{"kind", "id"}`` of what is damaged (a dataset, a
+    model, a job's checkpoint or snapshot).
+    """
+
+    title, slug = "Storage Corrupted", "storage-corrupted"
+
+    def __init__(self, kind: str, id: str, why: str, *, remedy: str | None = None) -> None:
+        remedy = remedy or "delete it and create it again, or restore the store from a backup"
+        super().__init__(f"{kind} {id!r} is corrupted in the store ({why}); {remedy}")
+        self.kind = kind
+        self.id = id
+        self.extensions = {"resource": {"kind": kind, "id": id}}
+
+
+class InsufficientStorage(DomainError):
+    """507: the store's disk is full; deleting datasets, models or jobs frees space."""
+
+    status, title, slug = 507, "Insufficient Storage", "insufficient-storage"
 
 
 _LOC_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -110,20 +110,32 @@ def _only_stderr_handler() -> bool:
     return type(handler) is _StderrHandler and not handler.filters and handler.level <= logging.INFO
 
 
-def log_access(method: str, path: str, status: int, seconds: float, request_id: str) -> None:
-    """Log one request on ``descent.access`` (at info): method, path, status, duration and id."""
+def log_access(
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    request_id: str,
+    owner: str | None = None,
+    key_id: str | None = None,
+) -> None:
+    """Log one request on ``descent.access`` (at info): method, path, status, duration and id, and the
+    owner and key id (never the key) it acted as, when it was authenticated."""
     global _flush_loop
     if not _access.isEnabledFor(logging.INFO):
         return
     duration_ms = round(seconds * 1000, 3)
     if not _only_stderr_handler():
-        fields = {
+        fields: dict[str, Any] = {
             "method": method,
             "path": path,
             "status": status,
             "duration_ms": duration_ms,
             "request_id": request_id,
         }
+        if owner is not None:
+            fields["owner"] = owner
+            fields["key_id"] = key_id
         # makeRecord + handle is logger.info without its stack walk for the caller's file and line.
         record = _access.makeRecord(
             ACCESS_LOGGER, logging.INFO, __file__, 0, "request", (), None, extra=fields
@@ -131,7 +143,7 @@ def log_access(method: str, path: str, status: int, seconds: float, request_id: 
         _access.handle(record)
         return
     # The same line JSONFormatter would write for that record.
-    entry = {
+    entry: dict[str, Any] = {
         "time": _timestamp(time.time()),
         "level": "info",
         "logger": ACCESS_LOGGER,
@@ -142,6 +154,9 @@ def log_access(method: str, path: str, status: int, seconds: float, request_id: 
         "duration_ms": duration_ms,
         "request_id": request_id,
     }
+    if owner is not None:
+        entry["owner"] = owner
+        entry["key_id"] = key_id
     _pending.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
     try:
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -68,9 +68,10 @@ class Settings(BaseSettings):
         "curve; more gets 413.",
     )
     heavy_lane_mode: Literal["threads", "processes"] = Field(
-        "threads",
-        description="Where heavy compute requests run: `threads` of the API process, or `processes` "
-        "(raw body in, encoded response out; no GIL shared with the event loop).",
+        "processes",
+        description="Where heavy compute requests run: `processes` (raw body in, encoded response out, at a "
+        "lower priority than the API process; no GIL shared with the event loop) or `threads` of the API "
+        "process.",
     )
     heavy_lane_queue: int = Field(
         4, ge=0, description="Heavy requests that may wait for a slot; more get 503 with Retry-After."
@@ -80,9 +81,27 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a heavy request waits for a slot before it gets 503 with Retry-After.",
     )
+    idempotency_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for a concurrent one with the same Idempotency-Key to finish "
+        "creating, before it gets 409 (in progress, retry).",
+    )
+    event_feed: Literal["shared", "poll"] = Field(
+        "shared",
+        description="How event streams follow their jobs: `shared`, one reader per process for every stream, "
+        "woken by the store (PostgreSQL LISTEN/NOTIFY, SQLite's data version); `poll`, each stream polls "
+        "the store every 0.2 s (the former way, kept for comparison).",
+    )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
     max_dataset_features: int = Field(10_000, ge=1, description="Most features a dataset may hold.")
+    max_labels_kb: int = Field(
+        64,
+        ge=1,
+        description="Largest total size (KiB, UTF-8) of a dataset's or model's distinct class names, which "
+        "every list of datasets or models repeats; more gets 413. Each name has at most 256 characters.",
+    )
     max_dataset_elements: int = Field(
         50_000_000, ge=1, description="Most numbers (samples × features) a dataset may hold."
     )
@@ -123,7 +142,67 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = Field(
         24 * 3600, ge=60, description="Celery/Redis visibility timeout; keep it above the longest job."
     )
-    owner: str = Field("default", description="Owner recorded on every resource (until authentication).")
+    min_free_mb: float = Field(
+        64,
+        ge=0,
+        description="Free space (MiB) the SQLite store's disk must keep; below it /readyz answers 503 "
+        "naming the disk as full.",
+    )
+    owner: str = Field(
+        "default", description="Owner of every resource when DESCENT_AUTH=none (the single user)."
+    )
+    auth: Literal["none", "keys"] = Field(
+        "none",
+        description="`none`: no authentication, every request acts as DESCENT_OWNER (allowed only on a "
+        "loopback address); `keys`: every /v1 request needs `Authorization: Bearer <API key>`.",
+    )
+    bootstrap_key: SecretStr | None = Field(
+        None,
+        description="An admin API key (`dsk_...`, e.g. from `descent keys generate`) recorded at start-up "
+        "for owner `admin` when the store lacks it: the first key of a fresh deployment.",
+    )
+    key_cache_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long an API process trusts a key it has checked before it reads it again: a revoked "
+        "key stops working within this time. 0: read the store on every request.",
+    )
+    metrics_auth: bool = Field(False, description="With DESCENT_AUTH=keys, /metrics needs an admin key too.")
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS "
+        "stays off and browsers allow only same-origin calls.",
+    )
+    quota_jobs: int = Field(
+        50, ge=0, description="Queued and running (and cancelling) jobs one owner may have at once."
+    )
+    quota_stored_mb: float = Field(
+        4096, ge=0, description="Stored data (datasets and models, MiB) one owner may hold."
+    )
+    quota_datasets: int = Field(1000, ge=0, description="Datasets one owner may hold.")
+    quota_models: int = Field(1000, ge=0, description="Models one owner may hold.")
+    rate_limit: str = Field(
+        "1200/minute",
+        description="Requests one API key may make, as `N/second|minute|hour` (e.g. `20/second`); more get "
+        "429 with Retry-After. Empty: no limit. Only with DESCENT_AUTH=keys.",
+    )
+    rate_limit_url: str = Field(
+        "",
+        description="Where the rate-limit counters live: `memory://` (this process) or a `redis://` URL "
+        "shared by every API replica; empty: the broker's Redis with the Celery runner, else memory.",
+    )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """DESCENT_CORS_ORIGINS as a list."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def rate_limit_storage(self) -> str:
+        """The storage URL of the rate-limit counters."""
+        if self.rate_limit_url:
+            return self.rate_limit_url
+        return self.broker_url if self.runner == "celery" else "memory://"
 
     @model_validator(mode="after")
     def _heartbeats_fit_the_timeout(self) -> Settings:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from service.runners import NoRunner, Runner
 from service.runners.run_job import RunSettings
+from service.services.identity import ensure_bootstrap_key
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -39,13 +40,22 @@ async def open_state(app: FastAPI) -> None:
     """Open the store (running migrations) and start the runner; called by the lifespan."""
     settings: Settings = app.state.settings
     store = await anyio.to_thread.run_sync(open_store, settings.database_url)
+    await anyio.to_thread.run_sync(ensure_bootstrap_key, store, settings)
     runner = make_runner(settings, store)
     await anyio.to_thread.run_sync(runner.start)
     app.state.store, app.state.runner = store, runner
+    app.state.event_hub = None
+    if settings.event_feed == "shared":
+        from service.services.jobs.feed import EventHub
+
+        app.state.event_hub = EventHub(store, app.state.stopping)
+
+    min_free_bytes = int(settings.min_free_mb * 1024 * 1024)
 
     async def store_check() -> None:
-        if not await anyio.to_thread.run_sync(store.ping):
-            raise ConnectionError("the database does not answer")
+        problems = await anyio.to_thread.run_sync(store.health.problems, min_free_bytes)
+        if problems:
+            raise ConnectionError("; ".join(problems))
 
     async def runner_check() -> None:
         if not await anyio.to_thread.run_sync(runner.ready):
@@ -61,6 +71,9 @@ def begin_shutdown(app: FastAPI) -> None:
     Running jobs get the whole shutdown grace from now to checkpoint, whatever the draining takes.
     """
     app.state.stopping.set()
+    hub = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        hub.shutting_down()
     runner: Runner | None = getattr(app.state, "runner", None)
     if runner is not None:
         runner.begin_stop()
@@ -71,6 +84,9 @@ async def close_state(app: FastAPI) -> None:
     runner: Runner | None = getattr(app.state, "runner", None)
     if runner is not None:
         await anyio.to_thread.run_sync(runner.stop)
+    hub = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        hub.close()
     store: Store | None = getattr(app.state, "store", None)
     if store is not None:
         store.close()

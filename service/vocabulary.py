@@ -26,7 +26,13 @@ TERMINAL_STATUSES: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
 
 # Why a job failed (its ``error.type``).
 ErrorType = Literal[
-    "diverged", "deadline_exceeded", "invalid_data", "worker_lost", "resource_exhausted", "internal"
+    "diverged",
+    "deadline_exceeded",
+    "invalid_data",
+    "worker_lost",
+    "resource_exhausted",
+    "storage_corrupted",
+    "internal",
 ]
 ERROR_TYPES: tuple[ErrorType, ...] = get_args(ErrorType)
 

@@ -11,6 +11,7 @@ answering ``/healthz`` and small requests while the heavy ones run.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple, Unpack
 
@@ -28,6 +29,12 @@ class LaneFull(ServiceUnavailable):
     """503: every heavy-lane slot is busy and the waiting line is full, or the wait ran out."""
 
     title, slug, retry_after_s = "Heavy Lane Full", "heavy-lane-full", 2
+
+
+class WorkerLost(ServiceUnavailable):
+    """503: the heavy-lane worker process computing the request died before it answered."""
+
+    title, slug, retry_after_s = "Worker Lost", "worker-lost", 1
 
 
 class HeavyLane:
@@ -75,7 +82,13 @@ class HeavyLane:
         """Run ``work(*args)`` in a worker process (arguments and result pickled) once a slot is free."""
         await self._acquire()
         try:
-            return await anyio.to_process.run_sync(work, *args, cancellable=False)
+            return await anyio.to_process.run_sync(_at_low_priority, work, *args, cancellable=False)
+        except anyio.BrokenWorkerProcess:
+            # Killed from outside (the OOM killer, an operator): this request is lost, the lane is not;
+            # anyio starts a fresh worker process for the next one.
+            raise WorkerLost(
+                "the worker process computing this request was lost; retry after 1 s", retry_after=1
+            ) from None
         finally:
             self.limiter.release()
 
@@ -92,3 +105,18 @@ class HeavyLane:
             self.waiting -= 1
         if scope.cancelled_caught:
             raise self._refuse(f"no heavy-request slot came free within {self.wait_s:g} s")
+
+
+# How much lower than the API process the heavy-lane worker processes run (os.nice): when the cores
+# are busy, the event loop (health checks, small requests, event streams) is scheduled first.
+WORKER_NICENESS = 10
+_lowered = False
+
+
+def _at_low_priority(work: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+    """In a heavy-lane worker process: lower its priority once, then run ``work(*args)``."""
+    global _lowered
+    if not _lowered:
+        os.nice(WORKER_NICENESS)
+        _lowered = True
+    return work(*args)

@@ -1,4 +1,5 @@
-"""The one pure-ASGI middleware: request ids, the request body size limit, metrics and access logs.
+"""The one pure-ASGI middleware: request ids, the request body size limit, the gate (identity, cross-site
+refusals, rate limits), metrics and access logs.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: the latter runs each request through an extra task and
 memory streams, which costs more than a small compute call itself. One layer rather than one per
@@ -13,8 +14,9 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
-from service.http.problems import problem_response, unhandled_error_response
+from service.errors import DomainError, PayloadTooLarge
+from service.http.auth import Gate
+from service.http.problems import error_response, problem_response, unhandled_error_response
 from service.logs import log_access
 from service.metrics import Metrics
 
@@ -35,12 +37,17 @@ class RequestContextMiddleware:
     Bodies over ``max_body_bytes`` get 413: a ``Content-Length`` over the limit is refused before
     the application runs; a body without one (chunked) is counted while it streams and refused as
     soon as it passes the limit.
+
+    The gate (``service.http.auth``) then admits the request, recording its principal in
+    ``request.state.principal`` and the settings as it sees them in ``request.state.settings``, or
+    answers it (401, 403, 415, 429).
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, gate: Gate | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,19 +71,29 @@ class RequestContextMiddleware:
         if state is None:
             state = scope["state"] = {}
         state["request_id"] = request_id
-        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        extra_headers = [(REQUEST_ID_HEADER, request_id.encode("ascii"))]
         status = 0  # until the response starts
+        principal = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
         metrics = self.metrics
         metrics.in_progress += 1
         try:
+            if self.gate is not None:
+                try:
+                    principal, limit_headers = await self.gate.admit(scope)
+                except DomainError as exc:
+                    await error_response(scope, exc)(scope, receive, send_with_id)
+                    return
+                extra_headers.extend(limit_headers)
+                if principal is not None:
+                    state["principal"], state["settings"] = principal, principal.settings
             if content_length is None:
                 await self.app(scope, self._counting(receive), send_with_id)
             elif content_length.isdigit() and int(content_length) > self.max_body_bytes:
@@ -99,7 +116,12 @@ class RequestContextMiddleware:
             method = scope["method"]
             status = status or 500  # no response at all: the server answers 500
             metrics.observe(method, getattr(scope.get("route"), "path", UNMATCHED_ROUTE), status, duration)
-            log_access(method, scope["path"], status, duration, request_id)
+            if principal is None or principal.key_id is None:
+                log_access(method, scope["path"], status, duration, request_id)
+            else:
+                log_access(
+                    method, scope["path"], status, duration, request_id, principal.owner, principal.key_id
+                )
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body exceeds the limit of {self.max_body_bytes} bytes")

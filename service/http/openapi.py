@@ -47,6 +47,7 @@ TAGS = [
     {"name": "datasets", "description": "Stored datasets: uploaded (JSON, CSV, .npz) or generated."},
     {"name": "jobs", "description": "Training jobs: create, follow (progress, metrics, events), cancel."},
     {"name": "models", "description": "Trained or imported models: inspect, predict, export, import."},
+    {"name": "usage", "description": "An owner's usage against its quotas."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
@@ -87,6 +88,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
     _document_validation_errors_as_problems(schema)
+    _document_security(schema)
     _, defs = models_json_schema(
         [(model, "validation") for model in DOCUMENTED_MODELS], ref_template=REF_PREFIX + "{model}"
     )
@@ -104,6 +106,32 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             " service.http.openapi.DOCUMENTED_MODELS"
         )
     return schema
+
+
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`dsk_...`, from `descent keys create`), needed by every /v1 operation when "
+    "the service runs with DESCENT_AUTH=keys.",
+}
+_STATE_CHANGING = {"post", "put", "patch", "delete"}
+
+
+def _document_security(schema: dict[str, Any]) -> None:
+    """The bearer scheme; every /v1 operation needs it and may answer 401, 403 and 429 (and a
+    state-changing one 415, for form bodies); the other paths are open (/metrics optionally)."""
+    schema["components"]["securitySchemes"] = {"bearer": SECURITY_SCHEME}
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if not path.startswith("/v1/"):
+                operation["security"] = [{}, {"bearer": []}] if path == "/metrics" else []
+                continue
+            operation["security"] = [{"bearer": []}]
+            responses = operation.setdefault("responses", {})
+            statuses = (401, 403, 415, 429) if method in _STATE_CHANGING else (401, 403, 429)
+            for status, response in problem_responses(*statuses).items():
+                responses.setdefault(str(status), copy.deepcopy(response))
+            operation["responses"] = dict(sorted(responses.items()))
 
 
 def _refs(value: Any) -> Iterator[str]:

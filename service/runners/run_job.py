@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.models import Architecture
 from engine.training import Checkpoint, FitConfig, FitResult, fit
-from service.errors import NotFound, StaleAttempt, StoreUnavailable
+from service.errors import NotFound, StaleAttempt, StorageCorrupted, StoreUnavailable
 from service.runners.artifacts import (
     architecture_from_json,
     architecture_json,
@@ -35,6 +35,7 @@ from service.runners.artifacts import (
     model_payload,
     parameters_from_arrays,
 )
+from service.runners.cache import dataset_arrays
 from service.runners.liveness import Heartbeat
 from service.runners.memory import WorkerOutOfMemory, out_of_memory_detail
 from service.runners.recorder import Recorder, RunSettings
@@ -49,7 +50,6 @@ from service.store import (
     get_model,
     heartbeat,
     load_checkpoint,
-    load_dataset_arrays,
     load_model_parameters,
     queued_job_ids,
     requeue_job,
@@ -169,11 +169,10 @@ def run_claimed(
     except MemoryError as exc:
         # Handled below, once this block has let go of the traceback and the arrays its frames hold.
         out_of_memory = str(exc)
-    except Exception as exc:
+    except Exception:
         log.exception("job %s attempt %d failed", job_id, attempt)
-        finish_job(
-            store, job_id, attempt, status="failed", error_type="internal", error_detail=type(exc).__name__
-        )
+        detail = "an unexpected error stopped the run; the worker's log holds its traceback"
+        finish_job(store, job_id, attempt, status="failed", error_type="internal", error_detail=detail)
         return "failed"
     finally:
         liveness.stop()
@@ -205,12 +204,36 @@ class _Loaded(NamedTuple):
     resume: Checkpoint | None
 
 
-def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
-    """Read the job's configuration, data and checkpoint; a string says why it cannot be trained."""
+class _Refused(NamedTuple):
+    """Why a job cannot be trained: its error type and detail."""
+
+    error_type: str
+    detail: str
+
+
+class _NotTrainable(Exception):
+    """The job's data does not fit its configuration."""
+
+
+def _load(store: Store, job_id: str, attempt: int) -> _Loaded | _Refused:
+    """Read the job's configuration, data and checkpoint, or say why the job cannot be trained.
+
+    Data that does not fit the configuration is ``invalid_data``; a dataset, warm-start model or
+    checkpoint whose stored bytes fail their check is ``storage_corrupted`` (training again would not help).
+    """
     config = get_job(store, job_id).config
     try:
+        return _read_inputs(store, job_id, attempt, config)
+    except _NotTrainable as exc:
+        return _Refused("invalid_data", str(exc))
+    except StorageCorrupted as exc:
+        return _Refused("storage_corrupted", exc.detail)
+
+
+def _read_inputs(store: Store, job_id: str, attempt: int, config: dict[str, Any]) -> _Loaded:
+    try:
         dataset = get_dataset(store, config["dataset_id"])
-        X, y = load_dataset_arrays(store, config["dataset_id"])
+        X, y = dataset_arrays(store, dataset)
         n_classes = len(dataset.classes) if dataset.classes else None
         architecture = architecture_for(
             config, dataset.task, dataset.n_features, n_classes, dataset.n_outputs
@@ -220,9 +243,14 @@ def _load(store: Store, job_id: str, attempt: int) -> _Loaded | str:
         if config.get("warm_start_model_id"):
             initial = _warm_start(store, config["warm_start_model_id"], architecture)
     except (ValueError, NotFound) as exc:
-        return str(exc)
+        raise _NotTrainable(str(exc)) from None
     stored = load_checkpoint(store, job_id)
-    resume = checkpoint_from_bytes(stored.data) if stored is not None else None
+    resume = None
+    if stored is not None:
+        try:
+            resume = checkpoint_from_bytes(stored.data)
+        except Exception as exc:  # bytes with no recorded hash (older rows) that do not decode
+            raise StorageCorrupted("checkpoint of job", job_id, f"it cannot be read: {exc}") from None
     # The history after the checkpoint is rewritten by this run, epoch by epoch. A first attempt
     # has no history yet, which spares short jobs a write.
     if attempt > 1 or resume is not None:
@@ -236,11 +264,16 @@ def _run_claimed(
     run = f"job {job_id} attempt {attempt}"
     # The job is claimed: a store outage from here on is waited out, not charged to the job.
     loaded = _persist(lambda: _load(store, job_id, attempt), shutdown, run)
-    if isinstance(loaded, str):
-        detail = loaded
+    if isinstance(loaded, _Refused):
+        refused = loaded
         _persist(
             lambda: finish_job(
-                store, job_id, attempt, status="failed", error_type="invalid_data", error_detail=detail
+                store,
+                job_id,
+                attempt,
+                status="failed",
+                error_type=refused.error_type,
+                error_detail=refused.detail,
             ),
             shutdown,
             run,
@@ -336,6 +369,18 @@ def _finish(
         weights_epoch=weights_epoch,
         job_status=status,
     )
+    standardization = result.standardization
+    finite = np.isfinite(params.flat).all() and (
+        standardization is None
+        or (np.isfinite(standardization.mean).all() and np.isfinite(standardization.scale).all())
+    )
+    if not finite:
+        # The engine keeps finite weights whatever happens; should a non-finite value get here, the job
+        # ends without a model rather than store one no prediction can use.
+        detail = f"the model after epoch {weights_epoch} holds non-finite values; no model was stored"
+        return finish_job(
+            store, job_id, attempt, status="failed", error_type="diverged", error_detail=detail
+        ).status
     model = model_payload(result, params, task, classes, metrics)
     if status != "failed":
         return finish_job(store, job_id, attempt, status=status, model=model).status

@@ -1,25 +1,38 @@
-"""The ``Idempotency-Key`` header of the creating POSTs (jobs, datasets): its check, and replays.
+"""The ``Idempotency-Key`` header of the creating POSTs (jobs, datasets, models): its check, and replays.
 
 A key names one request: sent again with the same request (same fingerprint), the answer is the resource
 the key first created, and nothing is created twice; sent with a different request, it is a 409. Keys are
-remembered per owner and scope (``"POST /v1/jobs"``), only once the creation succeeded: a refused request
-does not use up its key.
+remembered per owner and scope (``"POST /v1/jobs"``).
+
+The key is reserved in the store before anything is created, so that of N concurrent requests with one
+key exactly one creates: the others wait (polling the store, up to ``wait_s``) for it to finish and
+answer as a replay, or 409 "in progress" when it takes longer. The creation completes the reservation in
+its own transaction; a creation that fails releases it, so a refused request does not use up its key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Generic, TypeVar
 
-from service.errors import Conflict, NotFound, field_error
-from service.store import Store, recall, remember
+from service.errors import Conflict, NotFound, StoreUnavailable, field_error
+from service.store import Claim, Store, release, reserve
+from service.store.db import utcnow
 
 R = TypeVar("R")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255  # the store's column
 _LOC = ["header", HEADER.lower()]  # as field_error writes a header's loc
+DEFAULT_WAIT_S = 10.0
+# A reservation still pending after this long is presumed abandoned (its process died while creating)
+# and may be taken over; far above the longest creation (a dataset upload at the body size limit).
+ABANDONED_AFTER = timedelta(minutes=5)
+_FIRST_POLL_S, _LAST_POLL_S = 0.02, 0.25
 
 
 def check_key(key: str | None) -> str | None:
@@ -34,7 +47,7 @@ def check_key(key: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Scope(Generic[R]):
-    """What a key creates, and how the replay logic reads and withdraws it.
+    """What a key creates, and how a replay reads it.
 
     Attributes
     ----------
@@ -42,20 +55,13 @@ class Scope(Generic[R]):
         The scope keys are remembered in, e.g. ``"POST /v1/jobs"``.
     noun : str
         The resource in messages, e.g. ``"job"``.
-    id_of : callable
-        The id of a created resource.
     fetch : callable
         The resource by id, as the replay answers it; raises ``NotFound`` when it is gone.
-    withdraw : callable
-        Undoes a creation whose key could not be remembered, or that lost a race to a concurrent
-        request with the same key.
     """
 
     name: str
     noun: str
-    id_of: Callable[[R], str]
     fetch: Callable[[str], R]
-    withdraw: Callable[[R], None]
 
 
 def create_once(
@@ -64,9 +70,10 @@ def create_once(
     scope: Scope[R],
     key: str | None,
     fingerprint: str,
-    create: Callable[[], R],
+    create: Callable[[Claim | None], R],
     *,
     status_code: int,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> tuple[R, bool]:
     """Run ``create`` unless ``key`` already created a resource; then answer with that one.
 
@@ -76,57 +83,82 @@ def create_once(
     owner : str
     scope : Scope
     key : str or None
-        The checked key (see :func:`check_key`); None runs ``create`` with no replay.
+        The checked key (see :func:`check_key`); None runs ``create(None)`` with no replay.
     fingerprint : str
         What identifies the request (e.g. a hash of its body); a key sent with another is a 409.
     create : callable
-        Creates the resource; an exception leaves the key unused.
+        Creates the resource, passing the claim to the store function that creates it (which completes
+        the key in the same transaction); an exception releases the key.
     status_code : int
         The status of the first answer, remembered with the key.
+    wait_s : float
+        How long a request waits for a concurrent one with the same key to finish creating.
 
     Returns
     -------
     resource
     replayed : bool
-        True when the key had already created ``resource`` (the same request sent again).
+        True when the key had already created ``resource`` (the same request sent again, or a concurrent
+        one that won the key).
 
     Raises
     ------
     Conflict
-        409 when the key was used with a different request, or its resource has since been deleted.
+        409 when the key was used with a different request, its resource has since been deleted, or a
+        concurrent request with the key is still creating after ``wait_s``.
     """
     if key is None:
-        return create(), False
-    entry = recall(store, owner, scope.name, key)
-    if entry is not None:
-        return _replay(scope, key, entry.resource_id, entry.request_hash, fingerprint), True
-    resource = create()
-    resource_id = scope.id_of(resource)
-    try:
-        entry = remember(store, owner, scope.name, key, fingerprint, resource_id, status_code)
-    except BaseException:
-        # The client is told the request failed: what it created must not stay behind its back.
-        scope.withdraw(resource)
-        raise
-    if entry.resource_id != resource_id:
-        # A concurrent request with the same key won the race: withdraw this duplicate, answer as a replay.
-        scope.withdraw(resource)
-        return _replay(scope, key, entry.resource_id, entry.request_hash, fingerprint), True
-    return resource, False
-
-
-def _replay(scope: Scope[R], key: str, resource_id: str, stored: str, fingerprint: str) -> R:
-    noun = scope.noun
-    if stored != fingerprint:
-        raise Conflict(
-            f"{HEADER} {key!r} was already used with a different request, which created {noun}"
-            f" {resource_id!r}; use a new key for a new {noun}",
-            errors=[{"loc": _LOC, "msg": "already used with a different request"}],
+        return create(None), False
+    deadline = time.monotonic() + wait_s
+    delay = _FIRST_POLL_S
+    while True:
+        outcome = reserve(
+            store, owner, scope.name, key, fingerprint, status_code, stale_before=utcnow() - ABANDONED_AFTER
         )
+        if isinstance(outcome, Claim):
+            return _create(store, outcome, create), False
+        stored, resource_id, _ = outcome
+        if stored != fingerprint:
+            raise _used_elsewhere(scope, key, resource_id)
+        if resource_id is not None:
+            return _replay(scope, key, resource_id), True
+        if time.monotonic() >= deadline:
+            raise Conflict(
+                f"{HEADER} {key!r}: a request with this key is still creating its {scope.noun}; retry",
+                errors=[{"loc": _LOC, "msg": "in progress"}],
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, _LAST_POLL_S)
+
+
+def _create(store: Store, claim: Claim, create: Callable[[Claim | None], R]) -> R:
+    try:
+        return create(claim)
+    except BaseException:
+        # The creation rolled back: free the key so that a retry may use it. A store that is down now
+        # leaves the reservation pending until it is presumed abandoned.
+        with contextlib.suppress(StoreUnavailable):
+            release(store, claim)
+        raise
+
+
+def _used_elsewhere(scope: Scope[R], key: str, resource_id: str | None) -> Conflict:
+    noun = scope.noun
+    created = "" if resource_id is None else f", which created {noun} {resource_id!r}"
+    return Conflict(
+        f"{HEADER} {key!r} was already used with a different request{created};"
+        f" use a new key for a new {noun}",
+        errors=[{"loc": _LOC, "msg": "already used with a different request"}],
+    )
+
+
+def _replay(scope: Scope[R], key: str, resource_id: str) -> R:
     try:
         return scope.fetch(resource_id)
     except NotFound:
         raise Conflict(
-            f"{HEADER} {key!r} created {noun} {resource_id!r}, which has since been deleted; use a new key",
-            errors=[{"loc": _LOC, "msg": f"its {noun} was deleted"}],
+            f"{HEADER} {key!r} created {scope.noun} {resource_id!r}, which has since been deleted;"
+            " use a new key",
+            errors=[{"loc": _LOC, "msg": f"its {scope.noun} was deleted"}],
         ) from None

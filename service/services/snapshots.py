@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import NotFound
+from service.errors import NotFound, StorageCorrupted
 from service.http.body import JSONBody, validate
 from service.http.schemas.models import PredictRequest
 from service.runners.artifacts import (
@@ -24,23 +24,27 @@ from service.settings import Settings
 from service.store import ModelRecord, Snapshot, Store, get_job, load_snapshot
 
 
-def load(store: Store, settings: Settings, job_id: str) -> tuple[LoadedModel, Snapshot]:
-    """The job's latest snapshot as a model; 404 for an unknown job or one without a snapshot yet."""
-    job = get_job(store, job_id, owner=settings.owner)
+def load(store: Store, owner: str | None, job_id: str) -> tuple[LoadedModel, Snapshot]:
+    """The job's latest snapshot as a model; 404 for an unknown job (or not ``owner``'s; None: anyone's)
+    or one without a snapshot yet."""
+    job = get_job(store, job_id, owner=owner)
     snapshot = load_snapshot(store, job.id)
     if snapshot is None:
         raise NotFound(
             f"job {job_id!r} has no snapshot yet: its run writes one with each progress write, for models"
             f" of at most {SNAPSHOT_MAX_PARAMETERS} parameters"
         )
-    meta, arrays, standardization = snapshot_from_bytes(snapshot.data)
+    try:
+        meta, arrays, standardization = snapshot_from_bytes(snapshot.data)
+    except Exception as exc:  # bytes with no recorded hash (older rows) that do not decode
+        raise StorageCorrupted("snapshot of job", job.id, f"it cannot be read: {exc}") from None
     architecture = architecture_from_json(meta["architecture"])
     std = None
     if standardization is not None:
         std = {"mean": standardization.mean.tolist(), "scale": standardization.scale.tolist()}
     record = ModelRecord(
         id=f"{job.id}@{snapshot.epoch}",
-        owner=settings.owner,
+        owner=job.owner,
         job_id=job.id,
         created_at=snapshot.taken_at,
         architecture=meta["architecture"],
@@ -56,9 +60,9 @@ def load(store: Store, settings: Settings, job_id: str) -> tuple[LoadedModel, Sn
     return model, snapshot
 
 
-def document(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+def document(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     """GET /v1/jobs/{id}/snapshot: ``{"job_id", "epoch", "taken_at", "model"}`` (see ``JobSnapshot``)."""
-    model, snapshot = load(store, settings, job_id)
+    model, snapshot = load(store, owner, job_id)
     return {
         "job_id": model.record.job_id,
         "epoch": snapshot.epoch,
@@ -67,11 +71,13 @@ def document(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
     }
 
 
-def predict(store: Store, settings: Settings, job_id: str, body: JSONBody) -> dict[str, Any]:
+def predict(
+    store: Store, settings: Settings, job_id: str, body: JSONBody, *, owner: str | None
+) -> dict[str, Any]:
     """POST /v1/jobs/{id}/snapshot/predict: a Prediction with the snapshot's parameters, and its epoch."""
     # The snapshot first: an unknown job, or one without a snapshot, is a 404 whatever the body.
-    model, snapshot = load(store, settings, job_id)
+    model, snapshot = load(store, owner, job_id)
     request = validate(PredictRequest, body)
-    X = predict_inputs(store, settings, request, body, model.record, owner=settings.owner)
+    X = predict_inputs(store, settings, request, body, model.record, owner=owner)
     admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return {**predict_arrays(model, X), "epoch": snapshot.epoch}

@@ -21,29 +21,35 @@ from service.store.datasets import (
 )
 from service.store.db import DEFAULT_URL, Store, open_store
 from service.store.dispatch import take_redispatch
-from service.store.idempotency import recall, remember
+from service.store.idempotency import Claim, recall, release, reserve
 from service.store.jobs import (
     count_queued,
     create_job,
     delete_job,
+    events_after,
     events_since,
     get_job,
+    job_statuses,
     list_job_metrics,
     list_jobs,
     queue_position,
     queued_job_ids,
     request_cancel,
 )
+from service.store.keys import create_key, find_key, list_keys, revoke_key
 from service.store.models import create_model, delete_model, get_model, list_models, load_model_parameters
+from service.store.notify import EventWatcher
 from service.store.records import (
     Checkpoint,
     DatasetRecord,
     EpochMetrics,
     EventRecord,
     JobRecord,
+    KeyRecord,
     ModelRecord,
     Remembered,
     Snapshot,
+    Usage,
 )
 from service.store.runs import (
     claim_job,
@@ -58,37 +64,48 @@ from service.store.runs import (
     truncate_metrics_after,
 )
 from service.store.snapshots import load_snapshot
+from service.store.usage import get_usage
 
 __all__ = [
     "DEFAULT_URL",
     "Checkpoint",
+    "Claim",
     "DatasetRecord",
     "EpochMetrics",
     "EventRecord",
+    "EventWatcher",
     "JobRecord",
+    "KeyRecord",
     "ModelRecord",
     "Remembered",
     "Snapshot",
     "Store",
+    "Usage",
     "claim_job",
     "count_queued",
     "create_dataset",
     "create_job",
+    "create_key",
     "create_model",
     "decode_npz",
     "delete_dataset",
     "delete_job",
     "delete_model",
     "encode_npz",
+    "events_after",
     "events_since",
+    "find_key",
     "finish_job",
     "get_dataset",
     "get_job",
     "get_model",
+    "get_usage",
     "heartbeat",
+    "job_statuses",
     "list_datasets",
     "list_job_metrics",
     "list_jobs",
+    "list_keys",
     "list_models",
     "load_checkpoint",
     "load_dataset_arrays",
@@ -100,10 +117,12 @@ __all__ = [
     "reap_stale",
     "recall",
     "record_progress",
+    "release",
     "release_lost_run",
-    "remember",
     "request_cancel",
     "requeue_job",
+    "reserve",
+    "revoke_key",
     "save_checkpoint",
     "take_redispatch",
     "truncate_metrics_after",

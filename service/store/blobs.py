@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.errors import StorageCorrupted
 from service.store.db import new_id, utcnow
 from service.store.tables import BlobRow
 
@@ -74,6 +76,34 @@ def decode_npz(data: bytes) -> dict[str, np.ndarray]:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def verified(data: bytes | None, sha256: str | None, kind: str, id: str) -> bytes:
+    """``data`` when its sha256 is ``sha256``; ``StorageCorrupted`` naming ``kind`` and ``id`` otherwise.
+
+    ``sha256`` None (a row written before hashes were recorded) skips the check. Missing bytes (a blob
+    row that is gone) are corrupted too: the record says they exist.
+    """
+    if data is None:
+        raise StorageCorrupted(kind, id, "its stored bytes are missing")
+    if sha256 is not None:
+        actual = sha256_hex(data)
+        if actual != sha256:
+            raise StorageCorrupted(
+                kind,
+                id,
+                f"its {len(data)} stored bytes have sha256 {actual[:12]}…, not the recorded {sha256[:12]}…",
+            )
+    return data
+
+
+def decode_verified(data: bytes | None, sha256: str | None, kind: str, id: str) -> dict[str, np.ndarray]:
+    """:func:`decode_npz` of bytes checked by :func:`verified`; undecodable bytes are ``StorageCorrupted``."""
+    checked = verified(data, sha256, kind, id)
+    try:
+        return decode_npz(checked)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise StorageCorrupted(kind, id, f"its stored arrays cannot be read: {exc}") from None
 
 
 def put_blob(session: Session, data: bytes) -> BlobRow:

@@ -8,10 +8,12 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, NotFound
-from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
+from service.errors import Conflict, NotFound, StorageCorrupted
+from service.store.blobs import blob_data, decode_verified, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import DatasetRecord
+from service.store.space import freeing
 from service.store.tables import DEFAULT_OWNER, DatasetRow, JobRow
 from service.vocabulary import ACTIVE_STATUSES, TASKS
 
@@ -27,6 +29,7 @@ def create_dataset(
     classes: list[Any] | None = None,
     class_counts: list[int] | dict[str, int] | None = None,
     source: dict[str, Any] | None = None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Store a dataset: its arrays as ``.npz`` bytes and its metadata, in one transaction.
 
@@ -45,6 +48,8 @@ def create_dataset(
         Samples per class, as the API reports them.
     source : dict or None
         How the data came to be, e.g. ``{"kind": "generator", "generator": {...}}``.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the dataset's id in the transaction that creates it.
 
     Returns
     -------
@@ -86,6 +91,8 @@ def create_dataset(
         )
         session.add(row)
         session.flush()
+        if claim is not None:
+            complete(session, claim, row.id)
         return DatasetRecord.from_row(row)
 
 
@@ -118,15 +125,15 @@ def load_dataset_arrays(
     """
     with store.read() as session:
         row = _dataset_row(session, dataset_id, owner)
-        data = blob_data(session, row.blob_id)
-    if data is None:
-        raise NotFound.resource("dataset", dataset_id)
-    arrays = decode_npz(data)
+        data, sha256 = blob_data(session, row.blob_id), row.sha256
+    arrays = decode_verified(data, sha256, "dataset", dataset_id)
+    if set(arrays) != {"X", "y"}:
+        raise StorageCorrupted("dataset", dataset_id, f"its stored arrays are {sorted(arrays)}, not X and y")
     return arrays["X"], arrays["y"]
 
 
 def list_datasets(
-    store: Store, owner: str = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
+    store: Store, owner: str | None = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[DatasetRecord], str | None]:
     """One page of ``owner``'s datasets, newest first.
 
@@ -143,12 +150,19 @@ def list_datasets(
         When ``limit`` is not positive or ``cursor`` is not a dataset id.
     """
     with store.read() as session:
-        stmt = select(DatasetRow).where(DatasetRow.owner == owner)
+        stmt = select(DatasetRow)
+        if owner is not None:
+            stmt = stmt.where(DatasetRow.owner == owner)
         rows, next_cursor = paginate(session, stmt, DatasetRow.id, "dataset", limit, cursor)
         return [DatasetRecord.from_row(row) for row in rows], next_cursor
 
 
 def delete_dataset(store: Store, dataset_id: str, *, owner: str | None = None) -> None:
+    """Delete a dataset and its blob, even on a full disk (``service.store.space``); see below."""
+    return freeing(store, lambda: _delete_dataset(store, dataset_id, owner=owner))
+
+
+def _delete_dataset(store: Store, dataset_id: str, *, owner: str | None = None) -> None:
     """Delete a dataset and its blob.
 
     Finished jobs that used it keep their history with ``dataset_id`` set to None (their resolved

@@ -23,11 +23,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, Select, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from service.errors import StoreUnavailable
+from service.errors import InsufficientStorage, StorageCorrupted, StoreUnavailable
+from service.store.health import StoreHealth
+from service.store.space import Reserve
 
 DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -38,7 +40,7 @@ MIGRATION_LOCK_KEY = 0x64657363_00000001
 QUEUE_LOCK_KEY = 0x64657363_00000002
 DISPATCH_LOCK_KEY = 0x64657363_00000003
 
-ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb"}
+ID_PREFIXES = {"dataset": "ds", "job": "job", "model": "mdl", "blob": "blb", "key": "key"}
 _ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+)_[0-9a-f]{24}$")
 
 _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
@@ -64,6 +66,10 @@ class Store:
             engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
         self.read_sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        #: SQLite: the database file, and the reserve that lets deletes run on a full disk.
+        self.database_path = sqlite_path(engine)
+        self.reserve = Reserve(self.database_path) if self.database_path is not None else None
+        self.health = StoreHealth(self)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -96,13 +102,48 @@ class Store:
 
 @contextmanager
 def unavailable_on_failure() -> Iterator[None]:
-    """Turn connection failures, timeouts and lock waits that ran out into ``StoreUnavailable``."""
+    """Turn the database's failures into domain errors.
+
+    A full disk is ``InsufficientStorage`` (507); a damaged SQLite file is ``StorageCorrupted``; connection
+    failures, timeouts and lock waits that ran out are ``StoreUnavailable`` (503). The details quote the
+    database's own message, never a Python class name.
+    """
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except DBAPIError as exc:
         orig = getattr(exc, "orig", None) or exc
         first_line = (str(orig).strip().splitlines() or [""])[0][:200]
-        raise StoreUnavailable(f"database unavailable ({type(orig).__name__}: {first_line})") from exc
+        if is_disk_full(exc):
+            raise InsufficientStorage(
+                f"the disk of the store is full ({first_line}); delete datasets, models or jobs, or free "
+                "space on the server, then retry"
+            ) from exc
+        if _sqlite_code(exc) in _SQLITE_DAMAGED:
+            raise StorageCorrupted(
+                "database", "sqlite", first_line, remedy="restore it from a backup"
+            ) from exc
+        if isinstance(exc, _UNAVAILABLE):
+            raise StoreUnavailable(f"database unavailable: {first_line}") from exc
+        raise
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"database unavailable: {str(exc).strip()[:200]}") from exc
+
+
+_SQLITE_FULL = 13
+_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_PG_DISK_FULL = "53100"
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF  # the primary code of an extended one
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a database error says that the disk is full (SQLite ``SQLITE_FULL``, PostgreSQL 53100)."""
+    orig = getattr(exc, "orig", None) or exc
+    return _sqlite_code(exc) == _SQLITE_FULL or getattr(orig, "sqlstate", None) == _PG_DISK_FULL
 
 
 def create_store_engine(url: str) -> Engine:
@@ -141,7 +182,13 @@ def _install_sqlite_events(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # A new store gives deleted pages back to the file system on request (service.store.space); this
+        # must come before WAL mode writes the file's first page, and changes nothing in an existing file.
+        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
+        # Deletes must not zero every page of a deleted blob: that would need the space of the blob in
+        # the log, which a full disk does not have (service.store.space).
+        cursor.execute("PRAGMA secure_delete = FAST")
         # With WAL, NORMAL still survives a crash of the process; only a power loss may drop the last commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -194,7 +241,17 @@ def open_store(url: str = DEFAULT_URL, *, migrate_schema: bool = True) -> Store:
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine)
+    store = Store(engine)
+    if store.reserve is not None:
+        store.reserve.ensure()
+    return store
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine; None for PostgreSQL."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return None
+    return Path(engine.url.database).expanduser().resolve()
 
 
 # --- shared helpers -----------------------------------------------------------------------------------

@@ -10,16 +10,19 @@ of concurrent transactions may commit out of order.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, NotFound, QueueFull
+from service.errors import Conflict, NotFound, QueueFull, QuotaExceeded
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
+from service.store.notify import notify_event
 from service.store.records import EpochMetrics, EventRecord, JobRecord
+from service.store.space import freeing
 from service.store.tables import (
     DEFAULT_OWNER,
     CheckpointRow,
@@ -30,13 +33,14 @@ from service.store.tables import (
     JobSnapshotRow,
     ModelRow,
 )
-from service.vocabulary import JOB_STATUSES, TERMINAL_STATUSES
+from service.vocabulary import ACTIVE_STATUSES, JOB_STATUSES, TERMINAL_STATUSES
 
 
 def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
     """Append an event; the caller must hold the job's row (see the module docstring)."""
     session.add(JobEventRow(job_id=job_id, kind=kind, data=jsonable(data), created_at=utcnow()))
     session.flush()
+    notify_event(session, job_id)
 
 
 def lock_job(session: Session, job_id: str, owner: str | None = None) -> JobRow:
@@ -82,6 +86,8 @@ def create_job(
     dataset_id: str | None,
     max_retries: int = 0,
     max_queued: int,
+    owner_quota: int | None = None,
+    claim: Claim | None = None,
 ) -> JobRecord:
     """Queue a job, unless ``max_queued`` jobs are already queued.
 
@@ -101,6 +107,10 @@ def create_job(
     max_queued : int
         Queue capacity; counted and enforced in the same transaction as the insert (serialised by an
         advisory lock on PostgreSQL and by the write lock on SQLite).
+    owner_quota : int, optional
+        How many queued, running or cancelling jobs ``owner`` may have; enforced under the same lock.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the job's id in the transaction that creates it.
 
     Returns
     -------
@@ -110,6 +120,8 @@ def create_job(
     Raises
     ------
     QueueFull
+    QuotaExceeded
+        When ``owner`` has ``owner_quota`` active jobs already.
     NotFound
         When the dataset does not exist or is not ``owner``'s.
     """
@@ -133,6 +145,14 @@ def create_job(
             queued = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
             if queued is not None and queued >= max_queued:
                 raise QueueFull(max_queued)
+            if owner_quota is not None:
+                active = session.scalar(
+                    select(func.count())
+                    .select_from(JobRow)
+                    .where(JobRow.owner == owner, JobRow.status.in_(ACTIVE_STATUSES))
+                )
+                if active is not None and active >= owner_quota:
+                    raise QuotaExceeded("jobs", usage=active, limit=owner_quota)
             now = utcnow()
             row = JobRow(
                 id=new_id("job"),
@@ -152,6 +172,8 @@ def create_job(
             session.add(row)
             session.flush()
             append_event(session, row.id, "status", {"status": "queued", "attempt": 0})
+            if claim is not None:
+                complete(session, claim, row.id)
             return JobRecord.from_row(row)
     except IntegrityError as exc:
         # Only the dataset foreign key can fail here: the dataset was deleted concurrently.
@@ -169,12 +191,13 @@ def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord
 
 def list_jobs(
     store: Store,
-    owner: str = DEFAULT_OWNER,
+    owner: str | None = DEFAULT_OWNER,
     status: str | Collection[str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[JobRecord], str | None]:
-    """One page of ``owner``'s jobs (optionally in one of some statuses), newest first, and the next cursor.
+    """One page of ``owner``'s jobs (every owner's when None; optionally in one of some statuses), newest
+    first, and the next cursor.
 
     Raises
     ------
@@ -186,7 +209,9 @@ def list_jobs(
     if unknown:
         raise ValueError(f"status must be one of {list(JOB_STATUSES)}, got {unknown[0]!r}")
     with store.read() as session:
-        stmt = select(JobRow).where(JobRow.owner == owner)
+        stmt = select(JobRow)
+        if owner is not None:
+            stmt = stmt.where(JobRow.owner == owner)
         if statuses:
             stmt = stmt.where(JobRow.status.in_(statuses))
         rows, next_cursor = paginate(session, stmt, JobRow.id, "job", limit, cursor)
@@ -228,6 +253,11 @@ def queued_job_ids(store: Store, limit: int = 100) -> list[str]:
 
 
 def delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
+    """Delete an ended job and what it wrote, even on a full disk (``service.store.space``)."""
+    return freeing(store, lambda: _delete_job(store, job_id, owner=owner))
+
+
+def _delete_job(store: Store, job_id: str, *, owner: str | None = None) -> None:
     """Delete a job that has ended, with its events, metric history, checkpoint and snapshot.
 
     Its model stays, with ``job_id`` set to None; its dataset stays.
@@ -258,6 +288,11 @@ def count_queued(store: Store) -> int:
 
 
 def request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
+    """Ask a job to stop, even on a full disk (see :func:`_request_cancel`, ``service.store.space``)."""
+    return freeing(store, lambda: _request_cancel(store, job_id, owner=owner), reclaim=False)
+
+
+def _request_cancel(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
     """Ask a job to stop.
 
     A queued job is cancelled at once ('status' and 'end' events); a running one becomes 'cancelling' with
@@ -297,6 +332,27 @@ def events_since(store: Store, job_id: str, after_id: int = 0, limit: int = 100)
             .limit(limit)
         )
         return [EventRecord.from_row(row) for row in session.scalars(stmt)]
+
+
+def events_after(store: Store, cursors: Mapping[str, int], limit: int = 1000) -> list[EventRecord]:
+    """Events of several jobs in one read: those of each job ``j`` with an id above ``cursors[j]``.
+
+    Ordered by id, at most ``limit``; a caller that gets ``limit`` events reads again from where they end.
+    """
+    check_limit(limit)
+    if not cursors:
+        return []
+    wanted = or_(*(and_(JobEventRow.job_id == job, JobEventRow.id > after) for job, after in cursors.items()))
+    with store.read() as session:
+        stmt = select(JobEventRow).where(wanted).order_by(JobEventRow.id).limit(limit)
+        return [EventRecord.from_row(row) for row in session.scalars(stmt)]
+
+
+def job_statuses(store: Store, job_ids: Collection[str]) -> dict[str, str]:
+    """The status of each of ``job_ids`` that exists, in one read."""
+    with store.read() as session:
+        rows = session.execute(select(JobRow.id, JobRow.status).where(JobRow.id.in_(list(job_ids))))
+        return {job_id: status for job_id, status in rows}
 
 
 def list_job_metrics(store: Store, job_id: str, after_epoch: int | None = None) -> list[EpochMetrics]:

@@ -10,9 +10,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
-from service.store.blobs import blob_data, decode_npz, delete_blob, encode_npz, put_blob
+from service.store.blobs import blob_data, decode_verified, delete_blob, encode_npz, put_blob
 from service.store.db import Store, jsonable, new_id, paginate, utcnow
+from service.store.idempotency import Claim, complete
 from service.store.records import ModelRecord
+from service.store.space import freeing
 from service.store.tables import DEFAULT_OWNER, ModelRow
 from service.vocabulary import TASKS
 
@@ -41,6 +43,7 @@ def insert_model(
         raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
     if not parameters:
         raise ValueError("parameters must hold at least one array, got none")
+    _check_finite(parameters, standardization)
     blob = put_blob(session, encode_npz(parameters))
     row = ModelRow(
         id=new_id("model"),
@@ -61,6 +64,23 @@ def insert_model(
     return row
 
 
+def _check_finite(parameters: Mapping[str, np.ndarray], standardization: Mapping[str, Any] | None) -> None:
+    """``ValueError`` for a NaN or infinity in a parameter or the standardization: no such model is stored.
+
+    JSON would keep a non-finite mean or scale as null, which no prediction can use and no import accepts.
+    """
+    for name, array in parameters.items():
+        values = np.asarray(array)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise ValueError(f"parameter {name} holds non-finite values; a model must be finite to be stored")
+    for name, values in (standardization or {}).items():
+        numbers = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(numbers).all():
+            raise ValueError(
+                f"standardization {name} holds non-finite values; a model must be finite to be stored"
+            )
+
+
 def create_model(
     store: Store,
     *,
@@ -73,6 +93,7 @@ def create_model(
     metrics: Mapping[str, Any] | None = None,
     standardization: Mapping[str, Any] | None = None,
     parameters: Mapping[str, np.ndarray],
+    claim: Claim | None = None,
 ) -> ModelRecord:
     """Store a model: metadata row and parameters (as ``.npz`` bytes) in one transaction.
 
@@ -94,6 +115,8 @@ def create_model(
     parameters : mapping of str to ndarray
         Named parameter arrays (e.g. ``W0`` of shape (n_features, units), ``b0`` of shape (units,)),
         stored bit for bit.
+    claim : Claim, optional
+        A reserved Idempotency-Key, completed with the model's id in the transaction that creates it.
 
     Returns
     -------
@@ -118,6 +141,8 @@ def create_model(
             standardization=standardization,
             parameters=parameters,
         )
+        if claim is not None:
+            complete(session, claim, row.id)
         return ModelRecord.from_row(row)
 
 
@@ -138,23 +163,28 @@ def load_model_parameters(store: Store, model_id: str, *, owner: str | None = No
     """The named parameter arrays of a model, exactly as stored, in their stored order."""
     with store.read() as session:
         row = _model_row(session, model_id, owner)
-        data = blob_data(session, row.blob_id)
-    if data is None:
-        raise NotFound.resource("model", model_id)
-    return decode_npz(data)
+        data, sha256 = blob_data(session, row.blob_id), row.sha256
+    return decode_verified(data, sha256, "model", model_id)
 
 
 def list_models(
-    store: Store, owner: str = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
+    store: Store, owner: str | None = DEFAULT_OWNER, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[ModelRecord], str | None]:
     """One page of ``owner``'s models, newest first, and the next page's cursor (None on the last page)."""
     with store.read() as session:
-        stmt = select(ModelRow).where(ModelRow.owner == owner)
+        stmt = select(ModelRow)
+        if owner is not None:
+            stmt = stmt.where(ModelRow.owner == owner)
         rows, next_cursor = paginate(session, stmt, ModelRow.id, "model", limit, cursor)
         return [ModelRecord.from_row(row) for row in rows], next_cursor
 
 
 def delete_model(store: Store, model_id: str, *, owner: str | None = None) -> None:
+    """Delete a model and its parameters, even on a full disk (``service.store.space``)."""
+    return freeing(store, lambda: _delete_model(store, model_id, owner=owner))
+
+
+def _delete_model(store: Store, model_id: str, *, owner: str | None = None) -> None:
     """Delete a model and its parameters; the job that trained it keeps its history, ``model_id`` None."""
     with store.write() as session:
         row = _model_row(session, model_id, owner)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from service.store.tables import DatasetRow, JobEventRow, JobMetricRow, JobRow, ModelRow
+from service.store.tables import ApiKeyRow, DatasetRow, JobEventRow, JobMetricRow, JobRow, ModelRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +181,52 @@ class Snapshot(NamedTuple):
 
 
 class Remembered(NamedTuple):
-    """What an idempotency key was first used for: unpacks as ``(request_hash, resource_id, status_code)``."""
+    """What an idempotency key is used for: unpacks as ``(request_hash, resource_id, status_code)``.
+
+    ``resource_id`` and ``status_code`` are None while the request that reserved the key is still creating
+    its resource (the key is *pending*).
+    """
 
     request_hash: str
-    resource_id: str
-    status_code: int
+    resource_id: str | None
+    status_code: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.resource_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored: never the key itself, only the SHA-256 of its text."""
+
+    id: str
+    owner: str
+    admin: bool
+    note: str | None
+    secret_sha256: str
+    limits: dict[str, Any]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: ApiKeyRow) -> KeyRecord:
+        return cls(
+            id=row.id,
+            owner=row.owner,
+            admin=bool(row.admin),
+            note=row.note,
+            secret_sha256=row.secret_sha256,
+            limits=dict(row.limits or {}),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+class Usage(NamedTuple):
+    """What one owner uses: active (queued, running, cancelling) jobs, datasets, models, stored bytes."""
+
+    jobs: int
+    datasets: int
+    models: int
+    stored_bytes: int

@@ -17,6 +17,7 @@ from sqlalchemy import Row, case, delete, func, insert, literal, or_, select, up
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleAttempt
+from service.store.blobs import sha256_hex, verified
 from service.store.db import Store, finite_or_none, jsonable, utcnow
 from service.store.jobs import append_event, end_job
 from service.store.models import MODEL_FIELDS, insert_model
@@ -207,6 +208,7 @@ def save_checkpoint(store: Store, job_id: str, attempt: int, epoch: int, blob: b
         row.attempt = attempt
         row.epoch = epoch
         row.blob = bytes(blob)
+        row.sha256 = sha256_hex(row.blob)
         row.updated_at = utcnow()
         session.flush()
         # Writing a large blob takes a while: the run was alive at its end, not only at its start.
@@ -214,10 +216,15 @@ def save_checkpoint(store: Store, job_id: str, attempt: int, epoch: int, blob: b
 
 
 def load_checkpoint(store: Store, job_id: str) -> Checkpoint | None:
-    """The job's latest checkpoint as ``(epoch, data)``, or None when it has none."""
+    """The job's latest checkpoint as ``(epoch, data)``, or None when it has none.
+
+    Raises ``StorageCorrupted`` when its bytes do not have the sha256 recorded with them.
+    """
     with store.read() as session:
         row = session.get(CheckpointRow, job_id)
-        return None if row is None else Checkpoint(row.epoch, row.blob)
+        if row is None:
+            return None
+        return Checkpoint(row.epoch, verified(row.blob, row.sha256, "checkpoint of job", job_id))
 
 
 def finish_job(

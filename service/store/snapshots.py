@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service.store.blobs import sha256_hex, verified
 from service.store.db import Store, utcnow
 from service.store.records import Snapshot
 from service.store.tables import JobSnapshotRow
@@ -25,11 +26,16 @@ def write_snapshot(session: Session, job_id: str, attempt: int, epoch: int, blob
     row.attempt = attempt
     row.epoch = epoch
     row.blob = bytes(blob)
+    row.sha256 = sha256_hex(row.blob)
     row.updated_at = utcnow()
 
 
 def load_snapshot(store: Store, job_id: str) -> Snapshot | None:
-    """The job's latest snapshot, or None when its run has written none."""
+    """The job's latest snapshot, or None when its run has written none; ``StorageCorrupted`` when its
+    bytes do not have their recorded sha256."""
     with store.read() as session:
         row = session.get(JobSnapshotRow, job_id)
-        return None if row is None else Snapshot(row.epoch, row.blob, row.updated_at)
+        if row is None:
+            return None
+        data = verified(row.blob, row.sha256, "snapshot of job", job_id)
+        return Snapshot(row.epoch, data, row.updated_at)

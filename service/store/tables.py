@@ -212,6 +212,8 @@ class CheckpointRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -224,16 +226,39 @@ class JobSnapshotRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # The blob's sha256, checked when it is read back (None for rows older than the column).
+    sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class IdempotencyKeyRow(Base):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (CheckConstraint(_in("state", ("pending", "done")), name="state"),)
 
     owner: Mapped[str] = mapped_column(Text, primary_key=True)
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # 'pending' while the request that reserved the key creates its resource (resource_id holds the
+    # reservation's token), then 'done'.
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'done'"))
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(32))
     status_code: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKeyRow(Base):
+    """An API key: only the SHA-256 of the key is stored, never the key itself."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_owner", "owner"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    admin: Mapped[bool] = mapped_column(server_default=false())
+    note: Mapped[str | None] = mapped_column(Text)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    # Overrides of the owner's quotas and of the key's rate limit: {"jobs": 5, "rate_limit": "10/second"}.
+    limits: Mapped[Any | None] = mapped_column(_json())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,8 +1,8 @@
 """Fixtures for in-process API tests: an httpx client on the ASGI app, with its lifespan.
 
 The client is synchronous (pytest-anyio is not a dependency): it drives an ``httpx.AsyncClient``
-over ``httpx.ASGITransport`` with one ``asyncio.Runner``, so the app's lifespan and every request
-run on the same event loop.
+over ``httpx.ASGITransport`` on one event loop that runs in its own thread, so the app's lifespan and
+every request run on the same, continuously running loop.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -21,17 +22,24 @@ from service.settings import Settings
 
 
 class Client:
-    """A synchronous front for ``httpx.AsyncClient(transport=ASGITransport(app))``."""
+    """A synchronous front for ``httpx.AsyncClient(transport=ASGITransport(app))``.
+
+    The event loop runs without a break in a thread of its own (an anyio blocking portal), as it does
+    in ``uvicorn``: what the app starts on it (the heavy lane's worker processes, background tasks)
+    lives from one request to the next.
+    """
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self._runner = asyncio.Runner()
+        self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
+        self._portal = self._portal_cm.__enter__()
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         self._lifespan = app.router.lifespan_context(app)
-        self._runner.run(self._lifespan.__aenter__())
+        self._loop: asyncio.AbstractEventLoop = self._portal.call(_running_loop)
+        self.run(self._lifespan.__aenter__())
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self._runner.run(self._client.request(method, url, **kwargs))
+        return self.run(self._client.request(method, url, **kwargs))
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
@@ -41,7 +49,7 @@ class Client:
 
     def run(self, coroutine: Any) -> Any:
         """Run a coroutine on the client's event loop (e.g. a request with a streaming body)."""
-        return self._runner.run(coroutine)
+        return self._portal.call(_await, coroutine)
 
     @property
     def httpx(self) -> httpx.AsyncClient:
@@ -50,14 +58,22 @@ class Client:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop the app and every request run on."""
-        return self._runner.get_loop()
+        return self._loop
 
     def close(self) -> None:
         try:
-            self._runner.run(self._lifespan.__aexit__(None, None, None))
-            self._runner.run(self._client.aclose())
+            self.run(self._lifespan.__aexit__(None, None, None))
+            self.run(self._client.aclose())
         finally:
-            self._runner.close()
+            self._portal_cm.__exit__(None, None, None)
+
+
+async def _await(coroutine: Any) -> Any:
+    return await coroutine
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +19,9 @@ import pytest
 from engine.datasets import make_dataset
 from service.app import create_app
 from service.errors import InvalidInput
-from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, upload_scope
+from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, request_fingerprint, upload_scope
 from service.services.idempotency import create_once
-from service.store import DatasetRecord, create_job, encode_npz, load_dataset_arrays, remember
+from service.store import Claim, DatasetRecord, create_job, encode_npz, load_dataset_arrays, reserve
 from tests.service.conftest import (
     BAD_IDEMPOTENCY_KEYS,
     Client,
@@ -27,6 +30,7 @@ from tests.service.conftest import (
     assert_problem,
     make_settings,
 )
+from tests.timing import REQUEST_S
 
 CSV_TYPE = {"content-type": "text/csv"}
 NPZ_TYPE = {"content-type": "application/x-npz"}
@@ -581,23 +585,50 @@ def test_failed_request_does_not_use_up_its_idempotency_key(client: Client) -> N
     created(client.post("/v1/datasets", json={"name": "x", "X": [[1], [2]], "y": [0, 1]}, headers=headers))
 
 
-def test_idempotency_race_loser_answers_with_the_winners_dataset(client: Client) -> None:
+def test_a_request_whose_key_is_pending_waits_for_that_dataset(client: Client) -> None:
     store, settings = client.app.state.store, client.app.state.settings
     X, y = np.array([[1.0], [2.0]]), np.array([0, 1])
-    winner = ingest_arrays(store, settings, owner="default", name="w", X=X, y=y, task=None, source={})
-    losers: list[str] = []
+    # A concurrent request with the same key and body reserved it first, and is still storing.
+    claim = reserve(store, "default", IDEMPOTENCY_SCOPE, "race-1", "same", 201)
+    assert isinstance(claim, Claim)
+    stored: list[DatasetRecord] = []
 
-    def create() -> DatasetRecord:
-        # A concurrent request with the same key and body stores its dataset and key first.
-        remember(store, "default", IDEMPOTENCY_SCOPE, "race-1", "same", winner.id, 201)
-        loser = ingest_arrays(store, settings, owner="default", name="l", X=X, y=y, task=None, source={})
-        losers.append(loser.id)
-        return loser
+    def finish() -> None:
+        time.sleep(0.3)
+        stored.append(
+            ingest_arrays(
+                store, settings, owner="default", name="w", X=X, y=y, task=None, source={}, claim=claim
+            )
+        )
+
+    winner = threading.Thread(target=finish)
+    winner.start()
+
+    def create(_claim: Claim | None) -> DatasetRecord:
+        pytest.fail("a second request with the key created a dataset")
 
     scope = upload_scope(store, "default")
-    record, replayed = create_once(store, "default", scope, "race-1", "same", create, status_code=201)
-    assert (record.id, replayed) == (winner.id, True)
-    assert_problem(client.get(f"/v1/datasets/{losers[0]}"), 404)
+    record, replayed = create_once(
+        store, "default", scope, "race-1", "same", create, status_code=201, wait_s=REQUEST_S
+    )
+    winner.join()
+    assert (record.id, replayed) == (stored[0].id, True)
+
+
+def test_a_key_still_pending_after_the_wait_is_a_409_to_retry(make_client: Any) -> None:
+    client = make_client(idempotency_wait_s=0.2)
+    body = json.dumps({"name": "x", "X": [[1], [2]], "y": [0, 1]}).encode()
+    fingerprint = request_fingerprint("application/json", [], body)
+    store = client.app.state.store
+    assert isinstance(reserve(store, "default", IDEMPOTENCY_SCOPE, "slow", fingerprint, 201), Claim)
+    headers = {"Idempotency-Key": "slow", "content-type": "application/json"}
+
+    response = client.post("/v1/datasets", content=body, headers=headers)
+
+    problem = assert_problem(response, 409, "'slow'", "still creating its dataset", "retry")
+    assert problem["errors"] == [{"loc": ["header", "idempotency-key"], "msg": "in progress"}]
+    assert response.headers["retry-after"] == "1"
+    assert client.get("/v1/datasets").json()["items"] == []
 
 
 def test_ingest_arrays_names_fields_with_the_given_prefix(client: Client) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import orjson
+import pytest
 
+from tests.processes import wait_until
 from tests.service.test_jobs_e2e import ServiceProcess
+from tests.timing import REQUEST_S
 
 
 def _gradients_body(rows: int, features: int) -> bytes:
@@ -24,13 +29,16 @@ def _gradients_body(rows: int, features: int) -> bytes:
     )
 
 
-def test_a_full_lane_answers_503_with_retry_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+def test_a_full_lane_answers_503_with_retry_after(tmp_path: Path, mode: str) -> None:
     # One slot and no waiting line: a heavy request that arrives while another is computed is refused.
     raw = _gradients_body(20_000, 20)
     headers = {"content-type": "application/json"}
     refused: list[httpx.Response] = []
     with (
-        ServiceProcess(tmp_path, workers=0, compute_threads=1, heavy_lane_queue=0) as service,
+        ServiceProcess(
+            tmp_path, workers=0, compute_threads=1, heavy_lane_queue=0, heavy_lane_mode=mode
+        ) as service,
         httpx.Client(base_url=service.url, timeout=120) as client,
         ThreadPoolExecutor(4) as pool,
     ):
@@ -56,3 +64,67 @@ def test_a_full_lane_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert client.post("/v1/gradients", content=raw, headers=headers).status_code == 200
         metrics = client.get("/metrics").text
         assert "descent_heavy_lane_busy 0" in metrics and "descent_heavy_lane_waiting 0" in metrics
+        # A refusal leaves the lane whole: more requests, computed or refused, never a server error.
+        for _ in range(3):
+            answers = list(
+                pool.map(lambda _: client.post("/v1/gradients", content=raw, headers=headers), range(4))
+            )
+            assert {a.status_code for a in answers} <= {200, 503}, [a.text[:300] for a in answers]
+
+
+def _niceness(pid: int) -> int:
+    # /proc/PID/stat: the fields after the command name's last ')' start with the state (field 3);
+    # the nice value is field 19.
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_heavy_work_runs_in_worker_processes_below_the_api_process(tmp_path: Path) -> None:
+    # When the cores are busy, the event loop (health checks, small requests) is scheduled first.
+    raw = _gradients_body(2_000, 5)
+    with ServiceProcess(tmp_path, workers=0, heavy_lane_mode="processes") as service:
+        answer = httpx.post(
+            service.url + "/v1/gradients",
+            content=raw,
+            headers={"content-type": "application/json"},
+            timeout=120,
+        )
+        assert answer.status_code == 200, answer.text
+        lane_workers = [pid for pid, cmdline in service.children() if "anyio" in cmdline]
+        assert lane_workers, service.children()
+        assert all(_niceness(pid) > _niceness(service.pid) for pid in lane_workers)
+
+
+def test_a_lost_worker_process_costs_one_request_a_503_and_nothing_more(tmp_path: Path) -> None:
+    # kill -9 of the lane's worker process while it computes: that request gets 503 worker-lost with
+    # Retry-After, never a 500, and the next request is computed by a fresh worker process.
+    raw = _gradients_body(100_000, 20)
+    headers = {"content-type": "application/json"}
+    with (
+        ServiceProcess(tmp_path, workers=0, compute_threads=1, heavy_lane_mode="processes") as service,
+        httpx.Client(base_url=service.url, timeout=300) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert client.post("/v1/gradients", content=raw, headers=headers).status_code == 200  # warm-up
+        lost = None
+        for _ in range(10):
+            pending = pool.submit(client.post, "/v1/gradients", content=raw, headers=headers)
+            wait_until(
+                lambda pending=pending: (
+                    "descent_heavy_lane_busy 1" in client.get("/metrics").text or pending.done()
+                ),
+                REQUEST_S,
+                "a heavy request being computed",
+            )
+            for pid, cmdline in service.children():
+                if "anyio" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+            answer = pending.result()
+            assert answer.status_code in {200, 503}, answer.text
+            if answer.status_code == 503:
+                lost = answer
+                break
+        assert lost is not None, "the worker process never died while it computed"
+        assert lost.headers["content-type"] == "application/problem+json"
+        assert lost.json()["type"] == "urn:descent:problem:worker-lost"
+        assert int(lost.headers["retry-after"]) >= 1
+        assert client.post("/v1/gradients", content=raw, headers=headers).status_code == 200

@@ -37,9 +37,10 @@ def test_readyz_is_503_with_retry_after_naming_the_failed_check(client: Client) 
 
     client.app.state.readiness_checks.append(broker)
     response = client.get("/readyz")
-    body = assert_problem(response, 503, "broker: ConnectionError: connection refused")
+    body = assert_problem(response, 503, "broker: connection refused")
+    assert "ConnectionError" not in body["detail"]
     assert response.headers["retry-after"] == "5"
-    assert body["errors"] == [{"loc": ["dependency", "broker"], "msg": "ConnectionError: connection refused"}]
+    assert body["errors"] == [{"loc": ["dependency", "broker"], "msg": "connection refused"}]
     assert client.get("/healthz").status_code == 200
 
 

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.http.routers import activations, compute, datasets, jobs, losses, models, operations, snapshots
+from service.http.routers import (
+    activations,
+    compute,
+    datasets,
+    jobs,
+    losses,
+    models,
+    operations,
+    snapshots,
+    usage,
+)
 
 # The stateless compute routers come first: they serve the most (and the smallest) requests, and
 # routes are matched in order.
@@ -25,4 +35,5 @@ ROUTERS: list[APIRouter] = [
     jobs.router,
     snapshots.router,
     models.router,
+    usage.router,
 ]

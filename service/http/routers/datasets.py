@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from service.errors import UnsupportedMediaType
-from service.http.deps import SettingsDep, StoreDep
+from service.http import binary
+from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import (
     CSV_MEDIA_TYPE,
     JSON_MEDIA_TYPE,
@@ -122,7 +123,7 @@ def _body_kind(content_type: str | None) -> str:
             "model": Dataset,
             "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_CREATE_BODY,
 )
@@ -204,11 +205,11 @@ async def create_dataset(
     operation_id="datasets-list",
     response_model=DatasetPage,
     summary="List datasets",
-    responses=problem_responses(422),
+    responses=problem_responses(403, 422),
 )
 async def list_datasets(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     limit: Annotated[int, LimitQuery("Most datasets on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -218,7 +219,7 @@ async def list_datasets(
     """Datasets, newest first, a page at a time: follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        return JSONResponse(datasets.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
+        return JSONResponse(datasets.list_page(store, owner=owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -230,13 +231,13 @@ async def list_datasets(
     summary="Get a dataset",
     responses=problem_responses(404, 422),
 )
-async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """The dataset's description: size, task, classes and their counts, hash, origin."""
-    document = await anyio.to_thread.run_sync(lambda: datasets.read(store, dataset_id, owner=settings.owner))
+    document = await anyio.to_thread.run_sync(lambda: datasets.read(store, dataset_id, owner=owner))
     return JSONResponse(document)
 
 
-_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
+_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
 
 
 @router.get(
@@ -246,31 +247,39 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
     summary="Get a dataset's arrays",
     responses={
         200: {
-            "description": "X and y: as JSON, or as CSV (header row, label column as uploaded) with"
-            " `Accept: text/csv`.",
+            "description": "X and y: as JSON; as CSV (header row, label column as uploaded) with"
+            " `Accept: text/csv`; as an `.npz` archive of arrays `X` and `y` (string labels as a"
+            " string array) with `Accept: application/x-npz`, which uploads again as it is.",
             "content": {
-                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"}
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"},
+                NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA},
             },
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def dataset_data(
     dataset_id: DatasetIdPath,
     request: Request,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
 ) -> Response:
     """The dataset's X and y, y as the original labels (class names, not indices).
 
     `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
     x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
     """
-    as_csv = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES) == CSV_MEDIA_TYPE
+    answer = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES)
 
     def load() -> Response:
-        record, X, labels = datasets.load_data(store, dataset_id, owner=settings.owner)
-        if as_csv:
+        record, X, labels = datasets.load_data(store, dataset_id, owner=owner)
+        if answer == NPZ_MEDIA_TYPE:
+            return Response(
+                binary.npz_bytes({"X": X, "y": labels}),
+                media_type=NPZ_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="{record.id}.npz"'},
+            )
+        if answer == CSV_MEDIA_TYPE:
             return StreamingResponse(
                 datasets.csv_chunks(record, X, labels),
                 media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
@@ -289,12 +298,12 @@ async def dataset_data(
     summary="Delete a dataset",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 422)},
 )
-async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_dataset(dataset_id: DatasetIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete the dataset and its arrays; 409 while a queued, running or cancelling job uses it (the
     detail names those jobs).
 
     Jobs that have ended keep their history and models: their `dataset_id` becomes null, and their
     resolved `config.dataset_id` still names the deleted dataset, as a record of what they trained on.
     """
-    await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: datasets.delete(store, dataset_id, owner=owner))
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from service.http.body import parse_json, read_json_bytes
-from service.http.deps import RunnerDep, SettingsDep, StoreDep
+from service.http.deps import OwnerFilterDep, RunnerDep, ScopeDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import REF_PREFIX, links, problem_responses, request_body
@@ -90,7 +90,7 @@ def _ref(name: str) -> dict[str, Any]:
             "its current state. With `dry_run=true`: the resolved configuration (a DryRun), nothing stored.",
             "content": {"application/json": {"schema": {"anyOf": [_ref("Job"), _ref("DryRun")]}}},
         },
-        **problem_responses(404, 409, 413, 415, 422, 429, 503),
+        **problem_responses(404, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra=request_body(TrainingConfig, _EXAMPLES),
 )
@@ -140,11 +140,11 @@ async def create_job(
     operation_id="jobs-list",
     response_model=JobPage,
     summary="List jobs",
-    responses=problem_responses(422, 503),
+    responses=problem_responses(403, 422, 503),
 )
 async def list_jobs(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     status: Annotated[
         list[JobStatus],
         Query(
@@ -160,7 +160,7 @@ async def list_jobs(
 ) -> Response:
     """Jobs newest first, one page at a time."""
     page = await anyio.to_thread.run_sync(
-        lambda: api.list_page(store, settings, status=status, limit=limit, cursor=cursor)
+        lambda: api.list_page(store, owner, status=status, limit=limit, cursor=cursor)
     )
     return JSONResponse(page)
 
@@ -175,9 +175,9 @@ async def list_jobs(
         **problem_responses(404, 503),
     },
 )
-async def get_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+async def get_job(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """The job's state, resolved configuration, progress, latest metrics, best epoch, error and model."""
-    return JSONResponse(await anyio.to_thread.run_sync(api.read, store, settings, job_id))
+    return JSONResponse(await anyio.to_thread.run_sync(api.read, store, owner, job_id))
 
 
 @router.get(
@@ -190,7 +190,7 @@ async def get_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Resp
 async def job_metrics(
     job_id: JobId,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     since_epoch: Annotated[
         int | None, Query(ge=0, description="Only epochs after this one.", examples=[100])
     ] = None,
@@ -207,7 +207,7 @@ async def job_metrics(
 ) -> Response:
     """Per-epoch losses (and accuracies for classifiers) as parallel arrays, for plotting learning curves."""
     history = await anyio.to_thread.run_sync(
-        lambda: api.metrics(store, settings, job_id, since_epoch=since_epoch, max_points=max_points)
+        lambda: api.metrics(store, owner, job_id, since_epoch=since_epoch, max_points=max_points)
     )
     return JSONResponse(history)
 
@@ -239,7 +239,7 @@ async def job_events(
     request: Request,
     job_id: JobId,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     last_event_id: Annotated[
         str,
         Header(
@@ -265,9 +265,15 @@ async def job_events(
     """
     after = api.parse_last_event_id(last_event_id, last_event_id_query)
     # Checked before streaming, so that an unknown id answers 404 rather than an empty stream.
-    await anyio.to_thread.run_sync(api.read, store, settings, job_id)
+    await anyio.to_thread.run_sync(api.read, store, owner, job_id)
+    hub = getattr(request.app.state, "event_hub", None)
+    stream = (
+        hub.follow(job_id, after)
+        if hub is not None
+        else api.event_stream(store, job_id, after, stopping=request.app.state.stopping)
+    )
     return StreamingResponse(
-        api.event_stream(store, job_id, after, stopping=request.app.state.stopping),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -281,10 +287,10 @@ async def job_events(
     summary="Cancel a job",
     responses=problem_responses(404, 409, 503),
 )
-async def cancel_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+async def cancel_job(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """Stop a job: a queued one is cancelled at once; a running one becomes `cancelling` and its run ends it
     `cancelled`, keeping a model with the best weights so far. 409 when the job has already ended."""
-    return JSONResponse(await anyio.to_thread.run_sync(api.cancel, store, settings, job_id), status_code=202)
+    return JSONResponse(await anyio.to_thread.run_sync(api.cancel, store, owner, job_id), status_code=202)
 
 
 @router.delete(
@@ -295,11 +301,11 @@ async def cancel_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> R
     summary="Delete a job",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 409, 503)},
 )
-async def delete_job(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_job(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete a job that has ended (succeeded, failed or cancelled): its events and metric history go.
 
     Its model stays (the model's `job_id` becomes null), and so does its dataset. 409 while the job is
     queued, running or cancelling: cancel it first.
     """
-    await anyio.to_thread.run_sync(api.delete, store, settings, job_id)
+    await anyio.to_thread.run_sync(api.delete, store, owner, job_id)
     return Response(status_code=204)

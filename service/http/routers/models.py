@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from service.http.body import parse_json, read_json_bytes
-from service.http.deps import SettingsDep, StoreDep
+from service.http.binary import ArrayFields
+from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
-from service.http.offload import heavy
+from service.http.offload import heavy, negotiate
 from service.http.responses import JSONResponse
-from service.http.routers.params import CursorQuery, LimitQuery
-from service.http.schemas.common import links, problem_responses, request_body
+from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
+from service.http.schemas.common import binary_answers, binary_request, links, problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
     Model,
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 _NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
 _IMPORT_FORMATS = {JSON_MEDIA_TYPE: "json", NPZ_MEDIA_TYPE: "npz", OCTET_STREAM_MEDIA_TYPE: "npz"}
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_PREDICT_ARRAYS = ArrayFields(request="X", response="predictions")
 
 ModelIdPath = Annotated[
     str,
@@ -56,6 +57,7 @@ _DOCUMENT_EXAMPLE = {
     "parameters": {"W0": [[1.5], [-0.5]], "b0": [0.25]},
     "metrics": {},
 }
+_LOCATION = {"description": "The model's URL.", "schema": {"type": "string"}, "example": "/v1/models/mdl_…"}
 _IMPORT_BODY = request_body(ModelDocument, {"logistic regression with string classes": _DOCUMENT_EXAMPLE})
 _IMPORT_BODY["requestBody"]["content"].update(
     {media: {"schema": _BINARY_SCHEMA} for media in _NPZ_MEDIA_TYPES}
@@ -75,7 +77,7 @@ _IMPORT_BODY["requestBody"]["description"] = (
 )
 async def list_models(
     store: StoreDep,
-    settings: SettingsDep,
+    owner: OwnerFilterDep,
     limit: Annotated[int, LimitQuery("Most models on the page.")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -85,7 +87,7 @@ async def list_models(
     """Models, newest first, a page at a time (without parameters): follow `next_cursor` until it is null."""
 
     def page() -> Response:
-        return JSONResponse(models.list_page(store, owner=settings.owner, limit=limit, cursor=cursor))
+        return JSONResponse(models.list_page(store, owner=owner, limit=limit, cursor=cursor))
 
     return await anyio.to_thread.run_sync(page)
 
@@ -109,35 +111,59 @@ async def list_models(
                     "delete": "models-delete",
                 },
             ),
+            "headers": {"Location": _LOCATION},
+        },
+        200: {
+            "description": "A replay: the Idempotency-Key was already used with the same request, and this"
+            " is the model it imported then (no second copy is made).",
+            "model": Model,
             "headers": {
-                "Location": {
-                    "description": "The model's URL.",
+                "Location": _LOCATION,
+                "Idempotent-Replayed": {
+                    "description": "'true': the Idempotency-Key had already imported this model.",
                     "schema": {"type": "string"},
-                    "example": "/v1/models/mdl_…",
-                }
+                    "example": "true",
+                },
             },
         },
-        **problem_responses(413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_IMPORT_BODY,
 )
-async def import_model(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+async def import_model(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        IdempotencyKeyHeader,
+        Header(
+            alias="Idempotency-Key",
+            description="Sending the same key again with the same request (content type and body) answers"
+            " 200 with the model the key first imported, and `Idempotent-Replayed: true`, instead of storing"
+            " a second copy; the same key with a different request is a 409. Use a new key (a UUID, say)"
+            " for each model; the document gives no example value to copy.",
+        ),
+    ] = None,
+) -> Response:
     """Store a model from its export (JSON or `.npz`), checked in full: format marker, architecture
     (known activations, consistent layers), task and classes, standardization, and every parameter's
     name, shape, dtype and finiteness. The parameters are kept bit for bit.
     """
-    is_json = content_kind(request.headers.get("content-type"), _IMPORT_FORMATS)[0] == "json"
+    content_type = request.headers.get("content-type")
+    kind: Literal["json", "npz"] = (
+        "json" if content_kind(content_type, _IMPORT_FORMATS)[0] == "json" else "npz"
+    )
     raw = await request.body()
     owner = settings.owner
 
     def work() -> Response:
-        if is_json:
-            record = models.import_json(store, settings, parse_json(raw), owner=owner)
-        else:
-            record = models.import_npz(store, settings, raw, owner=owner)
-        return JSONResponse(
-            models.model_json(record), status_code=201, headers={"Location": f"{router.prefix}/{record.id}"}
+        record, replayed = models.import_model(
+            store, settings, kind, content_type or "", raw, owner=owner, idempotency_key=idempotency_key
         )
+        headers = {"Location": f"{router.prefix}/{record.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(models.model_json(record), status_code=200 if replayed else 201, headers=headers)
 
     return await anyio.to_thread.run_sync(work, limiter=request.app.state.compute_limiter)
 
@@ -152,7 +178,7 @@ async def import_model(request: Request, store: StoreDep, settings: SettingsDep)
 async def get_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     include: Annotated[
         Literal["parameters"] | None,
         Query(description="`parameters` adds the dtype and every weight and bias.", examples=["parameters"]),
@@ -161,7 +187,7 @@ async def get_model(
     """The model's architecture, task, classes, metrics, standardization and the job that trained it."""
 
     document = await anyio.to_thread.run_sync(
-        lambda: models.read(store, model_id, owner=settings.owner, parameters=include == "parameters")
+        lambda: models.read(store, model_id, owner=owner, parameters=include == "parameters")
     )
     return JSONResponse(document)
 
@@ -174,9 +200,9 @@ async def get_model(
     summary="Delete a model",
     responses={204: {"description": "Deleted."}, **problem_responses(404, 422)},
 )
-async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: SettingsDep) -> Response:
+async def delete_model(model_id: ModelIdPath, store: StoreDep, owner: ScopeDep) -> Response:
     """Delete the model and its parameters; the job that trained it keeps its history."""
-    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=settings.owner))
+    await anyio.to_thread.run_sync(lambda: models.delete(store, model_id, owner=owner))
     return Response(status_code=204)
 
 
@@ -185,17 +211,26 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, settings: Setting
     operation_id="models-predict",
     response_model=Prediction,
     summary="Predict with a model",
-    responses=problem_responses(404, 413, 415, 422, 503),
-    openapi_extra=request_body(
-        PredictRequest,
-        {
-            "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
-            "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
-        },
+    responses={
+        **binary_answers(
+            "Predictions, and probabilities and classes for classifiers.", npy_field="predictions"
+        ),
+        **problem_responses(404, 406, 413, 415, 422, 500, 503),
+    },
+    openapi_extra=binary_request(
+        request_body(
+            PredictRequest,
+            {
+                "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
+                "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
+            },
+        ),
+        members="`X`",
+        npy_field="X",
     ),
 )
 async def predict(
-    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep
+    model_id: ModelIdPath, request: Request, store: StoreDep, settings: SettingsDep, owner: ScopeDep
 ) -> Response:
     """Predictions for rows of X (raw features: the stored standardization is applied) or a stored dataset.
 
@@ -203,11 +238,11 @@ async def predict(
     probability of `classes[1]` per row, for multiclass one column per class. A dataset_id that names
     no dataset is a 422.
     """
-    raw = await read_json_bytes(request)
-    owner = settings.owner
+    exchange = negotiate(request, _PREDICT_ARRAYS)
+    raw = await request.body()
 
     def work() -> Response:
-        return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
+        return exchange.encode(models.predict(store, settings, model_id, exchange.decode(raw), owner=owner))
 
     return await heavy(request, work)
 
@@ -223,13 +258,13 @@ async def predict(
             " POST /v1/models imports either.",
             "content": {NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA}},
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def export_model(
     model_id: ModelIdPath,
     store: StoreDep,
-    settings: SettingsDep,
+    owner: ScopeDep,
     format: Annotated[
         Literal["json", "npz"],
         Query(
@@ -243,7 +278,7 @@ async def export_model(
     """
 
     def export() -> Response:
-        loaded = models.load_model(store, model_id, owner=settings.owner)
+        loaded = models.load_model(store, model_id, owner=owner)
         disposition = {"Content-Disposition": f'attachment; filename="{model_id}.{format}"'}
         if format == "npz":
             return Response(models.export_npz(loaded), media_type=NPZ_MEDIA_TYPE, headers=disposition)

@@ -56,7 +56,7 @@ async def _run_check(check: ReadinessCheck) -> str | None:
     except TimeoutError:
         return f"no answer within {READINESS_TIMEOUT_S:g} s"
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return str(exc) or "the check failed without a reason"
     return None
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from service.http.body import parse_json, read_json_bytes
-from service.http.deps import SettingsDep, StoreDep
+from service.http.deps import ScopeDep, SettingsDep, StoreDep
 from service.http.offload import heavy
 from service.http.responses import JSONResponse
 from service.http.schemas.common import problem_responses, request_body
@@ -27,15 +27,15 @@ JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3
     operation_id="jobs-snapshot",
     response_model=JobSnapshot,
     summary="A job's latest parameters",
-    responses=problem_responses(404, 503),
+    responses=problem_responses(404, 500, 503),
 )
-async def get_snapshot(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+async def get_snapshot(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """The parameters of the job's latest progress write, as a model document, to follow a model while
     it trains (a `progress` event announces each new one). Written at most as often as progress
     (`DESCENT_PROGRESS_INTERVAL_S`) and for models of at most 100,000 parameters; 404 until the first.
     After the job ends the last snapshot stays; the job's model holds the final weights.
     """
-    return JSONResponse(await anyio.to_thread.run_sync(snapshots.document, store, settings, job_id))
+    return JSONResponse(await anyio.to_thread.run_sync(snapshots.document, store, owner, job_id))
 
 
 @router.post(
@@ -43,7 +43,7 @@ async def get_snapshot(job_id: JobId, store: StoreDep, settings: SettingsDep) ->
     operation_id="jobs-snapshot-predict",
     response_model=SnapshotPrediction,
     summary="Predict with a job's latest parameters",
-    responses=problem_responses(404, 413, 415, 422, 503),
+    responses=problem_responses(404, 413, 415, 422, 500, 503),
     openapi_extra=request_body(
         PredictRequest,
         {
@@ -55,13 +55,13 @@ async def get_snapshot(job_id: JobId, store: StoreDep, settings: SettingsDep) ->
     ),
 )
 async def predict_with_snapshot(
-    job_id: JobId, request: Request, store: StoreDep, settings: SettingsDep
+    job_id: JobId, request: Request, store: StoreDep, settings: SettingsDep, owner: ScopeDep
 ) -> Response:
     """As POST /v1/models/{id}/predict, with the parameters of the job's latest snapshot, and the epoch
     they are from: the decision boundary of a model that is still training."""
     raw = await read_json_bytes(request)
 
     def work() -> Response:
-        return JSONResponse(snapshots.predict(store, settings, job_id, parse_json(raw)))
+        return JSONResponse(snapshots.predict(store, settings, job_id, parse_json(raw), owner=owner))
 
     return await heavy(request, work)

@@ -3,6 +3,7 @@ and deleting them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from service.store import (
     list_datasets,
     load_dataset_arrays,
 )
+
+audit = logging.getLogger("descent.audit")
 
 
 def dataset_json(record: DatasetRecord) -> dict[str, Any]:
@@ -46,19 +49,21 @@ def original_labels(record: DatasetRecord, y: Array) -> Array | list[Any]:
     return np.asarray(record.classes)[y]
 
 
-def load_data(store: Store, dataset_id: str, *, owner: str) -> tuple[DatasetRecord, Array, Array | list[Any]]:
+def load_data(
+    store: Store, dataset_id: str, *, owner: str | None
+) -> tuple[DatasetRecord, Array, Array | list[Any]]:
     """A dataset's record, its X and its y as original labels."""
     record = get_dataset(store, dataset_id, owner=owner)
     X, y = load_dataset_arrays(store, dataset_id, owner=owner)
     return record, X, original_labels(record, y)
 
 
-def read(store: Store, dataset_id: str, *, owner: str) -> dict[str, Any]:
+def read(store: Store, dataset_id: str, *, owner: str | None) -> dict[str, Any]:
     """The dataset ``dataset_id`` as the API shows it; 404 when unknown."""
     return dataset_json(get_dataset(store, dataset_id, owner=owner))
 
 
-def list_page(store: Store, *, owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
+def list_page(store: Store, *, owner: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
     """One page of datasets, newest first: ``{"items", "next_cursor"}``."""
 
     def render(records: Sequence[DatasetRecord]) -> list[dict[str, Any]]:
@@ -67,6 +72,7 @@ def list_page(store: Store, *, owner: str, limit: int, cursor: str | None) -> di
     return page(lambda n, after: list_datasets(store, owner, n, after), limit, cursor, render)
 
 
-def delete(store: Store, dataset_id: str, *, owner: str) -> None:
+def delete(store: Store, dataset_id: str, *, owner: str | None) -> None:
     """Delete the dataset and its arrays: 404 when unknown, 409 while a queued or running job uses it."""
     delete_dataset(store, dataset_id, owner=owner)
+    audit.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

@@ -13,10 +13,11 @@ import numpy as np
 from engine.datasets import make_dataset, task_of
 from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
-from service.services.datasets.labels import Array, Labels, encode_labels
+from service.services.datasets.labels import Array, Labels, check_class_names, encode_labels
 from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
-from service.store import DatasetRecord, Store, create_dataset
+from service.store import Claim, DatasetRecord, Store, create_dataset
 
 
 def ingest_arrays(
@@ -30,6 +31,7 @@ def ingest_arrays(
     task: str | None,
     source: dict[str, Any],
     field_prefix: str = "",
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Validate a dataset's arrays, put them in stored form and store them.
 
@@ -52,6 +54,8 @@ def ingest_arrays(
         How the data came to be, stored with it (e.g. ``{"kind": "json"}``).
     field_prefix : str
         Prefix of the field names in error messages, e.g. ``"dataset."`` for data inside a job.
+    claim : Claim, optional
+        The request's reserved Idempotency-Key, completed in the transaction that stores the dataset.
 
     Returns
     -------
@@ -59,6 +63,8 @@ def ingest_arrays(
 
     Raises
     ------
+    QuotaExceeded
+        403 when the owner's datasets or stored bytes would pass their quota.
     PayloadTooLarge
         413 when the rows, features or numbers exceed their limit (named in the detail).
     InvalidInput
@@ -75,7 +81,9 @@ def ingest_arrays(
     n_labels = len(y)
     if n_labels != X.shape[0]:
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")
+    check_class_names(y, y_name, settings.max_labels_kb)
     labels = encode_labels(y, task, y_name)
+    check_room(store, settings, datasets=1, nbytes=estimate_stored_bytes(X, labels.y))
     return create_dataset(
         store,
         owner=owner,
@@ -86,6 +94,7 @@ def ingest_arrays(
         classes=labels.classes,
         class_counts=labels.class_counts,
         source=source,
+        claim=claim,
     )
 
 
@@ -113,7 +122,14 @@ def _features(X: Array, x_name: str, settings: Settings) -> Array:
 
 
 def ingest_generator(
-    store: Store, settings: Settings, *, owner: str, name: str, spec: GeneratorSpec, field_prefix: str = ""
+    store: Store,
+    settings: Settings,
+    *,
+    owner: str,
+    name: str,
+    spec: GeneratorSpec,
+    field_prefix: str = "",
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """Draw a dataset with ``make_dataset`` and ``np.random.default_rng(spec.seed)``, and store it.
 
@@ -127,6 +143,8 @@ def ingest_generator(
         kind, n_samples, noise, n_classes, n_features and seed.
     field_prefix : str
         Prefix of the field names in error messages.
+    claim : Claim, optional
+        The request's reserved Idempotency-Key (see :func:`ingest_arrays`).
 
     Returns
     -------
@@ -155,5 +173,14 @@ def ingest_generator(
         raise InvalidInput(f"{where}: {exc}", errors=[{"loc": field_loc(where), "msg": str(exc)}]) from None
     source = {"kind": "generator", "generator": spec.model_dump(mode="json")}
     return ingest_arrays(
-        store, settings, owner=owner, name=name, X=X, y=y, task=task, source=source, field_prefix=field_prefix
+        store,
+        settings,
+        owner=owner,
+        name=name,
+        X=X,
+        y=y,
+        task=task,
+        source=source,
+        field_prefix=field_prefix,
+        claim=claim,
     )

@@ -8,6 +8,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from service.errors import InvalidInput, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, parse_json, validate
@@ -19,10 +21,11 @@ from service.services.datasets.labels import Array, Labels
 from service.services.datasets.limits import check_dataset_size
 from service.services.idempotency import Scope, check_key, create_once
 from service.settings import Settings
-from service.store import DatasetRecord, Store, delete_dataset, get_dataset
+from service.store import Claim, DatasetRecord, Store, get_dataset
 
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
 DEFAULT_NAME = "upload"
+EXACT_INTEGER_LIMIT = 2**53
 # The query parameters of POST /v1/datasets.
 UPLOAD_QUERY = ("name", "label", "task")
 
@@ -103,19 +106,18 @@ def create(
         upload_scope(store, owner),
         key,
         fingerprint,
-        lambda: _ingest(store, settings, upload, owner),
+        lambda claim: _ingest(store, settings, upload, owner, claim),
         status_code=201,
+        wait_s=settings.idempotency_wait_s,
     )
 
 
 def upload_scope(store: Store, owner: str) -> Scope[DatasetRecord]:
-    """How an Idempotency-Key of POST /v1/datasets replays its dataset, or withdraws a duplicate."""
+    """How an Idempotency-Key of POST /v1/datasets replays its dataset."""
     return Scope(
         name=IDEMPOTENCY_SCOPE,
         noun="dataset",
-        id_of=lambda record: record.id,
         fetch=lambda dataset_id: get_dataset(store, dataset_id, owner=owner),
-        withdraw=lambda record: delete_dataset(store, record.id, owner=owner),
     )
 
 
@@ -130,17 +132,32 @@ def request_fingerprint(content_type: str, query: Iterable[tuple[str, str]], bod
     return digest.hexdigest()
 
 
-def _ingest(store: Store, settings: Settings, upload: Upload, owner: str) -> DatasetRecord:
+def _ingest(
+    store: Store, settings: Settings, upload: Upload, owner: str, claim: Claim | None
+) -> DatasetRecord:
     name = upload.name or DEFAULT_NAME
     if upload.kind == "json":
         return create_from_json(
-            store, settings, parse_json(upload.raw), owner=owner, name=upload.name, task=upload.task
+            store,
+            settings,
+            parse_json(upload.raw),
+            owner=owner,
+            claim=claim,
+            name=upload.name,
+            task=upload.task,
         )
     if upload.kind == "csv":
         return create_from_csv(
-            store, settings, upload.raw, owner=owner, name=name, label=upload.label, task=upload.task
+            store,
+            settings,
+            upload.raw,
+            owner=owner,
+            name=name,
+            label=upload.label,
+            task=upload.task,
+            claim=claim,
         )
-    return create_from_npz(store, settings, upload.raw, owner=owner, name=name, task=upload.task)
+    return create_from_npz(store, settings, upload.raw, owner=owner, name=name, task=upload.task, claim=claim)
 
 
 # ---- the body formats -----------------------------------------------------------------------------
@@ -152,6 +169,7 @@ def create_from_json(
     body: JSONBody,
     *,
     owner: str,
+    claim: Claim | None = None,
     name: str | None = None,
     task: str | None = None,
 ) -> DatasetRecord:
@@ -166,7 +184,9 @@ def create_from_json(
     if request.generator is not None:
         if task is not None:
             raise _query_disagrees("task", "a generator sets its dataset's task")
-        return ingest_generator(store, settings, owner=owner, name=request.name, spec=request.generator)
+        return ingest_generator(
+            store, settings, owner=owner, name=request.name, spec=request.generator, claim=claim
+        )
     if task is not None and request.task is not None and task != request.task:
         raise _query_disagrees("task", f"the body's task is {request.task!r}, the query's {task!r}")
     X, y = arrays_from_json(request.X, request.y, settings, scan_booleans=body.scan_booleans)
@@ -179,6 +199,7 @@ def create_from_json(
         y=y,
         task=request.task or task,
         source={"kind": "json"},
+        claim=claim,
     )
 
 
@@ -239,7 +260,28 @@ def arrays_from_json(
     y_arr = to_array(
         y, y_name, ndim=(1, 2), max_elements=settings.max_dataset_elements, scan_booleans=scan_booleans
     )
+    if y_arr.size and float(np.abs(y_arr).max()) >= EXACT_INTEGER_LIMIT:
+        check_exact_integers(y, y_name)
     return X_arr, y_arr
+
+
+def check_exact_integers(y: list[Any], y_name: str) -> None:
+    """422 naming the first JSON integer of y beyond ±2**53, which float64 (and JSON readers) cannot
+    keep exactly: 2**53 + 1 would silently become 2**53, another label. Class names that big are strings.
+    """
+    for i, value in enumerate(y):
+        cells = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for j, cell in cells:
+            if type(cell) is int and abs(cell) > EXACT_INTEGER_LIMIT:
+                raise _inexact(f"{y_name}[{i}]" + ("" if j is None else f"[{j}]"), cell)
+
+
+def _inexact(where: str, value: int) -> InvalidInput:
+    return field_error(
+        where,
+        f"is the integer {value}, beyond ±2^53 ({EXACT_INTEGER_LIMIT}), which a float64 label cannot hold"
+        " exactly; send labels that large as strings",
+    )
 
 
 def _json_kind(value: Any) -> str:
@@ -261,18 +303,34 @@ def create_from_csv(
     name: str,
     label: str | None,
     task: str | None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """A ``text/csv`` body (UTF-8, a byte-order mark allowed)."""
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     table = parse_csv(text, label=label, settings=settings)
     source = {"kind": "csv", "columns": table.columns, "label": table.label}
     return ingest_arrays(
-        store, settings, owner=owner, name=name, X=table.X, y=table.labels, task=task, source=source
+        store,
+        settings,
+        owner=owner,
+        name=name,
+        X=table.X,
+        y=table.labels,
+        task=task,
+        source=source,
+        claim=claim,
     )
 
 
 def create_from_npz(
-    store: Store, settings: Settings, raw: bytes, *, owner: str, name: str, task: str | None
+    store: Store,
+    settings: Settings,
+    raw: bytes,
+    *,
+    owner: str,
+    name: str,
+    task: str | None,
+    claim: Claim | None = None,
 ) -> DatasetRecord:
     """An ``.npz`` body holding arrays X and y (labels may be a ``str`` array)."""
     arrays = read_npz(raw, max_elements=settings.max_dataset_elements)
@@ -288,4 +346,5 @@ def create_from_npz(
         y=arrays["y"],
         task=task,
         source={"kind": "npz"},
+        claim=claim,
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from service.services.jobs.document import document, job_document
 from service.services.pagination import page
-from service.settings import Settings
 from service.store import (
     JobRecord,
     Store,
@@ -19,22 +19,25 @@ from service.store import (
     request_cancel,
 )
 
+audit = logging.getLogger("descent.audit")
+
 # Queue positions of a page are looked up in one query while the queue is at most this long.
 _POSITION_SCAN = 10_000
 
 
-def read(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
-    """The Job ``job_id`` with its queue position; 404 when unknown."""
-    return document(store, get_job(store, job_id, owner=settings.owner))
+def read(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
+    """The Job ``job_id`` with its queue position; 404 when unknown or not ``owner``'s (None: anyone's)."""
+    return document(store, get_job(store, job_id, owner=owner))
 
 
 def list_page(
-    store: Store, settings: Settings, *, status: Sequence[str], limit: int, cursor: str | None
+    store: Store, owner: str | None, *, status: Sequence[str], limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    """One page of jobs, newest first, in any of the ``status`` given (all when empty)."""
+    """One page of ``owner``'s jobs (every owner's when None), newest first, in any of the ``status``
+    given (all when empty)."""
 
     def read_page(n: int, after: str | None) -> tuple[list[JobRecord], str | None]:
-        return list_jobs(store, settings.owner, status=status, limit=n, cursor=after)
+        return list_jobs(store, owner, status=status, limit=n, cursor=after)
 
     return page(read_page, limit, cursor, lambda jobs: _documents(store, jobs))
 
@@ -56,17 +59,18 @@ def _documents(store: Store, jobs: Sequence[JobRecord]) -> list[dict[str, Any]]:
     return [job_document(job, position(job)) for job in jobs]
 
 
-def cancel(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+def cancel(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     """Ask a job to stop: a queued one is cancelled at once, a running one becomes 'cancelling'.
 
     Raises ``NotFound`` (404) and ``Conflict`` (409, the job is already terminal).
     """
-    return document(store, request_cancel(store, job_id, owner=settings.owner))
+    return document(store, request_cancel(store, job_id, owner=owner))
 
 
-def delete(store: Store, settings: Settings, job_id: str) -> None:
+def delete(store: Store, owner: str | None, job_id: str) -> None:
     """Delete a job that has ended, with its events and metric history; its model and dataset stay.
 
     Raises ``NotFound`` (404) and ``Conflict`` (409, the job has not ended).
     """
-    delete_job(store, job_id, owner=settings.owner)
+    delete_job(store, job_id, owner=owner)
+    audit.info("job deleted", extra={"job_id": job_id, "owner": owner})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import NotFound, QueueFull
+from service.errors import NotFound, StoreUnavailable
 from service.http.body import JSONBody, validate
 from service.http.schemas.training import TrainingConfig
 from service.runners import Runner
@@ -26,7 +27,7 @@ from service.services.jobs.target import (
     target_of,
 )
 from service.settings import Settings
-from service.store import JobRecord, Store, delete_dataset, get_job, request_cancel
+from service.store import Claim, JobRecord, Store, delete_dataset, get_job
 from service.store import create_job as store_create_job
 
 IDEMPOTENCY_SCOPE = "POST /v1/jobs"
@@ -94,6 +95,8 @@ def create(
         404 for an unknown dataset or warm start model.
     QueueFull
         429 when ``settings.max_queued_jobs`` jobs are queued.
+    QuotaExceeded
+        403 when the owner has ``settings.quota_jobs`` active jobs, or its inline data passes a quota.
     Conflict
         409 when the idempotency key was used with a different body.
     """
@@ -118,8 +121,9 @@ def create(
         job_scope(store, owner),
         key,
         fingerprint,
-        lambda: _queue(store, settings, body),
+        lambda claim: _queue(store, settings, body, claim),
         status_code=202,
+        wait_s=settings.idempotency_wait_s,
     )
     if replayed:
         return Created(200, document(store, job), job.id)
@@ -129,22 +133,8 @@ def create(
 
 
 def job_scope(store: Store, owner: str) -> Scope[JobRecord]:
-    """How an Idempotency-Key of POST /v1/jobs replays its job, or withdraws a duplicate.
-
-    A duplicate is withdrawn by cancelling it: it is still queued, unless a worker already took it, in
-    which case its run ends it.
-    """
-
-    def withdraw(job: JobRecord) -> None:
-        request_cancel(store, job.id, owner=owner)
-
-    return Scope(
-        name=IDEMPOTENCY_SCOPE,
-        noun="job",
-        id_of=lambda job: job.id,
-        fetch=lambda job_id: get_job(store, job_id, owner=owner),
-        withdraw=withdraw,
-    )
+    """How an Idempotency-Key of POST /v1/jobs replays its job."""
+    return Scope(name=IDEMPOTENCY_SCOPE, noun="job", fetch=lambda job_id: get_job(store, job_id, owner=owner))
 
 
 def _plan(store: Store, settings: Settings, body: JSONBody) -> _Plan:
@@ -176,8 +166,11 @@ def estimate_job(resolved: dict[str, Any], target: Target) -> admission.Estimate
     )
 
 
-def _queue(store: Store, settings: Settings, body: JSONBody) -> JobRecord:
-    """Store the job's inline data (if any) and queue the job; a refused job leaves no dataset behind."""
+def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None) -> JobRecord:
+    """Store the job's inline data (if any) and queue the job; a refused job leaves no dataset behind.
+
+    The job and the completion of ``claim`` (the request's Idempotency-Key) commit in one transaction.
+    """
     plan = _plan(store, settings, body)
     owner, inline, resolved = settings.owner, plan.config.dataset, plan.resolved
     dataset_id = plan.target.dataset_id
@@ -193,9 +186,12 @@ def _queue(store: Store, settings: Settings, body: JSONBody) -> JobRecord:
             dataset_id=dataset_id,
             max_retries=plan.config.max_retries,
             max_queued=settings.max_queued_jobs,
+            owner_quota=settings.quota_jobs,
+            claim=claim,
         )
-    except (QueueFull, NotFound):
+    except BaseException:
         if inline is not None and dataset_id is not None:
             # The inline dataset exists only for this job; a refused job must not leave it behind.
-            delete_dataset(store, dataset_id, owner=owner)
+            with contextlib.suppress(NotFound, StoreUnavailable):
+                delete_dataset(store, dataset_id, owner=owner)
         raise

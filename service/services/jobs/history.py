@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from service.settings import Settings
 from service.store import Store, get_job, list_job_metrics
 
 Array = np.ndarray[Any, Any]
@@ -37,10 +36,11 @@ def downsample_indices(n: int, max_points: int | None) -> Array:
 
 
 def metrics(
-    store: Store, settings: Settings, job_id: str, *, since_epoch: int | None, max_points: int | None
+    store: Store, owner: str | None, job_id: str, *, since_epoch: int | None, max_points: int | None
 ) -> dict[str, Any]:
-    """The job's per-epoch history after ``since_epoch``, downsampled to ``max_points``."""
-    get_job(store, job_id, owner=settings.owner)
+    """The job's per-epoch history after ``since_epoch``, downsampled to ``max_points`` (404 when the job
+    is not ``owner``'s; None: anyone's)."""
+    get_job(store, job_id, owner=owner)
     rows = list_job_metrics(store, job_id, after_epoch=since_epoch)
     keep = downsample_indices(len(rows), max_points)
     chosen = [rows[i] for i in keep.tolist()]

@@ -8,16 +8,18 @@ function here is synchronous; async handlers run them in a worker thread.
 
 from service.services.models.access import LoadedModel, delete, list_page, load_model, model_json, read
 from service.services.models.export import NPZ_META, export_document, export_npz
-from service.services.models.importing import import_json, import_npz
+from service.services.models.importing import IDEMPOTENCY_SCOPE, import_json, import_model, import_npz
 from service.services.models.predict import predict, predict_arrays, predict_inputs
 
 __all__ = [
+    "IDEMPOTENCY_SCOPE",
     "NPZ_META",
     "LoadedModel",
     "delete",
     "export_document",
     "export_npz",
     "import_json",
+    "import_model",
     "import_npz",
     "list_page",
     "load_model",

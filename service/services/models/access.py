@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from engine.models import Architecture, Parameters
 from service.runners.artifacts import architecture_from_json, parameters_from_arrays
 from service.services.pagination import page
 from service.store import ModelRecord, Store, delete_model, get_model, list_models, load_model_parameters
+
+audit = logging.getLogger("descent.audit")
 
 Array = np.ndarray[Any, Any]
 
@@ -40,7 +43,7 @@ class LoadedModel:
         return str(self.parameters.flat.dtype)
 
 
-def load_model(store: Store, model_id: str, *, owner: str) -> LoadedModel:
+def load_model(store: Store, model_id: str, *, owner: str | None) -> LoadedModel:
     """A stored model's record, architecture and parameters (``NotFound`` for an unknown id)."""
     record = get_model(store, model_id, owner=owner)
     arrays = load_model_parameters(store, model_id, owner=owner)
@@ -71,7 +74,7 @@ def model_json(record: ModelRecord, loaded: LoadedModel | None = None) -> dict[s
     return content
 
 
-def read(store: Store, model_id: str, *, owner: str, parameters: bool = False) -> dict[str, Any]:
+def read(store: Store, model_id: str, *, owner: str | None, parameters: bool = False) -> dict[str, Any]:
     """The model ``model_id`` as the API shows it, with dtype and parameters if asked; 404 when unknown."""
     if parameters:
         loaded = load_model(store, model_id, owner=owner)
@@ -79,7 +82,7 @@ def read(store: Store, model_id: str, *, owner: str, parameters: bool = False) -
     return model_json(get_model(store, model_id, owner=owner))
 
 
-def list_page(store: Store, *, owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
+def list_page(store: Store, *, owner: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
     """One page of models, newest first: ``{"items", "next_cursor"}``."""
 
     def render(records: Sequence[ModelRecord]) -> list[dict[str, Any]]:
@@ -88,6 +91,7 @@ def list_page(store: Store, *, owner: str, limit: int, cursor: str | None) -> di
     return page(lambda n, after: list_models(store, owner, n, after), limit, cursor, render)
 
 
-def delete(store: Store, model_id: str, *, owner: str) -> None:
+def delete(store: Store, model_id: str, *, owner: str | None) -> None:
     """Delete the model and its parameters (404 when unknown); the job that trained it keeps its history."""
     delete_model(store, model_id, owner=owner)
+    audit.info("model deleted", extra={"model_id": model_id, "owner": owner})

@@ -6,8 +6,9 @@ and every parameter's name, shape, dtype and finiteness. The parameters are kept
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -18,19 +19,67 @@ from engine.losses import LOSSES
 from engine.models import Architecture, build_architecture
 from service.errors import field_error, validation_error
 from service.http.arrays import to_array
-from service.http.body import JSONBody, validate
+from service.http.body import JSONBody, parse_json, validate
 from service.http.npz import read_npz
 from service.http.schemas.models import ModelDocument, ModelMeta
 from service.runners.artifacts import architecture_json, parameter_arrays, parameters_from_arrays
+from service.services.datasets.labels import check_class_names
+from service.services.idempotency import Scope, check_key, create_once
+from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.services.models.access import Array
 from service.services.models.export import NPZ_META
 from service.settings import Settings
-from service.store import ModelRecord, Store, create_model
+from service.store import Claim, ModelRecord, Store, create_model, get_model
 
+IDEMPOTENCY_SCOPE = "POST /v1/models"
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str) -> ModelRecord:
+def import_model(
+    store: Store,
+    settings: Settings,
+    kind: Literal["json", "npz"],
+    content_type: str,
+    raw: bytes,
+    *,
+    owner: str,
+    idempotency_key: str | None = None,
+) -> tuple[ModelRecord, bool]:
+    """POST /v1/models: store the export in ``raw``, unless the Idempotency-Key already did.
+
+    Returns
+    -------
+    record : ModelRecord
+    replayed : bool
+        True when the key had already imported ``record`` with the same request (content type and body).
+
+    Raises
+    ------
+    InvalidInput, PayloadTooLarge
+        For an export that does not make a model, or a bad key.
+    Conflict
+        409 when the key was used with a different request, its model has since been deleted, or a
+        concurrent request with the key is still importing.
+    """
+    key = check_key(idempotency_key)
+    fingerprint = ""
+    if key is not None:
+        fingerprint = hashlib.sha256(content_type.strip().lower().encode() + b"\n\n" + raw).hexdigest()
+
+    def create(claim: Claim | None) -> ModelRecord:
+        if kind == "json":
+            return import_json(store, settings, parse_json(raw), owner=owner, claim=claim)
+        return import_npz(store, settings, raw, owner=owner, claim=claim)
+
+    scope = Scope(IDEMPOTENCY_SCOPE, "model", lambda model_id: get_model(store, model_id, owner=owner))
+    return create_once(
+        store, owner, scope, key, fingerprint, create, status_code=201, wait_s=settings.idempotency_wait_s
+    )
+
+
+def import_json(
+    store: Store, settings: Settings, body: JSONBody, *, owner: str, claim: Claim | None = None
+) -> ModelRecord:
     """POST /v1/models with a JSON ``descent.model/v1`` document."""
     document = validate(ModelDocument, body)
     architecture = _architecture(document, settings)
@@ -46,10 +95,13 @@ def import_json(store: Store, settings: Settings, body: JSONBody, *, owner: str)
         if not np.isfinite(array).all():
             raise field_error(where, f"has values beyond the range of {document.dtype}")
         arrays[name] = array
-    return _store_import(store, document, architecture, arrays, owner=owner)
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
+    return _store_import(store, settings, document, architecture, arrays, owner=owner, claim=claim)
 
 
-def import_npz(store: Store, settings: Settings, raw: bytes, *, owner: str) -> ModelRecord:
+def import_npz(
+    store: Store, settings: Settings, raw: bytes, *, owner: str, claim: Claim | None = None
+) -> ModelRecord:
     """POST /v1/models with the ``.npz`` export: member ``meta`` (JSON) and the parameter arrays."""
     arrays = read_npz(raw, max_elements=settings.max_array_elements)
     meta_bytes = arrays.pop(NPZ_META, None)
@@ -71,7 +123,8 @@ def import_npz(store: Store, settings: Settings, raw: bytes, *, owner: str) -> M
             raise field_error(name, "must hold finite numbers only, found NaN or infinity")
     architecture = _architecture(meta, settings)
     _check_names(architecture, arrays)
-    return _store_import(store, meta, architecture, arrays, owner=owner)
+    check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
+    return _store_import(store, settings, meta, architecture, arrays, owner=owner, claim=claim)
 
 
 def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
@@ -185,6 +238,15 @@ def _standardization(meta: ModelMeta) -> dict[str, list[float]] | None:
             )
     if any(s == 0 for s in std.scale):
         raise field_error("standardization.scale", "must not contain 0 (features are divided by it)")
+    for name in ("mean", "scale"):
+        with np.errstate(over="ignore"):
+            values = np.asarray(getattr(std, name), dtype=np.float64).astype(meta.dtype)
+        if not np.isfinite(values).all():
+            index = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise field_error(
+                f"standardization.{name}[{index}]",
+                f"must be a finite number within the range of {meta.dtype}",
+            )
     return {"mean": [float(v) for v in std.mean], "scale": [float(v) for v in std.scale]}
 
 
@@ -200,9 +262,18 @@ def _check_names(architecture: Architecture, parameters: Mapping[str, Any]) -> N
 
 
 def _store_import(
-    store: Store, meta: ModelMeta, architecture: Architecture, arrays: Mapping[str, Array], *, owner: str
+    store: Store,
+    settings: Settings,
+    meta: ModelMeta,
+    architecture: Architecture,
+    arrays: Mapping[str, Array],
+    *,
+    owner: str,
+    claim: Claim | None,
 ) -> ModelRecord:
     classes = _check_task(meta, architecture)
+    if classes is not None:
+        check_class_names(classes, "classes", settings.max_labels_kb)
     standardization = _standardization(meta)
     try:
         params = parameters_from_arrays(architecture, dict(arrays))
@@ -219,4 +290,5 @@ def _store_import(
         metrics=meta.metrics or {},
         standardization=standardization,
         parameters=parameter_arrays(architecture, params),
+        claim=claim,
     )

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from engine.models import predict as engine_predict
+from engine.preparation import Standardization
 from service.errors import NotFound, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
@@ -18,7 +19,9 @@ from service.settings import Settings
 from service.store import ModelRecord, Store, get_dataset, load_dataset_arrays
 
 
-def predict(store: Store, settings: Settings, model_id: str, body: JSONBody, *, owner: str) -> dict[str, Any]:
+def predict(
+    store: Store, settings: Settings, model_id: str, body: JSONBody, *, owner: str | None
+) -> dict[str, Any]:
     """POST /v1/models/{id}/predict: predictions (original class labels) and probabilities for classifiers.
 
     X is cast to the parameters' dtype, standardized with the stored mean and scale, and run through
@@ -39,7 +42,7 @@ def predict_inputs(
     body: JSONBody,
     record: ModelRecord,
     *,
-    owner: str,
+    owner: str | None,
 ) -> Array:
     """The rows a PredictRequest names (X, a dataset's X, or a grid), checked against the model's features."""
     if request.dataset_id is not None:
@@ -73,7 +76,7 @@ def grid_points(grid: GridSpec, n_features: int, max_elements: int) -> Array:
     return np.stack([m.ravel() for m in mesh[::-1]], axis=1)
 
 
-def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str) -> Array:
+def _dataset_inputs(store: Store, dataset_id: str, record: ModelRecord, owner: str | None) -> Array:
     try:
         dataset = get_dataset(store, dataset_id, owner=owner)
         X, _ = load_dataset_arrays(store, dataset_id, owner=owner)
@@ -105,7 +108,8 @@ def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
             raise field_error("X", f"has values beyond the range of {dtype}, the model's dtype")
         std = record.standardization
         if std is not None:
-            X = (X - np.asarray(std["mean"], dtype=dtype)) / np.asarray(std["scale"], dtype=dtype)
+            mean, scale = (np.asarray(std[k], dtype=dtype) for k in ("mean", "scale"))
+            X = Standardization(mean, scale).apply(X)
         outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
     content: dict[str, Any]
     if record.classes is None:

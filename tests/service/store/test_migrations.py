@@ -25,6 +25,7 @@ from tests.service.store.factories import make_dataset
 
 TABLES = {
     "alembic_version",
+    "api_keys",
     "blobs",
     "checkpoints",
     "datasets",
