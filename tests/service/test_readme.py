@@ -104,3 +104,18 @@ def test_the_tour_runs_twice_in_a_row_against_one_server(tour_server: str, tmp_p
     second = _run_tour(tour_server, tmp_path)
     # The Idempotency-Keys bring back the dataset, the MLP job and so its model.
     assert second == first
+
+
+def test_the_conventions_are_stated_in_the_readme() -> None:
+    text = re.sub(r"\s+", " ", README)
+    for phrase in (
+        "Sutskever's form",
+        "bias corrections",
+        "coupled L2 penalty on the weights only",
+        "`adamw` decays the weights decoupled",
+        "`clip_grad_norm_`",
+        "computed from the logits",
+        "mean over all elements",
+        "`min_delta` decides only when to stop",
+    ):
+        assert phrase in text, phrase
