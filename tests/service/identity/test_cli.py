@@ -17,7 +17,7 @@ import pytest
 
 from tests.processes import free_port
 from tests.service.test_jobs_e2e import ServiceProcess
-from tests.timing import REQUEST_S
+from tests.timing import REQUEST_S, STARTUP_S
 
 DESCENT = Path(sys.executable).parent / "descent"
 KEY = re.compile(r"dsk_[0-9a-f]{24}[A-Za-z0-9_-]{43}")
@@ -26,7 +26,7 @@ KEY = re.compile(r"dsk_[0-9a-f]{24}[A-Za-z0-9_-]{43}")
 def descent(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "DESCENT_DATABASE_URL": f"sqlite:///{tmp_path / 'descent.db'}", **env}
     return subprocess.run(
-        [str(DESCENT), *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=REQUEST_S
+        [str(DESCENT), *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=STARTUP_S
     )
 
 
