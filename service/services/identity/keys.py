@@ -148,9 +148,9 @@ def ensure_bootstrap_key(store: Store, settings: Settings) -> None:
 
     A key revoked since stays revoked. Raises ``ValueError`` when the setting is not a key.
     """
-    if settings.bootstrap_key is None:
+    key = "" if settings.bootstrap_key is None else settings.bootstrap_key.get_secret_value().strip()
+    if not key:  # unset, or set empty (docker compose without the variable)
         return
-    key = settings.bootstrap_key.get_secret_value().strip()
     key_id = parse_key(key)
     if key_id is None:
         raise ValueError(
