@@ -1,11 +1,18 @@
-"""The bare reference the service is measured against: minimal FastAPI endpoints that parse with
-orjson, apply the same NumPy arithmetic and answer with orjson, and nothing else."""
+"""The bare references the service is measured against: minimal FastAPI endpoints that parse with
+orjson, apply the same NumPy arithmetic and answer with orjson, and nothing else; and a bare Starlette
+endpoint that loads and saves ``.npy`` bodies."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from engine.activations import ACTIVATIONS
 
 
 def create_app() -> FastAPI:
@@ -35,3 +42,32 @@ def create_app() -> FastAPI:
         return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     return app
+
+
+def create_binary_app() -> Starlette:
+    """The bare binary reference: a Starlette endpoint that loads an ``.npy`` body with ``np.load``,
+    applies the engine's own sigmoid (the same arithmetic as the service) and answers ``np.save``'s
+    bytes; ``/echo`` only loads and saves."""
+
+    async def sigmoid(request: Request) -> Response:
+        x = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+        out = io.BytesIO()
+        np.save(out, ACTIVATIONS["sigmoid"].function(x), allow_pickle=False)
+        return Response(out.getvalue(), media_type="application/x-npy")
+
+    async def echo(request: Request) -> Response:
+        x = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+        out = io.BytesIO()
+        np.save(out, x, allow_pickle=False)
+        return Response(out.getvalue(), media_type="application/x-npy")
+
+    async def ready(request: Request) -> Response:
+        return Response(b"{}", media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/activations/sigmoid", sigmoid, methods=["POST"]),
+            Route("/echo", echo, methods=["POST"]),
+            Route("/openapi.json", ready),
+        ]
+    )

@@ -62,6 +62,48 @@ def npz_bytes(**arrays: Array) -> bytes:
     return buffer.getvalue()
 
 
+NPY_MEDIA_TYPE = "application/x-npy"
+NPZ_MEDIA_TYPE = "application/x-npz"
+#: Requests whose arrays hold more bytes than this go as .npy/.npz rather than JSON.
+BINARY_THRESHOLD_BYTES = 64 * 1024
+
+
+def npy_bytes(array: Any) -> bytes:
+    """The ``.npy`` bytes of an array (what ``numpy.save`` writes), in one copy."""
+    array = np.asarray(array)
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return b"".join([header.getvalue(), array.reshape(-1).view(np.uint8)])
+
+
+def npy_array(body: bytes) -> Array:
+    """The array of an ``.npy`` answer, viewed in place (read-only); never unpickled."""
+    stream = io.BytesIO(body[: 12 + 65536])
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.hasobject:
+        raise ValueError("the answer holds Python objects (dtype object), which are never unpickled")
+    count = int(np.prod(shape, dtype=np.int64))
+    flat = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+
+
+def npz_arrays(body: bytes) -> dict[str, Array]:
+    """The members of an ``.npz`` answer by name (never unpickled)."""
+    with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def is_large(*arrays: Any) -> bool:
+    """Whether these arrays hold more than ``BINARY_THRESHOLD_BYTES`` of numbers (as float64)."""
+    return sum(8 * np.size(a) for a in arrays if a is not None) > BINARY_THRESHOLD_BYTES
+
+
 def label_array(values: list[Any]) -> Array:
     """Labels or predictions from JSON: numbers stay numbers, strings become a str array."""
     if any(isinstance(v, str) for v in values):

@@ -362,8 +362,11 @@ class AsyncModels:
             Path(path).write_bytes(content)
         return content
 
-    async def import_(self, source: str | Path | bytes | Mapping[str, Any]) -> AsyncModel:
-        return self._client.bind(AsyncModel, await self._client.json(_calls.import_model(source)))
+    async def import_(
+        self, source: str | Path | bytes | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> AsyncModel:
+        call = _calls.import_model(source, idempotency_key)
+        return self._client.bind(AsyncModel, await self._client.json(call))
 
     async def delete(self, model_id: str) -> None:
         await self._client.send(_calls.delete_call("models", model_id))

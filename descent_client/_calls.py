@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from descent_client import _arrays
-from descent_client.errors import ServiceUnavailable, TransportError, error_from_response
+from descent_client.errors import Conflict, ServiceUnavailable, TransportError, error_from_response
 
 Retry = Literal["connect", "always"]
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -186,10 +186,14 @@ def export_model(model_id: str, format: Literal["json", "npz"]) -> Call:
     )
 
 
-def import_model(source: str | Path | bytes | Mapping[str, Any]) -> Call:
-    """A model export: its JSON document (a mapping, or a ``.json`` file) or its ``.npz`` bytes or file."""
+def import_model(source: str | Path | bytes | Mapping[str, Any], key: str | None = None) -> Call:
+    """A model export: its JSON document (a mapping, or a ``.json`` file) or its ``.npz`` bytes or file.
+
+    It carries an Idempotency-Key, so that a retry after a lost answer stores no second model.
+    """
+    headers = {"Idempotency-Key": key or new_key()}
     if isinstance(source, Mapping):
-        return _json("POST", "/v1/models", dict(source))
+        return _json("POST", "/v1/models", dict(source), headers=headers, retry="always")
     if isinstance(source, bytes):
         raw = source
         is_json = raw.lstrip()[:1] == b"{"
@@ -197,7 +201,7 @@ def import_model(source: str | Path | bytes | Mapping[str, Any]) -> Call:
         raw = Path(source).read_bytes()
         is_json = Path(source).suffix.lower() == ".json" or raw.lstrip()[:1] == b"{"
     media = JSON_MEDIA_TYPE if is_json else NPZ_MEDIA_TYPE
-    return Call("POST", "/v1/models", content=raw, headers={"Content-Type": media})
+    return Call("POST", "/v1/models", content=raw, headers={"Content-Type": media, **headers}, retry="always")
 
 
 def backoff(attempt: int) -> float:
@@ -217,14 +221,28 @@ def delay_after_error(
 
 
 def delay_after_response(call: Call, attempt: int, retries: int, response: httpx.Response) -> float | None:
-    """None for a success; the wait before retrying a 503 (its Retry-After, at most 30 s); otherwise
+    """None for a success; the wait before retrying a 503, or a 409 with Retry-After (a request with
+    the same Idempotency-Key is still creating: the retry gets its resource), at most 30 s; otherwise
     the ``APIError`` of the response's status is raised."""
     if not response.is_error:
         return None
     error = error_from_response(response)
-    if not (isinstance(error, ServiceUnavailable) and call.retry == "always" and attempt < retries):
+    in_progress = isinstance(error, Conflict) and "retry-after" in error.headers
+    if not (
+        (isinstance(error, ServiceUnavailable) or in_progress)
+        and call.retry == "always"
+        and attempt < retries
+    ):
         raise error
-    return min(error.retry_after, 30.0) if error.retry_after is not None else backoff(attempt)
+    retry_after = _seconds(error.headers.get("retry-after"))
+    return min(retry_after, 30.0) if retry_after is not None else backoff(attempt)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 class StreamClosed(Exception):

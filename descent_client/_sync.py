@@ -329,9 +329,14 @@ class Models:
             Path(path).write_bytes(content)
         return content
 
-    def import_(self, source: str | Path | bytes | Mapping[str, Any]) -> Model:
-        """Store a model from an export: a path (.json or .npz), its bytes, or the JSON document."""
-        return self._client.bind(Model, self._client.json(_calls.import_model(source)))
+    def import_(
+        self, source: str | Path | bytes | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Model:
+        """Store a model from an export: a path (.json or .npz), its bytes, or the JSON document.
+
+        A retry (after a lost answer, or sent again with the same ``idempotency_key``) stores no second copy.
+        """
+        return self._client.bind(Model, self._client.json(_calls.import_model(source, idempotency_key)))
 
     def delete(self, model_id: str) -> None:
         self._client.send(_calls.delete_call("models", model_id))

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.activations import ACTIVATIONS, backward
 from engine.architecture import MODEL_TYPES, Architecture, ModelType, build_architecture, get_model_type
+from engine.fused import true_label_nll
 from engine.losses import LOSSES, compute_loss
 from engine.parameters import Parameters, from_arrays, init_parameters, zeros
 
@@ -150,11 +151,15 @@ def loss_and_gradient(
     """
     layers = _forward(architecture, params, X, keep_z=False)
     z_out, output = layers[-1]
-    # Backpropagate the unscaled output error and scale the (small) gradient once at the end:
-    # every step of backpropagation is linear in it, and this saves a pass over the batch.
+    # Every step of backpropagation is linear in the output error, so its scale (1/n for a mean)
+    # can be applied to it or to the gradient at the end: one pass over the smaller of the two.
     loss, delta, scale = _output_error(architecture, z_out, output, Y)
     if grads is None:
         grads = zeros(architecture, params.flat.dtype)
+    # The scale applies to the output error or to the gradient, whichever is smaller.
+    if scale != 1.0 and delta.size < grads.flat.size:
+        delta *= scale
+        scale = 1.0
     ones = _ones(len(X), params.flat.dtype)
     for i in range(len(layers) - 1, -1, -1):
         a_prev = X if i == 0 else layers[i - 1][1]
@@ -162,14 +167,14 @@ def loss_and_gradient(
         np.matmul(ones, delta, out=grads.biases[i])  # column sums through BLAS: faster than np.sum
         if i > 0:
             z, a = layers[i - 1]
+            w = params.weights[i]
+            # One output unit: an outer product, which broadcasting does faster than matmul.
+            grad_a = delta * w[:, 0] if w.shape[1] == 1 else delta @ w.T
             delta = _backward_hidden(
-                architecture.activations[i - 1],
-                architecture.activation_params[i - 1],
-                z,
-                a,
-                delta @ params.weights[i].T,
+                architecture.activations[i - 1], architecture.activation_params[i - 1], z, a, grad_a
             )
-    grads.flat *= scale
+    if scale != 1.0:
+        grads.flat *= scale
     if l2:
         for w, gw in zip(params.weights, grads.weights, strict=True):
             loss += 0.5 * l2 * float(np.vdot(w, w))
@@ -215,27 +220,6 @@ def _ones(n: int, dtype: np.dtype[Any]) -> Array:
     return ones
 
 
-def _sum_log(q: Array) -> float:
-    """Σ log q for q in [2⁻⁸, 1], as the logs of products of 4 (float32) or 16 (float64) terms.
-
-    The log is the costly part of the loss; products of 16 such terms cannot underflow.
-    """
-    total = 0.0
-    # Below ~1,000 terms the extra calls cost more than the logs they save.
-    levels = 0 if len(q) < 1024 else 2 if q.dtype == np.float32 else 4
-    for _ in range(levels):
-        half = len(q) // 2
-        if len(q) % 2:
-            total += float(np.log(q[-1]))
-        q = q[:half] * q[half : 2 * half]
-    return total + float(np.sum(np.log(q)))
-
-
-# Below this probability of the true label, 1 − |ŷ − y| has lost too many digits to 1 − ŷ rounding,
-# so those samples' losses are taken from the logits instead (relative error of the rest < 1e-13).
-_SMALL_Q = 2.0**-8
-
-
 def _binary_cross_entropy_sum(z: Array, delta: Array, Y: Array) -> float:
     """Σ of −log(probability of the true label) over all outputs, for a sigmoid output and 0/1 labels.
 
@@ -244,14 +228,7 @@ def _binary_cross_entropy_sum(z: Array, delta: Array, Y: Array) -> float:
     # For 0/1 labels, q = 1 − |ŷ − y| is the probability given to the true label.
     q = np.abs(delta).ravel()
     np.subtract(1, q, out=q)
-    exact = 0.0
-    if q.min() < _SMALL_Q:
-        small = np.flatnonzero(q < _SMALL_Q)
-        # −log σ(m) = softplus(−m) for the margin m = ±z (+ for label 1), without overflow.
-        m = z.ravel()[small] * (2 * Y.ravel()[small] - 1)
-        exact = float(np.sum(np.maximum(-m, 0) + np.log1p(np.exp(-np.abs(m)))))
-        q[small] = 1
-    return exact - _sum_log(q)
+    return true_label_nll(q, lambda idx: z.ravel()[idx], Y.ravel())
 
 
 def _cross_entropy_sum(z: Array, a: Array, Y: Array) -> float:

@@ -30,7 +30,59 @@ class Standardization:
     scale: Array
 
     def apply(self, X: Array) -> Array:
-        return (X - self.mean) / self.scale
+        """(X − mean) / scale, without overflow in x − mean where the result itself is finite."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (X - self.mean) / self.scale
+            lost = ~np.isfinite(out) & np.isfinite(X)
+            if lost.any():
+                # x and mean near ±max float with opposite signs: x − mean overflows, x/scale − mean/scale
+                # does not (|mean| <= max |x| of the training part, scale >= its spread).
+                rows, cols = np.nonzero(lost)
+                out[rows, cols] = X[rows, cols] / self.scale[cols] - self.mean[cols] / self.scale[cols]
+        return out
+
+
+def fit_standardization(X: Array, idx: Array) -> Standardization:
+    """Per-feature mean and standard deviation of ``X[idx]``, computed without overflow.
+
+    Each column is divided by its largest magnitude first, so that neither the sum nor the squared
+    deviations overflow: a column like [1e308, -1e308] has a finite scale (1e308), not infinity.
+    A constant column gets scale 1, so that it is standardised to zero rather than divided by zero.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite values.
+    idx : ndarray of int of shape (n_rows,)
+        The rows to fit on (the training part), at least one.
+
+    Returns
+    -------
+    Standardization
+        ``mean`` and ``scale`` of shape (n_features,), float64 and finite.
+    """
+    n_features = X.shape[1]
+    peak = np.zeros(n_features)
+    for block in _blocks(X, idx):
+        np.maximum(peak, np.abs(block).max(axis=0), out=peak)
+    unit = np.where(peak > 0, peak, 1.0)
+    total = np.zeros(n_features)
+    for block in _blocks(X, idx):
+        total += (block / unit).sum(axis=0)
+    unit_mean = total / len(idx)
+    squares = np.zeros(n_features)
+    for block in _blocks(X, idx):
+        squares += ((block / unit - unit_mean) ** 2).sum(axis=0)
+    mean = unit_mean * unit
+    scale = np.sqrt(squares / len(idx)) * unit
+    scale[scale == 0] = 1  # a constant feature stays at zero rather than dividing by zero
+    return Standardization(mean, scale)
+
+
+def _blocks(X: Array, idx: Array) -> Iterator[Array]:
+    """The rows ``X[idx]`` as float64, a block at a time."""
+    for lo in range(0, len(idx), _GATHER_BLOCK):
+        yield np.asarray(X[idx[lo : lo + _GATHER_BLOCK]], dtype=np.float64)
 
 
 @dataclass
@@ -139,13 +191,18 @@ def prepare_data(
     train_idx, val_idx = train_validation_split(
         np.asarray(y) if np.ndim(y) == 1 else np.zeros(len(y)), validation_fraction, rng, classifier
     )
+    # Fitted in float64 on the caller's values, then kept in the run's dtype (as predictions apply it).
+    standardization = None
+    if standardize:
+        standardization = _in_dtype(fit_standardization(X, train_idx), dtype)
     # The only full copies of X: the training part and the validation part, cast to the run's dtype.
     if len(val_idx) == 0 and not standardize and X.dtype == run_dtype and X.flags.c_contiguous:
         X_train = X  # nothing to split, cast or standardise: train on the caller's array as it is
     else:
-        X_train = _gather(X, train_idx, run_dtype)
-    X_val = _gather(X, val_idx, run_dtype)
-    standardization = _standardize(X_train, X_val) if standardize else None
+        X_train = _gather(X, train_idx, run_dtype, standardization)
+    X_val = _gather(X, val_idx, run_dtype, standardization)
+    for part, rows in (("training", X_train), ("validation", X_val)):
+        _check_finite(rows, part, dtype, standardization)
     Y = targets(architecture, y, run_dtype)
     if labels is not None and architecture.n_outputs == 1:
         labels = labels.astype(bool)  # booleans compare faster than integers
@@ -160,24 +217,47 @@ def prepare_data(
     )
 
 
-def _gather(X: Array, idx: Array, dtype: Any) -> Array:
-    """X[idx] cast to dtype, a block of rows at a time."""
+def _gather(X: Array, idx: Array, dtype: Any, standardization: Standardization | None) -> Array:
+    """X[idx] (standardised, in float64) cast to dtype, a block of rows at a time."""
     out = np.empty((len(idx), X.shape[1]), dtype=dtype)
-    for lo in range(0, len(idx), _GATHER_BLOCK):
-        out[lo : lo + _GATHER_BLOCK] = X[idx[lo : lo + _GATHER_BLOCK]]
+    with np.errstate(over="ignore"):  # values beyond dtype's range become inf: _check_finite names them
+        for lo in range(0, len(idx), _GATHER_BLOCK):
+            rows = X[idx[lo : lo + _GATHER_BLOCK]]
+            out[lo : lo + _GATHER_BLOCK] = rows if standardization is None else standardization.apply(rows)
     return out
 
 
-def _standardize(X_train: Array, X_val: Array) -> Standardization:
-    """Fit the standardisation on the training part and apply it to both parts in place."""
-    mean = X_train.mean(axis=0)
-    scale = X_train.std(axis=0)
-    scale[scale == 0] = 1  # a constant feature stays at zero rather than dividing by zero
-    X_train -= mean
-    X_train /= scale
-    X_val -= mean
-    X_val /= scale
+def _in_dtype(standardization: Standardization, dtype: str) -> Standardization:
+    """The standardisation cast to the run's dtype; ``ValueError`` naming a column it cannot hold."""
+    with np.errstate(over="ignore"):
+        mean, scale = (standardization.mean.astype(dtype), standardization.scale.astype(dtype))
+    fits = np.isfinite(mean) & np.isfinite(scale)
+    if not fits.all():
+        column = int(np.flatnonzero(~fits)[0])
+        raise ValueError(
+            f"feature column {column} holds values beyond the range of {dtype} ({np.finfo(dtype).max:.4g});"
+            " train in float64"
+        )
+    scale[scale == 0] = 1  # a spread below the dtype's smallest number: as a constant feature
     return Standardization(mean, scale)
+
+
+def _check_finite(X: Array, part: str, dtype: str, standardization: Standardization | None) -> None:
+    """``ValueError`` naming the first feature column of X that holds a non-finite value."""
+    finite = np.isfinite(X).all(axis=0)
+    if finite.all():
+        return
+    column = int(np.flatnonzero(~finite)[0])
+    if standardization is None:
+        raise ValueError(
+            f"feature column {column} holds values beyond the range of {dtype} ({np.finfo(dtype).max:.4g});"
+            " train in float64, or with standardize"
+        )
+    mean, scale = standardization.mean[column], standardization.scale[column]
+    raise ValueError(
+        f"feature column {column} of the {part} part leaves the range of {dtype} once standardised with the"
+        f" training part's mean {mean:.6g} and scale {scale:.6g}"
+    )
 
 
 class Batches:
@@ -196,17 +276,23 @@ class Batches:
         if not self.full:
             self._X_buffer = np.empty((self.size, self.X.shape[1]), dtype=self.X.dtype)
             self._Y_buffer = np.empty((self.size, self.Y.shape[1]), dtype=self.Y.dtype)
+            if self.labels is not None:
+                self._labels_buffer = np.empty(self.size, dtype=self.labels.dtype)
 
     def __iter__(self) -> Iterator[tuple[Array, Array, Array | None]]:
         if self.full:
             yield self.X, self.Y, self.labels
             return
         order = self.rng.permutation(self.n)
+        # mode="clip": the indices are a permutation, so always in range; "raise" would gather
+        # into a temporary and copy it into the buffer.
         for lo in range(0, self.n, self.size):
             idx = order[lo : lo + self.size]
             k = len(idx)
             yield (
-                np.take(self.X, idx, axis=0, out=self._X_buffer[:k]),
-                np.take(self.Y, idx, axis=0, out=self._Y_buffer[:k]),
-                None if self.labels is None else self.labels[idx],
+                np.take(self.X, idx, axis=0, out=self._X_buffer[:k], mode="clip"),
+                np.take(self.Y, idx, axis=0, out=self._Y_buffer[:k], mode="clip"),
+                None
+                if self.labels is None
+                else np.take(self.labels, idx, out=self._labels_buffer[:k], mode="clip"),
             )

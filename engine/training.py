@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.architecture import Architecture
+from engine.fused import LogisticEpochs
 from engine.models import accuracy, evaluate, loss_and_gradient, predict
 from engine.optimizers import Optimizer, clip_grad_norm, get_optimizer, make_optimizer
 from engine.parameters import Parameters, init_parameters, weights_mask
@@ -235,6 +236,12 @@ def fit(
         progress.resume(resume, optimizer, shuffle_rng)
     batches = Batches(data, config.batch_size, shuffle_rng)
     grads = Parameters(architecture, np.zeros_like(params.flat))
+    # Logistic regression on the full batch: fused passes in buffers allocated once for the run.
+    fused = (
+        LogisticEpochs(data.X_train, data.Y_train, data.labels_train)
+        if batches.full and LogisticEpochs.fits(architecture)
+        else None
+    )
     clock = Clock(config.max_runtime_s, should_stop)
     # A checkpoint taken in the epoch that triggered early stopping ends the resumed run too.
     stop, detail = ("early_stopped" if progress.patience_exhausted else "completed"), ""
@@ -243,7 +250,7 @@ def fit(
             config.learning_rate, progress.epoch, config.epochs, config.schedule, **config.schedule_params
         )
         loss_sum, correct, interrupted = _train_epoch(
-            architecture, params, grads, optimizer, batches, config, lr, clock
+            architecture, params, grads, optimizer, batches, config, lr, clock, fused
         )
         # A finite loss can still take a step to inf weights (huge learning rate), so check both.
         if not np.isfinite(loss_sum) or not np.isfinite(params.flat).all():
@@ -298,6 +305,7 @@ def _train_epoch(
     config: FitConfig,
     lr: float,
     clock: Clock,
+    fused: LogisticEpochs | None = None,
 ) -> tuple[float, float, str]:
     """One pass over the training part: the summed loss, the count of correct outputs, and why it
     stopped early ("" when it did not; a non-finite loss is returned as the sum, before any step)."""
@@ -306,17 +314,19 @@ def _train_epoch(
     # way there is expected rather than a warning for the caller.
     with np.errstate(over="ignore", invalid="ignore"):
         for X, Y, labels in batches:
-            loss, _, output = loss_and_gradient(
-                architecture, params, X, Y, config.l2, grads
-            )  # forward, backward
+            hits: float
+            if fused is not None:
+                loss, hits = fused.loss_and_gradient(params, grads, config.l2)  # forward, backward
+            else:
+                loss, _, output = loss_and_gradient(architecture, params, X, Y, config.l2, grads)
+                hits = 0 if labels is None else accuracy(architecture, output, labels) * len(X)
             if not np.isfinite(loss):
                 return loss, correct, ""
             if config.max_grad_norm is not None:
                 clip_grad_norm(grads.flat, config.max_grad_norm)
             optimizer.step(params.flat, grads.flat, lr)
             loss_sum += loss * len(X)
-            if labels is not None:
-                correct += accuracy(architecture, output, labels) * len(X)
+            correct += hits
             if not batches.full and (interrupted := clock.interruption()):
                 return loss_sum, correct, interrupted
     return loss_sum, correct, ""

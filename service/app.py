@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The lab serves both pages, with Swagger UI and ReDoc from installed packages (no CDN).
         docs_url=None,
         redoc_url=None,
+        # The service's observability is its own: Prometheus metrics and a JSON access log. FastAPI's
+        # OpenTelemetry instrumentation would look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics()

@@ -90,9 +90,21 @@ class Settings(BaseSettings):
         description="How long a request waits for a concurrent one with the same Idempotency-Key to finish "
         "creating, before it gets 409 (in progress, retry).",
     )
+    event_feed: Literal["shared", "poll"] = Field(
+        "shared",
+        description="How event streams follow their jobs: `shared`, one reader per process for every stream, "
+        "woken by the store (PostgreSQL LISTEN/NOTIFY, SQLite's data version); `poll`, each stream polls "
+        "the store every 0.2 s (the former way, kept for comparison).",
+    )
     max_queued_jobs: int = Field(100, ge=1, description="Queued jobs allowed at once; more gets 429.")
     max_dataset_rows: int = Field(1_000_000, ge=1, description="Most samples a dataset may hold.")
     max_dataset_features: int = Field(10_000, ge=1, description="Most features a dataset may hold.")
+    max_labels_kb: int = Field(
+        64,
+        ge=1,
+        description="Largest total size (KiB, UTF-8) of a dataset's or model's distinct class names, which "
+        "every list of datasets or models repeats; more gets 413. Each name has at most 256 characters.",
+    )
     max_dataset_elements: int = Field(
         50_000_000, ge=1, description="Most numbers (samples × features) a dataset may hold."
     )

@@ -44,6 +44,11 @@ async def open_state(app: FastAPI) -> None:
     runner = make_runner(settings, store)
     await anyio.to_thread.run_sync(runner.start)
     app.state.store, app.state.runner = store, runner
+    app.state.event_hub = None
+    if settings.event_feed == "shared":
+        from service.services.jobs.feed import EventHub
+
+        app.state.event_hub = EventHub(store, app.state.stopping)
 
     min_free_bytes = int(settings.min_free_mb * 1024 * 1024)
 
@@ -66,6 +71,9 @@ def begin_shutdown(app: FastAPI) -> None:
     Running jobs get the whole shutdown grace from now to checkpoint, whatever the draining takes.
     """
     app.state.stopping.set()
+    hub = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        hub.shutting_down()
     runner: Runner | None = getattr(app.state, "runner", None)
     if runner is not None:
         runner.begin_stop()
@@ -76,6 +84,9 @@ async def close_state(app: FastAPI) -> None:
     runner: Runner | None = getattr(app.state, "runner", None)
     if runner is not None:
         await anyio.to_thread.run_sync(runner.stop)
+    hub = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        hub.close()
     store: Store | None = getattr(app.state, "store", None)
     if store is not None:
         store.close()

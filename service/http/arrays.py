@@ -57,7 +57,9 @@ def to_array(
         too many elements, and non-finite values.
     """
     known_finite = False
-    if isinstance(value, list):
+    if isinstance(value, np.ndarray):
+        arr, known_finite = _binary_array(value, name)
+    elif isinstance(value, list):
         arr, known_finite = _list_to_array(value, name, scan_booleans)
     elif isinstance(value, bool):
         raise _bad_leaf(name, value)
@@ -81,6 +83,24 @@ def to_array(
 
 
 _NUMBER_TYPES = frozenset({float, int})
+
+
+def _binary_array(value: Array, name: str) -> tuple[Array, bool]:
+    """An array from a binary body as float64 (no copy when it already is), and whether it is known
+    finite. Booleans are refused as in JSON; integers are finite."""
+    kind = value.dtype.kind
+    if kind == "b":
+        raise field_error(name, "must hold numbers, got an array of dtype bool")
+    if kind in "iu":
+        return value.astype(np.float64), True
+    if kind != "f":
+        raise field_error(name, f"must hold numbers, got an array of dtype {value.dtype}")
+    arr = value.astype(np.float64, copy=False)
+    with np.errstate(all="ignore"):
+        # NaN and infinities carry through a sum: a finite sum proves every element finite in one pass
+        # without a temporary (an overflowing sum only sends the array to the exact check).
+        total = float(np.add.reduce(arr, axis=None)) if arr.size else 0.0
+    return arr, math.isfinite(total)
 
 
 def _list_to_array(value: list[Any], name: str, scan_booleans: bool) -> tuple[Array, bool]:

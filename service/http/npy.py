@@ -98,6 +98,30 @@ def loads(
         With a message naming the first check that failed.
     """
     shape, fortran_order, dtype, offset = read_header(body)
+    check_header(shape, dtype, ndim=ndim, max_elements=max_elements)
+    return view(body, shape, fortran_order, dtype, offset)
+
+
+def check_header(
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    max_elements: int | None = None,
+) -> int:
+    """The number of elements a header announces, once its dtype, dimensions and size are accepted.
+
+    Raises
+    ------
+    NpyError
+        An object, structured, string or other refused dtype; the wrong number of dimensions; too
+        many elements.
+    """
+    if dtype.hasobject:
+        raise NpyError(
+            "holds Python objects (dtype object), which are never unpickled; send numbers: float64,"
+            " float32, int64, int32, uint8 or bool"
+        )
     if not _allowed(dtype):
         raise NpyError(
             f"has dtype {dtype.str!r}; accepted: float64, float32, int64, int32, uint8 and bool"
@@ -111,6 +135,20 @@ def loads(
     count = math.prod(shape)
     if max_elements is not None and count > max_elements:
         raise NpyError(f"has {count} elements; at most {max_elements} are accepted")
+    return count
+
+
+def view(
+    body: bytes | memoryview, shape: tuple[int, ...], fortran_order: bool, dtype: np.dtype[Any], offset: int
+) -> Array:
+    """The array of ``shape`` whose data starts at ``offset`` and fills the rest of ``body`` exactly.
+
+    Raises
+    ------
+    NpyError
+        When the data is shorter (truncated) or longer (trailing bytes) than the shape needs.
+    """
+    count = math.prod(shape)
     expected = count * dtype.itemsize
     actual = len(body) - offset
     if actual != expected:
@@ -131,5 +169,5 @@ def dumps(array: Array) -> bytes:
         array = np.ascontiguousarray(array)
     header = io.BytesIO()
     npy_format.write_array_header_1_0(header, npy_format.header_data_from_array_1_0(array))
-    data: Any = array.reshape(-1)  # a view: C-contiguous
-    return b"".join([header.getvalue(), memoryview(data).cast("B")])
+    data: Any = array.reshape(-1).view(np.uint8)  # a view of the bytes (C-contiguous, any dtype)
+    return b"".join([header.getvalue(), data])

@@ -1,16 +1,21 @@
-"""When a request's work leaves the event loop: large bodies are parsed, computed and rendered in a thread."""
+"""Bodies in and answers out in the format asked for; large bodies are parsed, computed and rendered off
+the event loop, in the heavy lane."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import DomainError
-from service.http.body import JSONBody, parse_json, read_json_bytes
+from service.http import binary
+from service.http.binary import NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, ArrayFields
+from service.http.body import JSONBody, parse_json
 from service.http.lane import HeavyLane
+from service.http.media import JSON_MEDIA_TYPE, content_kind, preferred_media_type
 from service.http.responses import JSONResponse
 
 T = TypeVar("T")
@@ -19,26 +24,100 @@ T = TypeVar("T")
 # large requests never hold the event loop for long; below it the thread hop would cost more.
 OFFLOAD_BYTES = 256 * 1024
 
+_BODY_FORMATS = {JSON_MEDIA_TYPE: "json", NPY_MEDIA_TYPE: "npy", NPZ_MEDIA_TYPE: "npz"}
+_ANSWER_MEDIA_TYPES = (JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, NPY_MEDIA_TYPE)
+_ANSWER_FORMATS = {JSON_MEDIA_TYPE: "json", NPZ_MEDIA_TYPE: "npz", NPY_MEDIA_TYPE: "npy"}
+_JSON_ACCEPTS = frozenset({JSON_MEDIA_TYPE, "*/*"})
+#: An endpoint with no lone array: binary bodies and answers are ``.npz`` only.
+NO_ARRAYS = ArrayFields()
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """The formats of one request: what its body is and what its answer must be (picklable, for the
+    worker-process lane).
+
+    Attributes
+    ----------
+    body, answer : {"json", "npy", "npz"}
+        From ``Content-Type`` and ``Accept`` (JSON without an Accept header or when it takes none of
+        the binary types).
+    fields : ArrayFields
+        The fields a lone ``.npy`` array stands for on the endpoint.
+    query : tuple of (str, str)
+        The query parameters, which are fields of a binary body (``service.http.binary``).
+    max_elements : int
+        Most elements one array of a binary body may hold (checked before its data is read).
+    """
+
+    body: str = "json"
+    answer: str = "json"
+    fields: ArrayFields = NO_ARRAYS
+    query: tuple[tuple[str, str], ...] = ()
+    max_elements: int = 0
+
+    def decode(self, raw: bytes) -> JSONBody:
+        """The body object, from JSON or from the arrays and query parameters of a binary body."""
+        if self.body == "json":
+            return parse_json(raw)
+        return JSONBody(binary.request_fields(raw, self.body, self.query, self.fields, self.max_elements))
+
+    def encode(self, content: Mapping[str, Any], status_code: int = 200) -> Response:
+        """The answer in the negotiated format."""
+        if self.answer == "json":
+            return JSONResponse(content, status_code=status_code)
+        if self.answer == "npz":
+            return Response(binary.npz_bytes(content), status_code, media_type=NPZ_MEDIA_TYPE)
+        return Response(binary.npy_bytes(content, self.fields), status_code, media_type=NPY_MEDIA_TYPE)
+
+
+def negotiate(request: Request, fields: ArrayFields) -> Exchange:
+    """The body's format from ``Content-Type`` (415 for any other) and the answer's from ``Accept``."""
+    content_type = accept = None
+    # Straight from the ASGI scope: building request.headers costs more than the rest of a small call.
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"accept":
+            accept = value.decode("latin-1")
+    body = "json" if content_type == JSON_MEDIA_TYPE else content_kind(content_type, _BODY_FORMATS)[0]
+    if accept is None or accept in _JSON_ACCEPTS:
+        answer = "json"
+    else:
+        answer = _ANSWER_FORMATS[preferred_media_type(accept, _ANSWER_MEDIA_TYPES)]
+    if body == "json":
+        return Exchange(body, answer, fields)
+    settings = request.app.state.settings
+    return Exchange(
+        body, answer, fields, tuple(request.query_params.multi_items()), settings.max_array_elements
+    )
+
 
 async def respond_json(
-    request: Request, work: Callable[[JSONBody], Mapping[str, Any]], *, offload: bool | None = None
+    request: Request,
+    work: Callable[[JSONBody], Mapping[str, Any]],
+    *,
+    offload: bool | None = None,
+    arrays: ArrayFields = NO_ARRAYS,
 ) -> Response:
-    """Read a JSON body, run ``work`` on it and answer its result as JSON.
+    """Read a body (JSON, ``.npy`` or ``.npz``), run ``work`` on it and answer its result as the
+    ``Accept`` header asks (JSON, ``.npz`` or ``.npy``).
 
     Parsing, the computation and rendering run in the application's heavy lane (a worker thread,
     a bounded few at once: 503 with Retry-After when it is full) when ``offload`` is true, or when it
     is None and the body is at least ``OFFLOAD_BYTES`` long.
     """
-    raw = await read_json_bytes(request)
+    exchange = negotiate(request, arrays)
+    raw = await request.body()
 
     def run() -> Response:
-        return JSONResponse(work(parse_json(raw)))
+        return exchange.encode(work(exchange.decode(raw)))
 
     if offload or (offload is None and len(raw) >= OFFLOAD_BYTES):
         lane: HeavyLane = request.app.state.heavy_lane
         if lane.processes:
             # Raw bytes in, encoded bytes (or the domain error) back: no GIL shared with the loop.
-            kind, result = await lane.run_in_process(_run_encoded, work, raw)
+            kind, result = await lane.run_in_process(_run_encoded, work, raw, exchange)
             if isinstance(result, DomainError):
                 raise result
             return Response(result, media_type=kind)
@@ -47,14 +126,14 @@ async def respond_json(
 
 
 def _run_encoded(
-    work: Callable[[JSONBody], Mapping[str, Any]], raw: bytes
+    work: Callable[[JSONBody], Mapping[str, Any]], raw: bytes, exchange: Exchange
 ) -> tuple[str, bytes | DomainError]:
     """In a worker process: parse, compute and render; a domain error is returned, not raised."""
     try:
-        response = JSONResponse(work(parse_json(raw)))
+        response = exchange.encode(work(exchange.decode(raw)))
     except DomainError as exc:
         return "", _portable(exc)
-    return response.media_type or "application/json", bytes(response.body)
+    return response.media_type or JSON_MEDIA_TYPE, bytes(response.body)
 
 
 def _portable(exc: DomainError) -> DomainError:

@@ -35,6 +35,7 @@ from service.runners.artifacts import (
     model_payload,
     parameters_from_arrays,
 )
+from service.runners.cache import dataset_arrays
 from service.runners.liveness import Heartbeat
 from service.runners.memory import WorkerOutOfMemory, out_of_memory_detail
 from service.runners.recorder import Recorder, RunSettings
@@ -49,7 +50,6 @@ from service.store import (
     get_model,
     heartbeat,
     load_checkpoint,
-    load_dataset_arrays,
     load_model_parameters,
     queued_job_ids,
     requeue_job,
@@ -233,7 +233,7 @@ def _load(store: Store, job_id: str, attempt: int) -> _Loaded | _Refused:
 def _read_inputs(store: Store, job_id: str, attempt: int, config: dict[str, Any]) -> _Loaded:
     try:
         dataset = get_dataset(store, config["dataset_id"])
-        X, y = load_dataset_arrays(store, config["dataset_id"])
+        X, y = dataset_arrays(store, dataset)
         n_classes = len(dataset.classes) if dataset.classes else None
         architecture = architecture_for(
             config, dataset.task, dataset.n_features, n_classes, dataset.n_outputs
@@ -369,6 +369,18 @@ def _finish(
         weights_epoch=weights_epoch,
         job_status=status,
     )
+    standardization = result.standardization
+    finite = np.isfinite(params.flat).all() and (
+        standardization is None
+        or (np.isfinite(standardization.mean).all() and np.isfinite(standardization.scale).all())
+    )
+    if not finite:
+        # The engine keeps finite weights whatever happens; should a non-finite value get here, the job
+        # ends without a model rather than store one no prediction can use.
+        detail = f"the model after epoch {weights_epoch} holds non-finite values; no model was stored"
+        return finish_job(
+            store, job_id, attempt, status="failed", error_type="diverged", error_detail=detail
+        ).status
     model = model_payload(result, params, task, classes, metrics)
     if status != "failed":
         return finish_job(store, job_id, attempt, status=status, model=model).status

@@ -26,8 +26,10 @@ from service.store.jobs import (
     count_queued,
     create_job,
     delete_job,
+    events_after,
     events_since,
     get_job,
+    job_statuses,
     list_job_metrics,
     list_jobs,
     queue_position,
@@ -36,6 +38,7 @@ from service.store.jobs import (
 )
 from service.store.keys import create_key, find_key, list_keys, revoke_key
 from service.store.models import create_model, delete_model, get_model, list_models, load_model_parameters
+from service.store.notify import EventWatcher
 from service.store.records import (
     Checkpoint,
     DatasetRecord,
@@ -70,6 +73,7 @@ __all__ = [
     "DatasetRecord",
     "EpochMetrics",
     "EventRecord",
+    "EventWatcher",
     "JobRecord",
     "KeyRecord",
     "ModelRecord",
@@ -88,6 +92,7 @@ __all__ = [
     "delete_job",
     "delete_model",
     "encode_npz",
+    "events_after",
     "events_since",
     "find_key",
     "finish_job",
@@ -96,6 +101,7 @@ __all__ = [
     "get_model",
     "get_usage",
     "heartbeat",
+    "job_statuses",
     "list_datasets",
     "list_job_metrics",
     "list_jobs",

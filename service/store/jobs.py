@@ -10,16 +10,17 @@ of concurrent transactions may commit out of order.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, QueueFull, QuotaExceeded
 from service.store.db import QUEUE_LOCK_KEY, Store, check_limit, jsonable, new_id, paginate, utcnow
 from service.store.idempotency import Claim, complete
+from service.store.notify import notify_event
 from service.store.records import EpochMetrics, EventRecord, JobRecord
 from service.store.space import freeing
 from service.store.tables import (
@@ -39,6 +40,7 @@ def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any])
     """Append an event; the caller must hold the job's row (see the module docstring)."""
     session.add(JobEventRow(job_id=job_id, kind=kind, data=jsonable(data), created_at=utcnow()))
     session.flush()
+    notify_event(session, job_id)
 
 
 def lock_job(session: Session, job_id: str, owner: str | None = None) -> JobRow:
@@ -330,6 +332,27 @@ def events_since(store: Store, job_id: str, after_id: int = 0, limit: int = 100)
             .limit(limit)
         )
         return [EventRecord.from_row(row) for row in session.scalars(stmt)]
+
+
+def events_after(store: Store, cursors: Mapping[str, int], limit: int = 1000) -> list[EventRecord]:
+    """Events of several jobs in one read: those of each job ``j`` with an id above ``cursors[j]``.
+
+    Ordered by id, at most ``limit``; a caller that gets ``limit`` events reads again from where they end.
+    """
+    check_limit(limit)
+    if not cursors:
+        return []
+    wanted = or_(*(and_(JobEventRow.job_id == job, JobEventRow.id > after) for job, after in cursors.items()))
+    with store.read() as session:
+        stmt = select(JobEventRow).where(wanted).order_by(JobEventRow.id).limit(limit)
+        return [EventRecord.from_row(row) for row in session.scalars(stmt)]
+
+
+def job_statuses(store: Store, job_ids: Collection[str]) -> dict[str, str]:
+    """The status of each of ``job_ids`` that exists, in one read."""
+    with store.read() as session:
+        rows = session.execute(select(JobRow.id, JobRow.status).where(JobRow.id.in_(list(job_ids))))
+        return {job_id: status for job_id, status in rows}
 
 
 def list_job_metrics(store: Store, job_id: str, after_epoch: int | None = None) -> list[EpochMetrics]:

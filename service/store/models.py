@@ -43,6 +43,7 @@ def insert_model(
         raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
     if not parameters:
         raise ValueError("parameters must hold at least one array, got none")
+    _check_finite(parameters, standardization)
     blob = put_blob(session, encode_npz(parameters))
     row = ModelRow(
         id=new_id("model"),
@@ -61,6 +62,23 @@ def insert_model(
     session.add(row)
     session.flush()
     return row
+
+
+def _check_finite(parameters: Mapping[str, np.ndarray], standardization: Mapping[str, Any] | None) -> None:
+    """``ValueError`` for a NaN or infinity in a parameter or the standardization: no such model is stored.
+
+    JSON would keep a non-finite mean or scale as null, which no prediction can use and no import accepts.
+    """
+    for name, array in parameters.items():
+        values = np.asarray(array)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise ValueError(f"parameter {name} holds non-finite values; a model must be finite to be stored")
+    for name, values in (standardization or {}).items():
+        numbers = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(numbers).all():
+            raise ValueError(
+                f"standardization {name} holds non-finite values; a model must be finite to be stored"
+            )
 
 
 def create_model(

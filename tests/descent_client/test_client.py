@@ -25,6 +25,7 @@ from descent_client import (
     RateLimited,
     StatusUpdate,
     TransportError,
+    _calls,
 )
 from tests.descent_client.proxy import Proxy
 from tests.processes import free_port
@@ -172,6 +173,35 @@ def test_a_lost_answer_to_a_submission_is_retried_without_a_second_job(service: 
             assert after == {job.id}
     finally:
         proxy.close()
+
+
+def test_a_lost_answer_to_a_model_import_is_retried_without_a_second_model(service: ServiceProcess) -> None:
+    proxy = Proxy(int(service.url.rsplit(":", 1)[1]))
+    try:
+        with Client(proxy.url) as client:
+            dataset = client.datasets.generate("xor", n_samples=20, seed=6)
+            exported = small_job(client, dataset, epochs=2).wait().model().export("npz")
+            before = {model.id for model in client.models.iter()}
+            proxy.lose_answer_to(b"POST /v1/models")
+            seen = len(proxy.requests)
+            imported = client.models.import_(exported)
+            posts = [r for r in proxy.requests[seen:] if r.startswith(b"POST /v1/models")]
+            assert len(posts) == 2
+            assert {m.id for m in client.models.iter()} - before == {imported.id}
+    finally:
+        proxy.close()
+
+
+def test_a_409_with_retry_after_is_waited_out_like_a_503() -> None:
+    # A request with the same Idempotency-Key is still creating: the retry will answer its resource.
+    call = _calls.create_job({}, "key-1")
+    problem = {"type": "urn:descent:problem:conflict", "title": "Conflict", "status": 409, "detail": "retry"}
+    in_progress = httpx.Response(409, json=problem, headers={"Retry-After": "2"})
+    assert _calls.delay_after_response(call, 0, 3, in_progress) == 2.0
+    with pytest.raises(Conflict):
+        _calls.delay_after_response(call, 3, 3, in_progress)
+    with pytest.raises(Conflict):
+        _calls.delay_after_response(call, 0, 3, httpx.Response(409, json=problem))
 
 
 def test_a_service_that_cannot_be_reached_raises_transport_error() -> None:

@@ -243,7 +243,7 @@ def test_too_many_elements(make_client) -> None:
 )
 def test_wrong_or_missing_content_type(client: Client, headers: dict[str, str] | None) -> None:
     response = client.post("/v1/activations/relu", content=b'{"x": [1.0]}', headers=headers)
-    body = assert_problem(response, 415, "must be JSON (Content-Type: application/json)")
+    body = assert_problem(response, 415, "must be application/json, application/x-npy or application/x-npz")
     assert body["type"] == "urn:descent:problem:unsupported-media-type"
     assert_still_answers(client)
 

@@ -268,6 +268,26 @@ def test_a_job_over_the_worker_memory_cap_fails_and_the_next_job_runs(tmp_path: 
         assert len(service.worker_pids()) == 1
 
 
+def test_sigterm_ends_a_worker_in_a_long_epoch_within_the_grace_plus_two_seconds(tmp_path: Path) -> None:
+    # A full-batch epoch of seconds: the run cannot stop at a mini-batch within the grace, so the
+    # shutdown has to end its worker; the other worker is idle. Everything is gone by grace + 2 s.
+    grace = 1.0
+    service = ServiceProcess(tmp_path, workers=2, shutdown_grace_s=grace).start()
+    try:
+        with httpx.Client(base_url=service.url, timeout=REQUEST_S) as client:
+            body = {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 1000}
+            running = submit(client, body)
+            wait_status(client, running, "running", 1)
+        busy_worker(service)  # the run is computing its epoch now
+        pgid = service.pid
+        assert len(group_members(pgid)) >= 3  # the server and its two workers (at least)
+        assert service.process is not None
+        service.process.send(signal.SIGTERM)
+        wait_until(lambda: not group_members(pgid), limit(grace + 2), "every process of the service to exit")
+    finally:
+        service.kill_group()
+
+
 def test_sigterm_ends_every_process_of_the_service_within_the_grace(tmp_path: Path) -> None:
     grace = 3.0
     service = ServiceProcess(tmp_path, workers=2, shutdown_grace_s=grace).start()

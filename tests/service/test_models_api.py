@@ -430,7 +430,9 @@ def model_documents(draw: st.DrawFn) -> dict[str, Any]:
         classes = draw(st.lists(labels, min_size=k, max_size=k, unique=True))
     standardization = None
     if draw(st.booleans()):
-        finite = st.floats(allow_nan=False, allow_infinity=False)
+        # Any float64 within the range of the model's dtype (a float32 model cannot apply a larger one).
+        bound = float(np.finfo(dtype).max)
+        finite = st.floats(min_value=-bound, max_value=bound)
         standardization = {
             "mean": draw(st.lists(finite, min_size=n_features, max_size=n_features)),
             "scale": draw(
@@ -546,6 +548,7 @@ _MLP = document(
             ("standardization.mean has 1 entries", "2 features"),
         ),
         ("standardization", {"mean": [0.0, 0.0], "scale": [1.0, 0.0]}, ("must not contain 0",)),
+        ("classes", ["a", "b" * 257], ("classes[1]", "class name of 257 characters", "256")),
         ("dtype", "float16", ("dtype",)),
         ("n_features", 0, ("n_features",)),
         ("extra", 1, ("extra",)),
@@ -559,6 +562,13 @@ def test_invalid_imports_are_422(client: Client, path: str, value: Any, fragment
 def test_parameters_beyond_float32_are_422(client: Client) -> None:
     doc = _with(_with(_MLP, "dtype", "float32"), "parameters.W1", [[1.0], [1e300]])
     assert_problem(client.post("/v1/models", json=doc), 422, "parameters.W1", "beyond the range of float32")
+
+
+def test_a_standardization_beyond_float32_is_422(client: Client) -> None:
+    # Stored, it would apply as an infinite scale to every prediction of the float32 model.
+    std = {"mean": [0.0, 0.0], "scale": [1.0, 1e300]}
+    doc = _with(_with(_MLP, "dtype", "float32"), "standardization", std)
+    assert_problem(client.post("/v1/models", json=doc), 422, "standardization.scale[1]", "range of float32")
 
 
 @pytest.mark.parametrize(

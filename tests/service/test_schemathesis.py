@@ -22,8 +22,9 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# .npz bodies (dataset upload, model import) are bytes: sent as generated, like application/octet-stream.
-schemathesis.serializer.alias("application/x-npz", "application/octet-stream")
+# .npz and .npy bodies (dataset upload, model import, compute, predict) are bytes: sent as generated,
+# like application/octet-stream.
+schemathesis.serializer.alias(["application/x-npz", "application/x-npy"], "application/octet-stream")
 
 
 # The store of the app under test: a throwaway SQLite file, removed when the test process ends.

@@ -8,10 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from service.http.binary import ArrayFields
 from service.http.offload import respond_json
 from service.http.responses import JSONResponse
 from service.http.routers.params import registry_name
-from service.http.schemas.common import name_parameter, problem_responses, request_body
+from service.http.schemas.common import (
+    binary_answers,
+    binary_request,
+    name_parameter,
+    problem_responses,
+    request_body,
+)
 from service.http.schemas.compute import ActivationList, ActivationRequest, ActivationResult, CurveResult
 from service.http.schemas.names import ACTIVATION_NAMES
 from service.services import compute
@@ -20,6 +27,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 _NAME = name_parameter("The activation; GET /v1/activations lists them.", ACTIVATION_NAMES, "sigmoid")
 _LIST = compute.list_activations()
+_ARRAYS = ArrayFields(request="x", response="y")
 
 
 @router.get("", operation_id="activations-list", response_model=ActivationList, summary="List activations")
@@ -33,19 +41,26 @@ async def list_activations() -> Response:
     operation_id="activations-evaluate",
     response_model=ActivationResult,
     summary="Evaluate an activation",
-    responses=problem_responses(413, 415, 422, 503),
+    responses={
+        **binary_answers("φ(x), and dφ/dx when asked for.", npy_field="y"),
+        **problem_responses(406, 413, 415, 422, 503),
+    },
     openapi_extra={
         "parameters": [_NAME],
-        **request_body(
-            ActivationRequest,
-            {
-                "sigmoid of a vector, with its derivative": {"x": [-2.0, 0.0, 2.0], "derivative": True},
-                "leaky_relu of a matrix with alpha": {
-                    "x": [[-1.0, 2.0], [3.0, -4.0]],
-                    "params": {"alpha": 0.1},
+        **binary_request(
+            request_body(
+                ActivationRequest,
+                {
+                    "sigmoid of a vector, with its derivative": {"x": [-2.0, 0.0, 2.0], "derivative": True},
+                    "leaky_relu of a matrix with alpha": {
+                        "x": [[-1.0, 2.0], [3.0, -4.0]],
+                        "params": {"alpha": 0.1},
+                    },
+                    "a single number": {"x": 0.0},
                 },
-                "a single number": {"x": 0.0},
-            },
+            ),
+            members="`x`",
+            npy_field="x",
         ),
     },
 )
@@ -56,7 +71,7 @@ async def evaluate_activation(request: Request) -> Response:
     """
     name = registry_name(request, "activation", ACTIVATION_NAMES)
     work = partial(compute.evaluate_activation, name, settings=request.app.state.settings)
-    return await respond_json(request, work)
+    return await respond_json(request, work, arrays=_ARRAYS)
 
 
 @router.get(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from service.errors import UnsupportedMediaType
+from service.http import binary
 from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import (
     CSV_MEDIA_TYPE,
@@ -122,7 +123,7 @@ def _body_kind(content_type: str | None) -> str:
             "model": Dataset,
             "headers": {"Location": _LOCATION, "Idempotent-Replayed": _REPLAYED},
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_CREATE_BODY,
 )
@@ -233,7 +234,7 @@ async def get_dataset(dataset_id: DatasetIdPath, store: StoreDep, owner: ScopeDe
     return JSONResponse(document)
 
 
-_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
+_DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
 
 
 @router.get(
@@ -243,13 +244,15 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE)
     summary="Get a dataset's arrays",
     responses={
         200: {
-            "description": "X and y: as JSON, or as CSV (header row, label column as uploaded) with"
-            " `Accept: text/csv`.",
+            "description": "X and y: as JSON; as CSV (header row, label column as uploaded) with"
+            " `Accept: text/csv`; as an `.npz` archive of arrays `X` and `y` (string labels as a"
+            " string array) with `Accept: application/x-npz`, which uploads again as it is.",
             "content": {
-                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"}
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": "x0,x1,y\r\n0.0,1.0,cat\r\n"},
+                NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA},
             },
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def dataset_data(
@@ -263,11 +266,17 @@ async def dataset_data(
     `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
     x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
     """
-    as_csv = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES) == CSV_MEDIA_TYPE
+    answer = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES)
 
     def load() -> Response:
         record, X, labels = datasets.load_data(store, dataset_id, owner=owner)
-        if as_csv:
+        if answer == NPZ_MEDIA_TYPE:
+            return Response(
+                binary.npz_bytes({"X": X, "y": labels}),
+                media_type=NPZ_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="{record.id}.npz"'},
+            )
+        if answer == CSV_MEDIA_TYPE:
             return StreamingResponse(
                 datasets.csv_chunks(record, X, labels),
                 media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",

@@ -88,7 +88,7 @@ def _ref(name: str) -> dict[str, Any]:
             "its current state. With `dry_run=true`: the resolved configuration (a DryRun), nothing stored.",
             "content": {"application/json": {"schema": {"anyOf": [_ref("Job"), _ref("DryRun")]}}},
         },
-        **problem_responses(404, 409, 413, 415, 422, 429, 503),
+        **problem_responses(404, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra=request_body(TrainingConfig, _EXAMPLES),
 )
@@ -263,8 +263,14 @@ async def job_events(
     after = api.parse_last_event_id(last_event_id, last_event_id_query)
     # Checked before streaming, so that an unknown id answers 404 rather than an empty stream.
     await anyio.to_thread.run_sync(api.read, store, owner, job_id)
+    hub = getattr(request.app.state, "event_hub", None)
+    stream = (
+        hub.follow(job_id, after)
+        if hub is not None
+        else api.event_stream(store, job_id, after, stopping=request.app.state.stopping)
+    )
     return StreamingResponse(
-        api.event_stream(store, job_id, after, stopping=request.app.state.stopping),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

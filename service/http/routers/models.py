@@ -8,13 +8,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from service.http.body import parse_json, read_json_bytes
+from service.http.binary import ArrayFields
 from service.http.deps import OwnerFilterDep, ScopeDep, SettingsDep, StoreDep
 from service.http.media import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE, content_kind
-from service.http.offload import heavy
+from service.http.offload import heavy, negotiate
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
-from service.http.schemas.common import links, problem_responses, request_body
+from service.http.schemas.common import binary_answers, binary_request, links, problem_responses, request_body
 from service.http.schemas.models import (
     MODEL_ID_EXAMPLE,
     Model,
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 _NPZ_MEDIA_TYPES = (NPZ_MEDIA_TYPE, OCTET_STREAM_MEDIA_TYPE)
 _IMPORT_FORMATS = {JSON_MEDIA_TYPE: "json", NPZ_MEDIA_TYPE: "npz", OCTET_STREAM_MEDIA_TYPE: "npz"}
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_PREDICT_ARRAYS = ArrayFields(request="X", response="predictions")
 
 ModelIdPath = Annotated[
     str,
@@ -125,7 +126,7 @@ async def list_models(
                 },
             },
         },
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422, 507),
     },
     openapi_extra=_IMPORT_BODY,
 )
@@ -210,13 +211,22 @@ async def delete_model(model_id: ModelIdPath, store: StoreDep, owner: ScopeDep) 
     operation_id="models-predict",
     response_model=Prediction,
     summary="Predict with a model",
-    responses=problem_responses(404, 413, 415, 422, 503),
-    openapi_extra=request_body(
-        PredictRequest,
-        {
-            "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
-            "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
-        },
+    responses={
+        **binary_answers(
+            "Predictions, and probabilities and classes for classifiers.", npy_field="predictions"
+        ),
+        **problem_responses(404, 406, 413, 415, 422, 500, 503),
+    },
+    openapi_extra=binary_request(
+        request_body(
+            PredictRequest,
+            {
+                "rows of X": {"X": [[0.5, 1.0], [-1.0, 0.0]]},
+                "a stored dataset": {"dataset_id": "ds_06231f0e9d8c7b6a5f4e3d2c"},
+            },
+        ),
+        members="`X`",
+        npy_field="X",
     ),
 )
 async def predict(
@@ -228,10 +238,11 @@ async def predict(
     probability of `classes[1]` per row, for multiclass one column per class. A dataset_id that names
     no dataset is a 422.
     """
-    raw = await read_json_bytes(request)
+    exchange = negotiate(request, _PREDICT_ARRAYS)
+    raw = await request.body()
 
     def work() -> Response:
-        return JSONResponse(models.predict(store, settings, model_id, parse_json(raw), owner=owner))
+        return exchange.encode(models.predict(store, settings, model_id, exchange.decode(raw), owner=owner))
 
     return await heavy(request, work)
 
@@ -247,7 +258,7 @@ async def predict(
             " POST /v1/models imports either.",
             "content": {NPZ_MEDIA_TYPE: {"schema": _BINARY_SCHEMA}},
         },
-        **problem_responses(404, 422),
+        **problem_responses(404, 422, 500),
     },
 )
 async def export_model(

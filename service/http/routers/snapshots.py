@@ -27,7 +27,7 @@ JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3
     operation_id="jobs-snapshot",
     response_model=JobSnapshot,
     summary="A job's latest parameters",
-    responses=problem_responses(404, 503),
+    responses=problem_responses(404, 500, 503),
 )
 async def get_snapshot(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """The parameters of the job's latest progress write, as a model document, to follow a model while
@@ -43,7 +43,7 @@ async def get_snapshot(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Respo
     operation_id="jobs-snapshot-predict",
     response_model=SnapshotPrediction,
     summary="Predict with a job's latest parameters",
-    responses=problem_responses(404, 413, 415, 422, 503),
+    responses=problem_responses(404, 413, 415, 422, 500, 503),
     openapi_extra=request_body(
         PredictRequest,
         {

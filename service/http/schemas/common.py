@@ -72,6 +72,15 @@ class ProblemLimit(BaseModel):
     )
 
 
+class ProblemResource(BaseModel):
+    """Which stored resource is damaged (``storage-corrupted``)."""
+
+    kind: str = Field(
+        description="dataset, model, 'checkpoint of job', 'snapshot of job' or database.", examples=["model"]
+    )
+    id: str = Field(description="Its id.", examples=["mdl_0661c69d23693fe5b5de1f37"])
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document: the body of every error response (``application/problem+json``)."""
 
@@ -117,6 +126,12 @@ class Problem(BaseModel):
         description="Field-level failures, for validation errors.",
         examples=[[{"loc": ["query", "num"], "msg": "Input should be less than or equal to 10000"}]],
     )
+    resource: ProblemResource | None = Field(
+        None,
+        description="For `storage-corrupted` (500): the kind and id of the resource whose stored bytes are"
+        " damaged.",
+        examples=[{"kind": "model", "id": "mdl_0661c69d23693fe5b5de1f37"}],
+    )
     limit: ProblemLimit | None = Field(
         None,
         description="For `over-limit` (413): the setting, its limit and the request's estimate.",
@@ -145,12 +160,17 @@ _PROBLEM_DESCRIPTIONS = {
     409: "The resource's state does not allow this.",
     413: "The request body, or its estimated memory or response size, is over a configured limit "
     "(the detail names it; `limit` carries the setting and the estimate).",
-    415: "The request body is not JSON.",
+    406: "The answer holds several arrays, more than one application/x-npy array can: accept"
+    " application/x-npz or JSON.",
+    415: "The request body is not of an accepted media type (JSON; .npy or .npz where documented).",
     422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, overflow.",
     429: "Too many requests (the key's rate limit: `rate-limited`, with RateLimit headers) or the job "
     "queue is full; retry after Retry-After seconds.",
-    500: "Unexpected error; the detail carries the request id.",
+    500: "Unexpected error; the detail carries the request id. Type `urn:descent:problem:storage-corrupted`"
+    " when stored bytes failed their sha256 check: `resource` names the kind and id; they are never used.",
     503: "A dependency is down; retry after Retry-After seconds.",
+    507: "The store's disk is full (`urn:descent:problem:insufficient-storage`); deleting datasets, models"
+    " or jobs frees space.",
 }
 
 
@@ -182,6 +202,46 @@ def request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, 
             },
         }
     }
+
+
+NPY_MEDIA_TYPE = "application/x-npy"
+NPZ_MEDIA_TYPE = "application/x-npz"
+BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_BINARY_BODIES = (
+    "JSON; or NumPy arrays: `application/x-npz` (`numpy.savez`) holds the body's arrays as members named"
+    " by their JSON path ({members}), the other fields going in query parameters of the same names, each"
+    ' value read as JSON when it parses (`derivative=true`, `model={{"type": ...}}`) and as a string'
+    " otherwise (`reduction=sum`). Arrays may be float64, float32, int64, int32 or uint8; nothing is"
+    " unpickled (object arrays are a 422)."
+)
+
+
+def binary_request(extra: dict[str, Any], *, members: str, npy_field: str | None) -> dict[str, Any]:
+    """``extra`` (from ``request_body``) with the ``.npz`` body, and the ``.npy`` body of ``npy_field``."""
+    body = extra["requestBody"]
+    description = _BINARY_BODIES.format(members=members)
+    if npy_field is not None:
+        description += f" `application/x-npy` (`numpy.save`) is `{npy_field}` alone."
+        body["content"][NPY_MEDIA_TYPE] = {"schema": BINARY_SCHEMA}
+    body["content"][NPZ_MEDIA_TYPE] = {"schema": BINARY_SCHEMA}
+    body["description"] = description
+    return extra
+
+
+def binary_answers(description: str, *, npy_field: str | None) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's ``.npz`` (every field, by its JSON path) and ``.npy`` (``npy_field``) forms."""
+    text = (
+        f"{description} With `Accept: application/x-npz`, every field as an array named by its JSON path"
+        " (numbers and strings as 0-d arrays)"
+    )
+    content: dict[str, Any] = {NPZ_MEDIA_TYPE: {"schema": BINARY_SCHEMA}}
+    if npy_field is not None:
+        text += (
+            f"; with `Accept: application/x-npy`, `{npy_field}` alone (406 when the answer holds other"
+            " arrays)"
+        )
+        content[NPY_MEDIA_TYPE] = {"schema": BINARY_SCHEMA}
+    return {200: {"description": text + ".", "content": content}}
 
 
 def name_parameter(description: str, names: tuple[str, ...], example: str) -> dict[str, Any]:

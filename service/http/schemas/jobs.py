@@ -109,7 +109,8 @@ class JobError(BaseModel):
         description="diverged (non-finite loss or weights; the model keeps the best finite epoch's weights,"
         " which detail names), deadline_exceeded (max_runtime_s passed), invalid_data (the data does not fit"
         " the configuration), worker_lost (its worker died and the retries are used), resource_exhausted (the"
-        " job needed more memory than a worker allows, DESCENT_WORKER_MEMORY_MB), internal.",
+        " job needed more memory than a worker allows, DESCENT_WORKER_MEMORY_MB), storage_corrupted (its"
+        " dataset, warm-start model or checkpoint failed its sha256 check in the store), internal.",
         examples=["diverged"],
     )
     detail: str | None = Field(

@@ -186,6 +186,9 @@ def _not_a_number(row: int, line: int, column: str, cell: str) -> InvalidInput:
     )
 
 
+_EXACT_INTEGER_LIMIT = 2**53
+
+
 def _csv_labels(labels: list[str], label: str) -> Labels:
     """Numbers when every label parses as one (then they must be finite), else the strings."""
     try:
@@ -199,7 +202,21 @@ def _csv_labels(labels: list[str], label: str) -> Labels:
             f"row {row}, label column {label!r}: {labels[row - 1]!r} is not a finite number",
             ("body", row, label),
         )
+    if len(values) and float(np.abs(values).max()) >= _EXACT_INTEGER_LIMIT:
+        for row, text in enumerate(labels, start=1):
+            # 2**53 + 1 would silently become 2**53 as a float64: another label. Keep it a string instead.
+            if _is_integer(text) and abs(int(text)) > _EXACT_INTEGER_LIMIT:
+                raise _csv_error(
+                    f"row {row}, label column {label!r}: the integer {text.strip()} is beyond ±2^53"
+                    f" ({_EXACT_INTEGER_LIMIT}), which a float64 label cannot hold exactly",
+                    ("body", row, label),
+                )
     return values
+
+
+def _is_integer(text: str) -> bool:
+    digits = text.strip().lstrip("+-")
+    return digits.isdigit() and digits.isascii()
 
 
 # ---- writing ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 from engine.datasets import make_dataset, task_of
 from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
-from service.services.datasets.labels import Array, Labels, encode_labels
+from service.services.datasets.labels import Array, Labels, check_class_names, encode_labels
 from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
 from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
@@ -81,6 +81,7 @@ def ingest_arrays(
     n_labels = len(y)
     if n_labels != X.shape[0]:
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")
+    check_class_names(y, y_name, settings.max_labels_kb)
     labels = encode_labels(y, task, y_name)
     check_room(store, settings, datasets=1, nbytes=estimate_stored_bytes(X, labels.y))
     return create_dataset(

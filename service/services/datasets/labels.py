@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import field_error
+from service.errors import PayloadTooLarge, field_error, field_loc
 from service.vocabulary import TASKS
 
 Array = np.ndarray[Any, Any]
@@ -24,6 +24,52 @@ INFER_MAX_CLASSES = 100
 MAX_CLASSES = 1000
 # Integers above 2**53 are not all representable in float64, so such "labels" are not trusted as classes.
 _EXACT_INT = 2.0**53
+# Class names are repeated in every list of datasets and models: each is short, and all of them together
+# stay under the setting max_labels_kb.
+MAX_CLASS_NAME_LENGTH = 256
+LABELS_SETTING = "DESCENT_MAX_LABELS_KB"
+
+
+def check_class_names(values: Labels, name: str, max_kb: int) -> None:
+    """422 for a string label over ``MAX_CLASS_NAME_LENGTH`` characters, naming where the first one is;
+    413 when the distinct names take more than ``max_kb`` KiB (UTF-8) together. Numbers pass.
+
+    Parameters
+    ----------
+    values : ndarray or sequence
+        The labels as sent, one per sample (or the classes of a model).
+    name : str
+        The field's name in messages, e.g. ``"y"``.
+    max_kb : int
+        The setting ``max_labels_kb``.
+    """
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind != "U" or values.ndim != 1:
+            return
+        lengths = np.char.str_len(values)
+        long = np.flatnonzero(lengths > MAX_CLASS_NAME_LENGTH)
+        first_long = int(long[0]) if len(long) else None
+        distinct: Sequence[str] = [str(v) for v in np.unique(values)] if first_long is None else []
+    else:
+        strings = [v for v in values if isinstance(v, str)]
+        if not strings:
+            return
+        first_long = next(
+            (i for i, v in enumerate(values) if isinstance(v, str) and len(v) > MAX_CLASS_NAME_LENGTH), None
+        )
+        distinct = list(set(strings)) if first_long is None else []
+    if first_long is not None:
+        raise field_error(
+            f"{name}[{first_long}]",
+            f"is a class name of {len(values[first_long])} characters; the limit is {MAX_CLASS_NAME_LENGTH}",
+        )
+    size = sum(len(v.encode()) for v in distinct)
+    if size > max_kb * 1024:
+        raise PayloadTooLarge(
+            f"{name}: the distinct class names take {size} bytes; the limit is {max_kb} KiB"
+            f" (setting {LABELS_SETTING})",
+            errors=[{"loc": field_loc(name), "msg": f"{size} bytes of class names is over {max_kb} KiB"}],
+        )
 
 
 @dataclass(frozen=True)

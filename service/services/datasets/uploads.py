@@ -8,6 +8,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from service.errors import InvalidInput, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, parse_json, validate
@@ -23,6 +25,7 @@ from service.store import Claim, DatasetRecord, Store, get_dataset
 
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
 DEFAULT_NAME = "upload"
+EXACT_INTEGER_LIMIT = 2**53
 # Query parameters that describe a CSV or npz upload; a JSON body carries them as fields.
 _UPLOAD_QUERY = ("name", "label", "task")
 
@@ -217,7 +220,28 @@ def arrays_from_json(
     y_arr = to_array(
         y, y_name, ndim=(1, 2), max_elements=settings.max_dataset_elements, scan_booleans=scan_booleans
     )
+    if y_arr.size and float(np.abs(y_arr).max()) >= EXACT_INTEGER_LIMIT:
+        check_exact_integers(y, y_name)
     return X_arr, y_arr
+
+
+def check_exact_integers(y: list[Any], y_name: str) -> None:
+    """422 naming the first JSON integer of y beyond ±2**53, which float64 (and JSON readers) cannot
+    keep exactly: 2**53 + 1 would silently become 2**53, another label. Class names that big are strings.
+    """
+    for i, value in enumerate(y):
+        cells = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for j, cell in cells:
+            if type(cell) is int and abs(cell) > EXACT_INTEGER_LIMIT:
+                raise _inexact(f"{y_name}[{i}]" + ("" if j is None else f"[{j}]"), cell)
+
+
+def _inexact(where: str, value: int) -> InvalidInput:
+    return field_error(
+        where,
+        f"is the integer {value}, beyond ±2^53 ({EXACT_INTEGER_LIMIT}), which a float64 label cannot hold"
+        " exactly; send labels that large as strings",
+    )
 
 
 def _json_kind(value: Any) -> str:

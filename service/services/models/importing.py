@@ -23,6 +23,7 @@ from service.http.body import JSONBody, parse_json, validate
 from service.http.npz import read_npz
 from service.http.schemas.models import ModelDocument, ModelMeta
 from service.runners.artifacts import architecture_json, parameter_arrays, parameters_from_arrays
+from service.services.datasets.labels import check_class_names
 from service.services.idempotency import Scope, check_key, create_once
 from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.services.models.access import Array
@@ -95,7 +96,7 @@ def import_json(
             raise field_error(where, f"has values beyond the range of {document.dtype}")
         arrays[name] = array
     check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
-    return _store_import(store, document, architecture, arrays, owner=owner, claim=claim)
+    return _store_import(store, settings, document, architecture, arrays, owner=owner, claim=claim)
 
 
 def import_npz(
@@ -123,7 +124,7 @@ def import_npz(
     architecture = _architecture(meta, settings)
     _check_names(architecture, arrays)
     check_room(store, settings, models=1, nbytes=estimate_stored_bytes(*arrays.values()))
-    return _store_import(store, meta, architecture, arrays, owner=owner, claim=claim)
+    return _store_import(store, settings, meta, architecture, arrays, owner=owner, claim=claim)
 
 
 def _architecture(meta: ModelMeta, settings: Settings) -> Architecture:
@@ -237,6 +238,15 @@ def _standardization(meta: ModelMeta) -> dict[str, list[float]] | None:
             )
     if any(s == 0 for s in std.scale):
         raise field_error("standardization.scale", "must not contain 0 (features are divided by it)")
+    for name in ("mean", "scale"):
+        with np.errstate(over="ignore"):
+            values = np.asarray(getattr(std, name), dtype=np.float64).astype(meta.dtype)
+        if not np.isfinite(values).all():
+            index = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise field_error(
+                f"standardization.{name}[{index}]",
+                f"must be a finite number within the range of {meta.dtype}",
+            )
     return {"mean": [float(v) for v in std.mean], "scale": [float(v) for v in std.scale]}
 
 
@@ -253,6 +263,7 @@ def _check_names(architecture: Architecture, parameters: Mapping[str, Any]) -> N
 
 def _store_import(
     store: Store,
+    settings: Settings,
     meta: ModelMeta,
     architecture: Architecture,
     arrays: Mapping[str, Array],
@@ -261,6 +272,8 @@ def _store_import(
     claim: Claim | None,
 ) -> ModelRecord:
     classes = _check_task(meta, architecture)
+    if classes is not None:
+        check_class_names(classes, "classes", settings.max_labels_kb)
     standardization = _standardization(meta)
     try:
         params = parameters_from_arrays(architecture, dict(arrays))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from engine.models import predict as engine_predict
+from engine.preparation import Standardization
 from service.errors import NotFound, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, validate
@@ -106,7 +107,8 @@ def predict_arrays(model: LoadedModel, X: Array) -> dict[str, Any]:
             raise field_error("X", f"has values beyond the range of {dtype}, the model's dtype")
         std = record.standardization
         if std is not None:
-            X = (X - np.asarray(std["mean"], dtype=dtype)) / np.asarray(std["scale"], dtype=dtype)
+            mean, scale = (np.asarray(std[k], dtype=dtype) for k in ("mean", "scale"))
+            X = Standardization(mean, scale).apply(X)
         outputs, probabilities = engine_predict(model.architecture, model.parameters, X)
     content: dict[str, Any]
     if record.classes is None:

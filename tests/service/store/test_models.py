@@ -117,6 +117,11 @@ def test_delete_model_removes_parameters_and_unlinks_its_job(store: Store) -> No
         ({"task": "ranking"}, "task must be one of"),
         ({"n_features": 0}, "n_features must be a positive integer"),
         ({"parameters": {}}, "at least one array"),
+        (
+            {"parameters": {"weights": np.array([1.0, np.nan]), "bias": np.zeros(())}},
+            "weights holds non-finite",
+        ),
+        ({"standardization": {"mean": [0.0, 0.0], "scale": [1.0, np.inf]}}, "scale holds non-finite"),
     ],
 )
 def test_invalid_models_are_refused(store: Store, changes: dict[str, object], message: str) -> None:

@@ -1,0 +1,180 @@
+"""Tiny jobs by the hundred on the embedded runner with 2 workers.
+
+Starts `descent serve` (embedded runner, `DESCENT_WORKERS=2`, a fresh SQLite file) on 127.0.0.1 and measures,
+after a warm-up, in each of `--repeats` rounds:
+- throughput: 200 one-epoch jobs submitted from 8 concurrent connections, from the first submit to the last
+  `succeeded` (the store's `finished_at`; target >= 200 jobs/s);
+- latency: 20 jobs one after another on the idle service, submit (client clock, before the POST) to
+  `succeeded` (the store's `finished_at`; target p50 <= 20 ms).
+
+The job is tiny on purpose: a logistic regression, or an MLP 2→8→1, on 200 XOR points, one epoch, so that
+the figures measure the service's cost per job rather than the engine's. `--model mlp64` runs the MLP
+2→64→64→3 on 3,000 spiral points of `benchmarks/jobs.py` instead (one epoch of it takes ~24 ms of engine
+time, so two workers cannot go beyond ~80 jobs/s there).
+
+Run: python benchmarks/tiny_jobs.py [--repeats 5] [--model tiny|mlp64]. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+N_JOBS, N_LATENCY, CONNECTIONS = 200, 20, 8
+DATASETS = {
+    "tiny": {"kind": "xor", "n_samples": 200, "noise": 0.1, "seed": 1},
+    "mlp64": {"kind": "spiral", "n_samples": 3000, "noise": 0.2, "n_classes": 3, "seed": 1},
+}
+MODELS = {
+    "tiny": {"type": "mlp", "hidden_layers": [8], "activation": "tanh"},
+    "mlp64": {"type": "mlp", "hidden_layers": [64, 64], "activation": "relu"},
+}
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def start_server(tmp: str, port: int, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DESCENT_PORT": str(port),
+        "DESCENT_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+        "DESCENT_LOG_LEVEL": "warning",
+        "DESCENT_MAX_QUEUED_JOBS": "1000",
+        "DESCENT_WORKERS": "2",
+        **extra,
+    }
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "descent"), "serve"], env=env, start_new_session=True
+    )
+
+
+async def wait_all(client: httpx.AsyncClient, ids: list[str], timeout: float = 300) -> list[dict[str, Any]]:
+    """The jobs once all have ended; polls the list endpoint gently (the figures come from the store)."""
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    done: dict[str, dict[str, Any]] = {}
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        for job_id in list(pending):
+            job = (await client.get(f"/v1/jobs/{job_id}")).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                done[job_id] = job
+                pending.discard(job_id)
+            else:
+                break  # jobs end roughly in order: look again later
+    if pending:
+        raise TimeoutError(f"{len(pending)} jobs did not end in {timeout} s")
+    return [done[i] for i in ids]
+
+
+async def throughput(client: httpx.AsyncClient, config: dict[str, Any]) -> tuple[float, int]:
+    """Jobs per second from the first submit to the last finished_at, and how many succeeded."""
+    queue = list(range(N_JOBS))
+    ids: list[str] = []
+
+    async def submitter() -> None:
+        while queue:
+            queue.pop()
+            response = await client.post("/v1/jobs", json=config)
+            ids.append(response.json()["id"])
+
+    t0 = time.time()
+    await asyncio.gather(*(submitter() for _ in range(CONNECTIONS)))
+    jobs = await wait_all(client, ids)
+    last = max(ts(job["finished_at"]) for job in jobs)
+    return N_JOBS / (last - t0), sum(job["status"] == "succeeded" for job in jobs)
+
+
+async def latencies(client: httpx.AsyncClient, config: dict[str, Any]) -> list[float]:
+    """Submit -> succeeded (ms) of jobs sent one after another, each once the previous one ended."""
+    out = []
+    for _ in range(N_LATENCY):
+        t0 = time.time()
+        job_id = (await client.post("/v1/jobs", json=config)).json()["id"]
+        (job,) = await wait_all(client, [job_id])
+        out.append((ts(job["finished_at"]) - t0) * 1000)
+        await asyncio.sleep(0.2)  # idle again
+    return out
+
+
+async def run(port: int, model: str, repeats: int) -> list[str]:
+    limits = httpx.Limits(max_connections=CONNECTIONS)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        body = {"name": "tiny", "generator": DATASETS[model]}
+        ds = (await client.post("/v1/datasets", json=body)).json()["id"]
+        config = {
+            "dataset_id": ds,
+            "model": MODELS[model],
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
+            "epochs": 1,
+            "batch_size": 32 if model == "tiny" else 64,
+            "seed": 7,
+        }
+        await latencies(client, config)  # warm-up: imports, caches, the first blobs
+        rates, ok_counts, p50s, maxes = [], [], [], []
+        for _ in range(repeats):
+            rate, ok = await throughput(client, config)
+            rates.append(rate)
+            ok_counts.append(ok)
+            await asyncio.sleep(0.5)
+            lat = await latencies(client, config)
+            p50s.append(statistics.median(lat))
+            maxes.append(max(lat))
+    fmt = ", ".join
+    return [
+        f"| {N_JOBS} one-epoch jobs ({model}), 2 workers, first submit → last succeeded | "
+        f"median {statistics.median(rates):.0f} jobs/s (runs: {fmt(f'{r:.0f}' for r in rates)}); "
+        f"succeeded {min(ok_counts)}/{N_JOBS} or more | ≥ 200 jobs/s |",
+        f"| submit → succeeded, idle service, {N_LATENCY} jobs one after another ({model}) | "
+        f"median p50 {statistics.median(p50s):.1f} ms (runs: {fmt(f'{p:.1f}' for p in p50s)}; "
+        f"max {max(maxes):.1f} ms) | p50 ≤ 20 ms |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        server = start_server(tmp, port, {})
+        try:
+            rows = asyncio.run(run(port, args.model, args.repeats))
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(f"load average at the end: {os.getloadavg()}")
+    print("| benchmark | Descent | target |")
+    print("|---|---|---|")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
