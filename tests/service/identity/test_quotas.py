@@ -122,3 +122,14 @@ def test_stored_bytes_quota_is_reached_and_recovered(keyed: Callable[..., Client
     assert body["quota"] == {"name": "stored_bytes", "usage": stored, "limit": 52_428, "requested": 36_000}
     assert client.request("DELETE", f"/v1/datasets/{small.json()['id']}", headers=headers).status_code == 204
     assert client.post("/v1/datasets", json=xor(1500), headers=headers).status_code == 201
+
+
+def test_quotas_apply_to_keys_only(make_client: Callable[..., Client]) -> None:
+    client = make_client(quota_datasets=1)  # DESCENT_AUTH=none: the single user
+    assert [client.post("/v1/datasets", json=xor()).status_code for _ in range(2)] == [201, 201]
+    body = client.get("/v1/usage").json()
+    assert body == {
+        "owner": "default",
+        "usage": {"jobs": 0, "datasets": 2, "models": 0, "stored_bytes": body["usage"]["stored_bytes"]},
+        "quotas": None,
+    }
