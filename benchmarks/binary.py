@@ -127,6 +127,11 @@ def measure(
         out["echo server"] = median_ms(
             lambda: post(npy_body, NPY_HEADERS, "/echo"), args.warmup, args.repeats
         )
+        # The floor of any .npy round trip over this client and server stack: encode, carry the bytes
+        # there and back untouched, decode.
+        out["bytes round trip"] = median_ms(
+            lambda: _arrays.npy_array(post(npy_encode(x), NPY_HEADERS, "/bytes")), args.warmup, args.repeats
+        )
     return out
 
 
@@ -144,6 +149,11 @@ def report(results: dict[str, float], n: int, npy_bytes: int, json_bytes: int) -
     print(f"| server, .npy in and out: Descent | {d:.1f} ms | {d / r:.2f}× the bare endpoint | ≤ 1.2× |")
     print(f"| server, .npy in and out: bare Starlette (np.load, sigmoid, np.save) | {r:.1f} ms | | |")
     print(f"| server, .npy in and out: bare Starlette, load and save only | {e:.1f} ms | | |")
+    f = results["bytes round trip"]
+    print(
+        f"| floor: full round trip to a bare endpoint answering the body untouched | {f:.1f} ms |"
+        f" JSON is {j / f:.1f}× this floor | |"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def create_app() -> FastAPI:
 def create_binary_app() -> Starlette:
     """The bare binary reference: a Starlette endpoint that loads an ``.npy`` body with ``np.load``,
     applies the engine's own sigmoid (the same arithmetic as the service) and answers ``np.save``'s
-    bytes; ``/echo`` only loads and saves."""
+    bytes; ``/echo`` only loads and saves; ``/bytes`` answers the body as it came (the transport alone)."""
 
     async def sigmoid(request: Request) -> Response:
         x = np.load(io.BytesIO(await request.body()), allow_pickle=False)
@@ -61,6 +61,9 @@ def create_binary_app() -> Starlette:
         np.save(out, x, allow_pickle=False)
         return Response(out.getvalue(), media_type="application/x-npy")
 
+    async def echo_bytes(request: Request) -> Response:
+        return Response(await request.body(), media_type="application/x-npy")
+
     async def ready(request: Request) -> Response:
         return Response(b"{}", media_type="application/json")
 
@@ -68,6 +71,7 @@ def create_binary_app() -> Starlette:
         routes=[
             Route("/v1/activations/sigmoid", sigmoid, methods=["POST"]),
             Route("/echo", echo, methods=["POST"]),
+            Route("/bytes", echo_bytes, methods=["POST"]),
             Route("/openapi.json", ready),
         ]
     )

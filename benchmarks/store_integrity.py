@@ -16,6 +16,7 @@ Prints a Markdown table for docs/benchmarks.md.
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import statistics
 import sys
@@ -142,8 +143,9 @@ def main() -> None:
         plain.close()
     print("| operation | ms | reference ms |")
     print("|---|---:|---:|")
-    for name, ours, theirs in rows:
-        print(f"| {name} | {ours:.1f} | {'' if theirs != theirs else f'{theirs:.1f}'} |")
+    for name, ms, reference_ms in rows:
+        shown = "" if math.isnan(reference_ms) else f"{reference_ms:.1f}"
+        print(f"| {name} | {ms:.1f} | {shown} |")
 
 
 if __name__ == "__main__":

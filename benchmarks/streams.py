@@ -7,7 +7,7 @@ it starts `descent serve` (no job workers: a fresh SQLite file) and, in processe
   the workers use; each progress carries the wall-clock time taken just before its write;
 - 1,000 followers (100 per job) on raw asyncio connections, each reading its job's event stream and
   recording, per progress event, delivery latency = time received − time written (an upper bound on
-  the delay after the store write: it also counts the write itself);
+  the delay after the store write: it also counts the write itself, whose own p99 is reported);
 - a prober asking `GET /healthz` every 50 ms.
 
 Once every stream has connected and replayed, and after a short warm-up, it measures for `--duration`
@@ -58,7 +58,7 @@ def request(port: int, method: str, path: str, body: Any = None) -> Any:
     return response.status, json.loads(data) if data else None
 
 
-def writer_main(url: str, job_ids: list[str], window: Any, interval: float) -> None:
+def writer_main(url: str, job_ids: list[str], window: Any, interval: float, out: Any) -> None:
     """Claim the jobs, then write progress every ``interval`` and heartbeats every second, per job."""
     from service.store import claim_job, heartbeat, open_store, record_progress
 
@@ -67,13 +67,14 @@ def writer_main(url: str, job_ids: list[str], window: Any, interval: float) -> N
     epoch, next_beat = 0, time.monotonic() + 1.0
     offsets = {job_id: i * interval / len(job_ids) for i, job_id in enumerate(job_ids)}
     start = time.monotonic()
-    tick = 0
+    tick, writes = 0, []
     while not (window[1] > 0 and time.time() > window[1] + 1):
         epoch += 1
         for job_id, attempt in attempts.items():
             due = start + tick * interval + offsets[job_id]
             time.sleep(max(0.0, due - time.monotonic()))
-            progress = {"epoch": epoch, "total_epochs": 10**6, "written_at": time.time()}
+            written_at = time.time()
+            progress = {"epoch": epoch, "total_epochs": 10**6, "written_at": written_at}
             metrics = {"train_loss": 1.0 / epoch}
             record_progress(
                 store,
@@ -84,12 +85,15 @@ def writer_main(url: str, job_ids: list[str], window: Any, interval: float) -> N
                 metrics=metrics,
                 best=None,
             )
+            if window[0] and window[0] <= written_at <= window[1]:
+                writes.append(time.time() - written_at)
         tick += 1
         if time.monotonic() >= next_beat:
             for job_id, attempt in attempts.items():
                 heartbeat(store, job_id, int(attempt or 0))
             next_beat += 1.0
     store.close()
+    out.put(("writes", writes))
 
 
 async def follow(port: int, job_id: str, latencies: list[float], window: Any, ready: list[int]) -> None:
@@ -187,19 +191,23 @@ def one_round(mode: str, n_followers: int, n_jobs: int, duration: float, warmup:
             [str(Path(sys.executable).parent / "descent"), "serve"], env=env, start_new_session=True
         )
         try:
-            for _ in range(300):
+            deadline = time.monotonic() + 180  # a loaded machine starts the server slowly
+            while True:
                 try:
                     if request(port, "GET", "/readyz")[0] == 200:
                         break
                 except OSError:
-                    time.sleep(0.1)
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the server did not become ready")
+                time.sleep(0.2)
             generator = {"kind": "xor", "n_samples": 50, "noise": 0.1, "seed": 1}
             ds = request(port, "POST", "/v1/datasets", {"name": "s", "generator": generator})[1]["id"]
             config = {"dataset_id": ds, "model": {"type": "logistic_regression"}, "epochs": 10**6}
             job_ids = [request(port, "POST", "/v1/jobs", config)[1]["id"] for _ in range(n_jobs)]
             window: Any = ctx.Array("d", [0.0, 0.0], lock=False)
             out: Any = ctx.Queue()
-            writer = ctx.Process(target=writer_main, args=(url, job_ids, window, 0.5))
+            writer = ctx.Process(target=writer_main, args=(url, job_ids, window, 0.5, out))
             followers = ctx.Process(
                 target=followers_main, args=(port, job_ids, n_followers, window, (warmup, duration), out)
             )
@@ -212,7 +220,7 @@ def one_round(mode: str, n_followers: int, n_jobs: int, duration: float, warmup:
             cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
             time.sleep(duration)
             cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
-            results = [out.get(timeout=120), out.get(timeout=120)]
+            results = [out.get(timeout=120) for _ in range(3)]
             for process in (followers, writer, prober):
                 process.join(60)
         finally:
@@ -220,6 +228,7 @@ def one_round(mode: str, n_followers: int, n_jobs: int, duration: float, warmup:
             server.wait(30)
     stream = next(r for r in results if isinstance(r, dict))
     probes = next(r for r in results if isinstance(r, list))
+    writes = next(r[1] for r in results if isinstance(r, tuple))
     expected = n_followers * duration / 0.5
     lat = stream["latencies"]
     return {
@@ -227,6 +236,7 @@ def one_round(mode: str, n_followers: int, n_jobs: int, duration: float, warmup:
         "healthz_p99_ms": 1000 * pct(probes, 0.99),
         "delivery_p50_ms": 1000 * pct(lat, 0.5),
         "delivery_p99_ms": 1000 * pct(lat, 0.99),
+        "write_p99_ms": 1000 * pct(writes, 0.99),
         "delivered": len(lat) / expected,
         "connected": stream["ready"],
         "cpu": cpu,
@@ -252,9 +262,9 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     print(
         f"| {args.followers} followers over {args.jobs} jobs | /healthz p99 | delivery p50 | delivery p99 "
-        "| delivered | API CPU (one core) |"
+        "| delivered | API CPU (one core) | store write p99 |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for mode, results in runs.items():
 
         def med(key: str, results: list[dict[str, float]] = results) -> float:
@@ -263,7 +273,7 @@ def main() -> None:
         print(
             f"| `{mode}` (median of {len(results)}) | {med('healthz_p99_ms'):.0f} ms | "
             f"{med('delivery_p50_ms'):.0f} ms | {med('delivery_p99_ms'):.0f} ms | "
-            f"{100 * med('delivered'):.0f} % | {100 * med('cpu'):.0f} % |"
+            f"{100 * med('delivered'):.0f} % | {100 * med('cpu'):.0f} % | {med('write_p99_ms'):.0f} ms |"
         )
 
 

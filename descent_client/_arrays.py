@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,72 @@ def npz_arrays(body: bytes) -> dict[str, Array]:
     """The members of an ``.npz`` answer by name (never unpickled)."""
     with np.load(io.BytesIO(body), allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def unflatten(arrays: dict[str, Array]) -> dict[str, Any]:
+    """Members named by dotted JSON paths back into the answer's structure: ``{"gradients.bias": b}``
+    → ``{"gradients": {"bias": b}}``; numbers and strings (0-d arrays) become Python values and objects
+    keyed 0 … n-1 become lists."""
+    root: dict[str, Any] = {}
+    for path, value in arrays.items():
+        *parents, leaf = path.split(".")
+        node = root
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value.item() if value.ndim == 0 else value
+    return _lists(root)  # type: ignore[no-any-return]
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {key: _lists(value) for key, value in node.items()}
+    if items and all(key.isdigit() for key in items):
+        return [items[str(i)] for i in range(len(items))]
+    return items
+
+
+def with_arrays(value: Any) -> Any:
+    """A JSON answer with every list of numbers (or of such lists) as an ndarray, as ``unflatten``
+    gives them from an ``.npz`` answer."""
+    if isinstance(value, dict):
+        return {key: with_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return [with_arrays(item) for item in value]
+        return np.asarray(value)
+    return value
+
+
+def split_fields(body: dict[str, Any], prefix: str = "") -> tuple[dict[str, Array], dict[str, str]]:
+    """A request body as ``.npz`` members (its arrays, by dotted path) and query parameters (the other
+    fields, JSON-encoded)."""
+    members: dict[str, Array] = {}
+    query: dict[str, str] = {}
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            m, q = split_fields(value, f"{name}.")
+        elif isinstance(value, list | tuple) and value and isinstance(value[0], dict):
+            m, q = split_fields({str(i): item for i, item in enumerate(value)}, f"{name}.")
+        elif isinstance(value, np.ndarray | list | tuple):
+            m, q = {name: np.asarray(value)}, {}
+        else:
+            m, q = {}, {name: orjson.dumps(value, default=_default).decode()}
+        members.update(m)
+        query.update(q)
+    return members, query
+
+
+def npz_stored(arrays: dict[str, Array]) -> bytes:
+    """An uncompressed ``.npz`` archive of the named arrays (what ``numpy.savez`` writes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            archive.writestr(f"{name}.npy", npy_bytes(array))
+    return buffer.getvalue()
 
 
 def is_large(*arrays: Any) -> bool:

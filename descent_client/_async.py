@@ -12,8 +12,9 @@ import anyio
 import httpx
 from pydantic import BaseModel
 
-from descent_client import _arrays, _calls
+from descent_client import _calls
 from descent_client._calls import Call, Page
+from descent_client._compute import AsyncCompute
 from descent_client._sync import USER_AGENT
 from descent_client.errors import JobFailed, error_from_response
 from descent_client.events import FollowState, SSEDecoder, Update, history_rows
@@ -51,6 +52,7 @@ class AsyncClient:
         self.datasets = AsyncDatasets(self)
         self.jobs = AsyncJobs(self)
         self.models = AsyncModels(self)
+        self.compute = AsyncCompute(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -190,8 +192,7 @@ class AsyncDatasets:
         return self._client.pages(AsyncDataset, "datasets", page_size)
 
     async def data(self, dataset_id: str) -> tuple[Array, Array]:
-        body = await self._client.json(Call("GET", f"/v1/datasets/{dataset_id}/data", retry="always"))
-        return _arrays.matrix(body["X"]), _arrays.label_array(body["y"])
+        return _calls.dataset_arrays(await self._client.send(_calls.dataset_data(dataset_id)))
 
     async def delete(self, dataset_id: str) -> None:
         await self._client.send(_calls.delete_call("datasets", dataset_id))
@@ -352,7 +353,8 @@ class AsyncModels:
         return self._client.pages(AsyncModel, "models", page_size)
 
     async def predict(self, model_id: str, X: Any = None, *, dataset_id: str | None = None) -> Prediction:
-        return Prediction.model_validate(await self._client.json(_calls.predict(model_id, X, dataset_id)))
+        call = _calls.predict(model_id, X, dataset_id)
+        return Prediction.model_validate(_calls.answer(await self._client.send(call)))
 
     async def export(
         self, model_id: str, *, format: Literal["json", "npz"] = "json", path: str | Path | None = None

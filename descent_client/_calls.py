@@ -25,7 +25,8 @@ Retry = Literal["connect", "always"]
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_VARIABLE = "DESCENT_URL"
 KEY_VARIABLE = "DESCENT_API_KEY"
-NPZ_MEDIA_TYPE = "application/x-npz"
+NPZ_MEDIA_TYPE = _arrays.NPZ_MEDIA_TYPE
+NPY_MEDIA_TYPE = _arrays.NPY_MEDIA_TYPE
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -169,10 +170,50 @@ def job_events(job_id: str, last_event_id: int) -> Call:
 # ---- models --------------------------------------------------------------------------------------
 
 
+def arrays_call(path: str, body: Mapping[str, Any], npy_field: str | None = None) -> Call:
+    """A request whose body holds arrays: JSON while they are small, binary beyond
+    ``BINARY_THRESHOLD_BYTES`` of numbers: the lone array ``npy_field`` as ``.npy``, several as
+    ``.npz`` members named by their path, the other fields as query parameters; the answer is asked
+    for as ``.npz`` then. It changes nothing on the service: safe to send again."""
+    fields = {key: value for key, value in body.items() if value is not None}
+    members, query = _arrays.split_fields(fields)
+    if sum(8 * array.size for array in members.values()) <= _arrays.BINARY_THRESHOLD_BYTES:
+        return _json("POST", path, fields, retry="always")
+    if npy_field is not None and list(members) == [npy_field]:
+        content, media = _arrays.npy_bytes(members[npy_field]), NPY_MEDIA_TYPE
+    else:
+        content, media = _arrays.npz_stored(members), NPZ_MEDIA_TYPE
+    headers = {"Content-Type": media, "Accept": NPZ_MEDIA_TYPE}
+    return Call("POST", path, params=query or None, content=content, headers=headers, retry="always")
+
+
+def answer(response: httpx.Response) -> dict[str, Any]:
+    """The answer to an ``arrays_call`` with its arrays as ndarrays, from JSON or ``.npz`` alike."""
+    if response.headers.get("content-type", "").startswith(NPZ_MEDIA_TYPE):
+        return _arrays.unflatten(_arrays.npz_arrays(response.content))
+    document: dict[str, Any] = _arrays.with_arrays(response.json())
+    return document
+
+
 def predict(model_id: str, X: Any = None, dataset_id: str | None = None) -> Call:
-    body: dict[str, Any] = {"dataset_id": dataset_id} if dataset_id is not None else {"X": _arrays.matrix(X)}
-    # Predicting changes nothing on the service: safe to send again.
-    return _json("POST", f"/v1/models/{model_id}/predict", body, retry="always")
+    path = f"/v1/models/{model_id}/predict"
+    if dataset_id is not None:
+        return _json("POST", path, {"dataset_id": dataset_id}, retry="always")
+    return arrays_call(path, {"X": _arrays.matrix(X)}, npy_field="X")
+
+
+def dataset_data(dataset_id: str) -> Call:
+    """X and y as ``.npz``: exact bits, and no text to parse."""
+    return Call("GET", f"/v1/datasets/{dataset_id}/data", headers={"Accept": NPZ_MEDIA_TYPE}, retry="always")
+
+
+def dataset_arrays(response: httpx.Response) -> tuple[Any, Any]:
+    """X (float64) and y (labels or targets) of a dataset's data, as ``.npz`` or JSON."""
+    if response.headers.get("content-type", "").startswith(NPZ_MEDIA_TYPE):
+        arrays = _arrays.npz_arrays(response.content)
+        return _arrays.matrix(arrays["X"]), arrays["y"]
+    body = response.json()
+    return _arrays.matrix(body["X"]), _arrays.label_array(body["y"])
 
 
 def export_model(model_id: str, format: Literal["json", "npz"]) -> Call:

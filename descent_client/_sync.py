@@ -11,8 +11,9 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from descent_client import _arrays, _calls
+from descent_client import _calls
 from descent_client._calls import Call, Page
+from descent_client._compute import Compute
 from descent_client._follow import Follow
 from descent_client.errors import JobFailed, error_from_response
 from descent_client.events import FollowState
@@ -71,6 +72,7 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
+        self.compute = Compute(self)
 
     def close(self) -> None:
         self._http.close()
@@ -213,8 +215,7 @@ class Datasets:
 
     def data(self, dataset_id: str) -> tuple[Array, Array]:
         """X (float64, shape (n_samples, n_features)) and y (the labels as uploaded, or targets)."""
-        body = self._client.json(Call("GET", f"/v1/datasets/{dataset_id}/data", retry="always"))
-        return _arrays.matrix(body["X"]), _arrays.label_array(body["y"])
+        return _calls.dataset_arrays(self._client.send(_calls.dataset_data(dataset_id)))
 
     def delete(self, dataset_id: str) -> None:
         self._client.send(_calls.delete_call("datasets", dataset_id))
@@ -318,7 +319,8 @@ class Models:
 
     def predict(self, model_id: str, X: Any = None, *, dataset_id: str | None = None) -> Prediction:
         """Predictions for the rows of X (raw features), or for a stored dataset's X."""
-        return Prediction.model_validate(self._client.json(_calls.predict(model_id, X, dataset_id)))
+        call = _calls.predict(model_id, X, dataset_id)
+        return Prediction.model_validate(_calls.answer(self._client.send(call)))
 
     def export(
         self, model_id: str, *, format: Literal["json", "npz"] = "json", path: str | Path | None = None

@@ -38,7 +38,14 @@ class Prediction(model_schemas.Prediction):
     @field_validator("predictions", mode="after")
     @classmethod
     def _predictions(cls, value: Any) -> Array:
+        if isinstance(value, np.ndarray):
+            return value
         return _arrays.label_array(list(value))
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> Any:
+        return value.tolist() if isinstance(value, np.ndarray) else value
 
     @field_validator("probabilities", mode="after")
     @classmethod

@@ -66,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         flush_access_log()  # the last requests' lines come before the stopping line
         logger.info("service stopping")
         gc.unfreeze()
+        await app.state.gate.rate_limiter.close()
         await close_state(app)
 
 
@@ -108,11 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Set at SIGTERM (``descent serve``): event streams end so that the server can drain.
     app.state.stopping = threading.Event()
     install_error_handlers(app)
+    app.state.gate = Gate(settings)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
         max_body_bytes=settings.max_body_bytes,
-        gate=Gate(settings),
+        gate=app.state.gate,
     )
     install_cors(app, settings)
     register_routes(app, ROUTERS)

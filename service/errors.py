@@ -267,6 +267,11 @@ class InsufficientStorage(DomainError):
     status, title, slug = 507, "Insufficient Storage", "insufficient-storage"
 
 
+#: The store cannot take a write right now (unreachable, or its disk is full): not the fault of the
+#: request or job that tried, so a run waits these out rather than failing its job.
+STORE_OUTAGES: tuple[type[DomainError], ...] = (StoreUnavailable, InsufficientStorage)
+
+
 _LOC_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 

@@ -18,10 +18,14 @@ from service.errors import DomainError
 
 @contextmanager
 def _store() -> Iterator[Any]:
+    from service.logs import configure_logging
     from service.settings import Settings
     from service.store import open_store
 
-    store = open_store(Settings().database_url)
+    settings = Settings()
+    # Key creation and revocation are audit events (logger descent.audit), on stderr as JSON lines.
+    configure_logging(settings.log_level)
+    store = open_store(settings.database_url)
     try:
         yield store
     except DomainError as exc:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+# A rate limit: requests per unit of time, "20/second", "600/minute".
+RATE_PATTERN = re.compile(r"[1-9][0-9]*/(second|minute|hour|day)")
 
 
 class Settings(BaseSettings):
@@ -203,6 +206,13 @@ class Settings(BaseSettings):
         if self.rate_limit_url:
             return self.rate_limit_url
         return self.broker_url if self.runner == "celery" else "memory://"
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_is_n_per_unit(cls, value: str) -> str:
+        if value and not RATE_PATTERN.fullmatch(value):
+            raise ValueError(f"DESCENT_RATE_LIMIT must look like 20/second or 600/minute, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _heartbeats_fit_the_timeout(self) -> Settings:

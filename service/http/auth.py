@@ -19,6 +19,8 @@ import time
 from typing import NamedTuple
 
 import anyio.to_thread
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 from starlette.types import Scope
 
 from service.errors import Forbidden, Unauthorized, UnsupportedMediaType
@@ -57,7 +59,7 @@ class Gate:
         """Admit a request or raise the DomainError that answers it (401, 403, 415, 429)."""
         path: str = scope["path"]
         if path.startswith(API_PREFIX):
-            if scope["method"] in STATE_CHANGING:
+            if scope["method"] in STATE_CHANGING and not _takes_a_body(scope):
                 _refuse_form_bodies(scope)
             if not self.keys:
                 return Admission(self.anonymous, [])
@@ -107,15 +109,26 @@ def _bearer(scope: Scope) -> str:
     return key.strip()
 
 
+def _takes_a_body(scope: Scope) -> bool:
+    """Whether the request's route documents a request body: it then checks the body's media type itself
+    (and refuses form and plain-text bodies, which none takes, naming the types it does take)."""
+    if _header(scope, b"content-type") is None:
+        return False
+    for route in scope["app"].router.routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] == Match.FULL:
+            return route.body_field is not None or "requestBody" in (route.openapi_extra or {})
+    return False
+
+
 def _refuse_form_bodies(scope: Scope) -> None:
-    """415 for a form or plain-text body: no endpoint takes one, and only those cross sites unasked."""
+    """415 for a form or plain-text body to a route that takes no body: those are the bodies another
+    site's page can send unasked (no CORS preflight)."""
     content_type = _header(scope, b"content-type")
     if content_type is None:
         return
     media = content_type.split(b";", 1)[0].strip().lower()
     if media in FORM_MEDIA_TYPES:
         raise UnsupportedMediaType(
-            f"{scope['method']} {scope['path']} takes no {media.decode('latin-1')} body (form and plain-text "
-            "bodies are refused by every state-changing request): the request body must be JSON "
-            "(Content-Type: application/json), another media type the operation documents, or none"
+            f"{scope['method']} {scope['path']} takes no request body, and refuses a "
+            f"{media.decode('latin-1')} one (what a form on another site sends): send none"
         )

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import NotAcceptable, UnsupportedMediaType, field_error
+from service.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType, field_error
 from service.http import npy
 
 Array = np.ndarray[Any, Any]
@@ -63,7 +63,12 @@ class ArrayFields:
 
 
 def request_fields(
-    raw: bytes, kind: str, query: Iterable[tuple[str, str]], fields: ArrayFields, max_elements: int
+    raw: bytes,
+    kind: str,
+    query: Iterable[tuple[str, str]],
+    fields: ArrayFields,
+    max_elements: int,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The body object of a binary request: its arrays (``.npy`` or ``.npz``) and its query fields.
 
@@ -72,6 +77,9 @@ def request_fields(
     InvalidInput
         422 for a body that is not an acceptable array or archive, a member or query parameter whose
         name is not a field path, a field given twice, and an array over ``max_elements``.
+    PayloadTooLarge
+        413 for an ``.npz`` archive whose arrays hold more than ``max_bytes`` once decompressed (the
+        body-size limit, which a compressed archive must not get round).
     UnsupportedMediaType
         415 for a ``.npy`` body on an endpoint that needs several arrays.
     """
@@ -83,7 +91,7 @@ def request_fields(
             )
         arrays = {fields.request: _npy_body(raw, fields.request, max_elements)}
     else:
-        arrays = read_npz(raw, max_elements)
+        arrays = read_npz(raw, max_elements, max_bytes)
     flat = query_fields(query)
     for name in arrays:
         if name in flat:
@@ -107,8 +115,9 @@ def _check_size(name: str, count: int, max_elements: int) -> None:
         raise field_error(name, f"holds {count} numbers; the limit is {max_elements}")
 
 
-def read_npz(raw: bytes, max_elements: int) -> dict[str, Array]:
+def read_npz(raw: bytes, max_elements: int, max_bytes: int | None = None) -> dict[str, Array]:
     """The members of an ``.npz`` request body by name, each checked before its data is read."""
+    budget = [max_bytes if max_bytes is not None else len(raw)]
     if not raw.startswith(b"PK"):
         raise field_error("", "is not an .npz archive (a zip of .npy files, as numpy.savez writes)")
     arrays: dict[str, Array] = {}
@@ -128,18 +137,24 @@ def read_npz(raw: bytes, max_elements: int) -> dict[str, Array]:
                 if name in arrays:
                     raise field_error(name, "is given twice in the archive")
                 with archive.open(info) as member:
-                    arrays[name] = _npz_member(member, name, max_elements)
+                    arrays[name] = _npz_member(member, name, max_elements, budget, max_bytes)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as exc:
         raise field_error("", f"is not a readable .npz archive: {exc}") from None
     return arrays
 
 
-def _npz_member(member: Any, name: str, max_elements: int) -> Array:
+def _npz_member(member: Any, name: str, max_elements: int, budget: list[int], max_bytes: int | None) -> Array:
     prefix = member.read(_PREFIX_BYTES)
     try:
         shape, fortran, dtype, offset = npy.read_header(prefix)
         count = npy.check_header(shape, dtype)
         _check_size(name, count, max_elements)
+        budget[0] -= count * dtype.itemsize
+        if budget[0] < 0 and max_bytes is not None:
+            raise PayloadTooLarge(
+                f"the .npz archive's arrays hold more than {max_bytes} bytes once decompressed (at"
+                f" member {name}.npy); the limit is the body's, DESCENT_MAX_BODY_BYTES"
+            )
         wanted = count * dtype.itemsize - (len(prefix) - offset)
         # One byte more than the header announces, to tell trailing bytes from an exact fit.
         data = prefix[offset:] + member.read(wanted + 1) if wanted >= 0 else prefix[offset:]
@@ -231,8 +246,9 @@ def flatten(content: Mapping[str, Any], prefix: str = "") -> dict[str, Array]:
     return out
 
 
-def npy_bytes(content: Mapping[str, Any], fields: ArrayFields) -> bytes:
-    """The ``.npy`` answer: the endpoint's one array; 406 when the answer holds other arrays too."""
+def npy_parts(content: Mapping[str, Any], fields: ArrayFields) -> tuple[bytes, memoryview]:
+    """The ``.npy`` answer, as its header and the array's bytes (``npy.parts``): the endpoint's one
+    array; 406 when the answer holds other arrays too."""
     others = [key for key, value in content.items() if key != fields.response and _is_array(value)]
     if fields.response is None or others:
         held = ", ".join([k for k in (fields.response,) if k] + others)
@@ -240,7 +256,7 @@ def npy_bytes(content: Mapping[str, Any], fields: ArrayFields) -> bytes:
             f"this answer holds several arrays ({held}), more than one application/x-npy array can;"
             " accept application/x-npz (one member each) or application/json"
         )
-    return npy.dumps(np.asarray(content[fields.response]))
+    return npy.parts(np.asarray(content[fields.response]))
 
 
 def _is_array(value: Any) -> bool:

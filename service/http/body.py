@@ -106,8 +106,44 @@ def _refuse_repeated_keys(raw: bytes) -> None:
 
 
 def validate(model: type[M], body: JSONBody) -> M:
-    """Validate the body's small fields with ``model`` (array fields are ``Any`` and pass through)."""
+    """Validate the body's small fields with ``model`` (array fields are ``Any`` and pass through).
+
+    An integer field takes an integral number written with a fraction (``10.0``), which JSON Schema
+    calls an integer too; a string (``"10"``) or a fraction (``10.5``) stays a 422.
+    """
     try:
         return model.model_validate(body.data)
     except ValidationError as exc:
+        if _integral_floats_to_int(body.data, exc):
+            return validate(model, body)
         raise validation_error(exc.errors(include_input=False, include_url=False), prefix=("body",)) from None
+
+
+def _integral_floats_to_int(data: Any, exc: ValidationError) -> bool:
+    """Replace, in place, each float like ``10.0`` that an integer field refused by the int ``10``.
+
+    Returns whether anything was replaced (else the errors stand as they are).
+    """
+    replaced = False
+    for error in exc.errors(include_url=False):
+        value = error.get("input")
+        if error["type"] != "int_type" or not isinstance(value, float) or not value.is_integer():
+            continue
+        container, key = _parent(data, error["loc"])
+        if container is not None and container[key] is value:
+            container[key] = int(value)
+            replaced = True
+    return replaced
+
+
+def _parent(data: Any, loc: tuple[int | str, ...]) -> tuple[Any, Any]:
+    """The container and key of ``loc`` in ``data`` (steps naming a union's member are skipped)."""
+    container: Any = None
+    key: Any = None
+    node = data
+    for step in loc:
+        if isinstance(node, dict) and isinstance(step, str) and step in node:
+            container, key, node = node, step, node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            container, key, node = node, step, node[step]
+    return container, key

@@ -164,10 +164,17 @@ def view(
 
 def dumps(array: Array) -> bytes:
     """The ``.npy`` bytes of an array: NumPy's header, then the data, in one copy."""
+    header, data = parts(array)
+    return b"".join([header, data])
+
+
+def parts(array: Array) -> tuple[bytes, memoryview]:
+    """NumPy's ``.npy`` header for an array, and a view of the array's bytes (no copy when it is
+    C-contiguous): sent one after the other, they are the ``.npy`` file."""
     array = np.asarray(array)
     if not array.flags.c_contiguous:  # (ascontiguousarray would also turn a 0-d array into 1-d)
         array = np.ascontiguousarray(array)
     header = io.BytesIO()
     npy_format.write_array_header_1_0(header, npy_format.header_data_from_array_1_0(array))
     data: Any = array.reshape(-1).view(np.uint8)  # a view of the bytes (C-contiguous, any dtype)
-    return b"".join([header.getvalue(), data])
+    return header.getvalue(), memoryview(data)

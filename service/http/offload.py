@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from service.errors import DomainError
 from service.http import binary
@@ -48,6 +49,8 @@ class Exchange:
         The query parameters, which are fields of a binary body (``service.http.binary``).
     max_elements : int
         Most elements one array of a binary body may hold (checked before its data is read).
+    max_bytes : int or None
+        Most bytes the arrays of an ``.npz`` body may hold once decompressed (the body-size limit).
     """
 
     body: str = "json"
@@ -55,20 +58,46 @@ class Exchange:
     fields: ArrayFields = NO_ARRAYS
     query: tuple[tuple[str, str], ...] = ()
     max_elements: int = 0
+    max_bytes: int | None = None
 
     def decode(self, raw: bytes) -> JSONBody:
         """The body object, from JSON or from the arrays and query parameters of a binary body."""
         if self.body == "json":
             return parse_json(raw)
-        return JSONBody(binary.request_fields(raw, self.body, self.query, self.fields, self.max_elements))
+        fields = binary.request_fields(
+            raw, self.body, self.query, self.fields, self.max_elements, self.max_bytes
+        )
+        return JSONBody(fields)
 
-    def encode(self, content: Mapping[str, Any], status_code: int = 200) -> Response:
-        """The answer in the negotiated format."""
+    def encode(self, content: Mapping[str, Any], *, joined: bool = False) -> Response:
+        """The answer in the negotiated format; an ``.npy`` answer sends the array's own memory after
+        its header unless ``joined`` (one bytes object, to cross a process boundary)."""
         if self.answer == "json":
-            return JSONResponse(content, status_code=status_code)
+            return JSONResponse(content)
         if self.answer == "npz":
-            return Response(binary.npz_bytes(content), status_code, media_type=NPZ_MEDIA_TYPE)
-        return Response(binary.npy_bytes(content, self.fields), status_code, media_type=NPY_MEDIA_TYPE)
+            return Response(binary.npz_bytes(content), media_type=NPZ_MEDIA_TYPE)
+        header, data = binary.npy_parts(content, self.fields)
+        if joined:
+            return Response(b"".join([header, data]), media_type=NPY_MEDIA_TYPE)
+        return NpyResponse(header, data)
+
+
+class NpyResponse(Response):
+    """An ``.npy`` answer sent as two body messages, NumPy's header and then the array's memory, so
+    that the array is never copied into a joined buffer."""
+
+    media_type = NPY_MEDIA_TYPE
+
+    def __init__(self, header: bytes, data: memoryview) -> None:
+        super().__init__(header)
+        self.data = data
+        length = str(len(header) + data.nbytes).encode("latin-1")
+        self.raw_headers = [(k, length if k == b"content-length" else v) for k, v in self.raw_headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await send({"type": "http.response.body", "body": self.data})
 
 
 def negotiate(request: Request, fields: ArrayFields) -> Exchange:
@@ -88,9 +117,8 @@ def negotiate(request: Request, fields: ArrayFields) -> Exchange:
     if body == "json":
         return Exchange(body, answer, fields)
     settings = request.app.state.settings
-    return Exchange(
-        body, answer, fields, tuple(request.query_params.multi_items()), settings.max_array_elements
-    )
+    query = tuple(request.query_params.multi_items())
+    return Exchange(body, answer, fields, query, settings.max_array_elements, settings.max_body_bytes)
 
 
 async def respond_json(
@@ -130,7 +158,7 @@ def _run_encoded(
 ) -> tuple[str, bytes | DomainError]:
     """In a worker process: parse, compute and render; a domain error is returned, not raised."""
     try:
-        response = exchange.encode(work(exchange.decode(raw)))
+        response = exchange.encode(work(exchange.decode(raw)), joined=True)
     except DomainError as exc:
         return "", _portable(exc)
     return response.media_type or JSON_MEDIA_TYPE, bytes(response.body)

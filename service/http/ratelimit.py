@@ -16,6 +16,7 @@ import math
 import time
 from functools import lru_cache
 
+import redis.asyncio
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -33,28 +34,40 @@ def parse_rate(rate: str) -> RateLimitItem:
     return parse(rate)
 
 
-def _storage(url: str) -> Storage:
-    if url.startswith("memory://"):
-        return MemoryStorage()
-    if url.startswith(("redis://", "rediss://")):
-        # redis-py (already a dependency, for Celery) rather than the library's default client.
-        return RedisStorage("async+" + url, implementation="redispy", key_prefix="descent-rate")
-    raise ValueError(f"DESCENT_RATE_LIMIT_URL must be memory:// or a redis:// URL, got {url!r}")
-
-
 class KeyRateLimiter:
     """One moving window per key and rate, in the storage at ``url``."""
 
     def __init__(self, url: str) -> None:
+        if not url.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError(f"DESCENT_RATE_LIMIT_URL must be memory:// or a redis:// URL, got {url!r}")
         self.url = url
         self._limiter: MovingWindowRateLimiter | None = None
+        self._pool: redis.asyncio.ConnectionPool | None = None
         self._warned_at = 0.0
 
     def _strategy(self) -> MovingWindowRateLimiter:
         # Made on first use, inside the event loop the requests run on.
         if self._limiter is None:
-            self._limiter = MovingWindowRateLimiter(_storage(self.url))
+            storage: Storage
+            if self.url.startswith("memory://"):
+                storage = MemoryStorage()
+            else:
+                # redis-py (already a dependency, for Celery) rather than the library's default client,
+                # on a pool of ours that close() disconnects.
+                self._pool = redis.asyncio.ConnectionPool.from_url(self.url)
+                storage = RedisStorage(
+                    "async+" + self.url,
+                    implementation="redispy",
+                    key_prefix="descent-rate",
+                    connection_pool=self._pool,  # type: ignore[arg-type]
+                )
+            self._limiter = MovingWindowRateLimiter(storage)
         return self._limiter
+
+    async def close(self) -> None:
+        """Disconnect from Redis (at shutdown)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def hit(self, key_id: str, rate: str) -> Headers:
         """Count one request of ``key_id``; the RateLimit headers of its answer.

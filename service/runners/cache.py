@@ -1,8 +1,9 @@
 """The datasets a worker process trained on last, kept decoded in memory for its next jobs.
 
-A dataset never changes once stored (its id names one blob and one SHA-256), so a worker that runs many
-short jobs on the same data reads and decodes it once. The arrays are read-only: a job that tried to
-write into them would fail loudly rather than change the data of the next. The cache holds at most
+A dataset never changes once stored (its id names one blob and one SHA-256, checked when the blob is
+read), so a worker that runs many short jobs on the same data reads, checks and decodes it once. The
+arrays are read-only: a job that tried to write into them would fail loudly rather than change the
+data of the next. The cache holds at most
 ``MAX_BYTES``; a larger dataset is never kept.
 """
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from service.errors import NotFound, StaleAttempt, StoreUnavailable
+from service.errors import STORE_OUTAGES, NotFound, StaleAttempt
 from service.store import Store, heartbeat
 
 log = logging.getLogger("descent.jobs")
@@ -69,7 +69,7 @@ class Heartbeat:
                     )
                 self.lost.set()
                 return
-            except StoreUnavailable as exc:
+            except STORE_OUTAGES as exc:
                 # Training goes on; the reaper waits for the store to answer before it judges anyone.
                 if not unreachable:
                     log.warning("job %s attempt %d: heartbeat failed: %s", self.job_id, self.attempt, exc)

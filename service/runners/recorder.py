@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.models import Architecture
 from engine.training import Checkpoint, EpochState
-from service.errors import StoreUnavailable
+from service.errors import STORE_OUTAGES
 from service.runners.artifacts import SNAPSHOT_MAX_PARAMETERS, checkpoint_to_bytes, snapshot_to_bytes
 from service.runners.liveness import Heartbeat
 from service.store import Store, record_progress, save_checkpoint
@@ -112,7 +112,7 @@ class Recorder:
         """
         try:
             write(*args)
-        except StoreUnavailable as exc:
+        except STORE_OUTAGES as exc:
             if not self.store_down:
                 log.warning("job %s attempt %d: %s; training goes on", self.job_id, self.attempt, exc)
             self.store_down = True

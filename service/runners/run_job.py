@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.models import Architecture
 from engine.training import Checkpoint, FitConfig, FitResult, fit
-from service.errors import NotFound, StaleAttempt, StorageCorrupted, StoreUnavailable
+from service.errors import STORE_OUTAGES, NotFound, StaleAttempt, StorageCorrupted
 from service.runners.artifacts import (
     architecture_from_json,
     architecture_json,
@@ -161,10 +161,10 @@ def run_claimed(
         # Another run owns the job now (this one was presumed dead): it must not write anything more.
         log.warning("job %s attempt %d lost its claim", job_id, attempt)
         return None
-    except StoreUnavailable:
+    except STORE_OUTAGES:
         # Not the job's fault, so it is not failed: it stays with this attempt until the reaper, once
         # the store answers, finds its heartbeat stale and queues it again.
-        log.warning("job %s attempt %d stopped: the store is unreachable", job_id, attempt)
+        log.warning("job %s attempt %d stopped: the store is unreachable or full", job_id, attempt)
         raise
     except MemoryError as exc:
         # Handled below, once this block has let go of the traceback and the arrays its frames hold.
@@ -325,12 +325,13 @@ def _run_claimed(
 
 
 def _persist(write: Callable[[], T], shutdown: Any, run: str) -> T:
-    """``write()``, tried again with backoff while the store is unreachable, until shutdown is asked for."""
+    """``write()``, tried again with backoff while the store is unreachable or its disk full, until shutdown
+    is asked for."""
     delay = _RETRY_FIRST_S
     while True:
         try:
             return write()
-        except StoreUnavailable as exc:
+        except STORE_OUTAGES as exc:
             if shutdown.is_set():
                 raise
             log.warning("%s: %s; trying again in %.1f s", run, exc, delay)

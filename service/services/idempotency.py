@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Generic, TypeVar
 
 from service.errors import Conflict, NotFound, StoreUnavailable, field_error
-from service.store import Claim, Store, release, reserve
+from service.store import Claim, Remembered, Store, recall, release, reserve
 from service.store.db import utcnow
 
 R = TypeVar("R")
@@ -111,10 +111,13 @@ def create_once(
         return create(None), False
     deadline = time.monotonic() + wait_s
     delay = _FIRST_POLL_S
+    outcome: Claim | Remembered | None = None
     while True:
-        outcome = reserve(
-            store, owner, scope.name, key, fingerprint, status_code, stale_before=utcnow() - ABANDONED_AFTER
-        )
+        if outcome is None:  # the key is free (first pass, or its creator failed and released it)
+            stale_before = utcnow() - ABANDONED_AFTER
+            outcome = reserve(
+                store, owner, scope.name, key, fingerprint, status_code, stale_before=stale_before
+            )
         if isinstance(outcome, Claim):
             return _create(store, outcome, create), False
         stored, resource_id, _ = outcome
@@ -130,6 +133,8 @@ def create_once(
             )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, _LAST_POLL_S)
+        # A read while waiting: the creator's write transactions are not held up by the waiters'.
+        outcome = recall(store, owner, scope.name, key)
 
 
 def _create(store: Store, claim: Claim, create: Callable[[Claim | None], R]) -> R:

@@ -75,8 +75,9 @@ def predict(
     store: Store, settings: Settings, job_id: str, body: JSONBody, *, owner: str | None
 ) -> dict[str, Any]:
     """POST /v1/jobs/{id}/snapshot/predict: a Prediction with the snapshot's parameters, and its epoch."""
-    request = validate(PredictRequest, body)
+    # The snapshot first: an unknown job, or one without a snapshot, is a 404 whatever the body.
     model, snapshot = load(store, owner, job_id)
+    request = validate(PredictRequest, body)
     X = predict_inputs(store, settings, request, body, model.record, owner=owner)
     admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return {**predict_arrays(model, X), "epoch": snapshot.epoch}

@@ -46,6 +46,7 @@ import redis
 import yaml
 from psycopg import sql
 
+from service.services.identity import generate as generate_key
 from tests.processes import Process, ProcessError, as_user, free_port, wait_until
 from tests.timing import STARTUP_S, limit
 
@@ -105,6 +106,25 @@ def read_compose(path: Path = COMPOSE_FILE) -> dict[str, ComposeService]:
             replicas,
         )
     return services
+
+
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """``value`` with compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?error}`` replaced from
+    ``variables`` (as ``docker compose`` does from the shell and ``.env``)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"] or ""
+        value = variables.get(name)
+        if op in (":-", "-") and (value is None or (op == ":-" and value == "")):
+            return arg
+        if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
+            raise ValueError(f"compose variable {name} is required: {arg}")
+        return value or ""
+
+    return _VARIABLE.sub(one, value)
 
 
 def localize_environment(
@@ -178,6 +198,9 @@ class Stack:
     env : dict, optional
         Variables set on top of the compose environment (e.g. :data:`FAST_TIMINGS`).
     compose_file : Path
+
+    The compose file's ``${DESCENT_BOOTSTRAP_KEY}`` is a key made here (:attr:`api_key`; requests send
+    :attr:`headers`), so the API runs with keys exactly as the file says.
     """
 
     def __init__(
@@ -191,6 +214,9 @@ class Stack:
         compose_file: Path = COMPOSE_FILE,
     ) -> None:
         self.services = read_compose(compose_file)
+        self.api_key = generate_key()[1]
+        self.headers = {"Authorization": f"Bearer {self.api_key}"}
+        self.variables = {"DESCENT_BOOTSTRAP_KEY": self.api_key}
         missing = {"api", "worker"} - set(self.services)
         if missing:
             raise ValueError(f"{compose_file} has no service named {sorted(missing)}")
@@ -244,7 +270,7 @@ class Stack:
         base["PATH"] = f"{BIN_DIR}{os.pathsep}{base.get('PATH', '')}"
         base["PYTHONUNBUFFERED"] = "1"
         compose = localize_environment(
-            self.services[service].environment,
+            {k: interpolate(v, self.variables) for k, v in self.services[service].environment.items()},
             set(self.services),
             database_url=self.database_url,
             broker_url=self.broker_url,

@@ -100,7 +100,7 @@ def private_stack(
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as http:
+    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S, headers=stack.headers) as http:
         yield http
 
 
@@ -273,6 +273,19 @@ def resumed_from(store: Store, job_id: str, requeue_reason: str) -> int:
 # --- the tests ------------------------------------------------------------------------------------------
 
 
+def test_the_api_runs_with_keys_and_the_bootstrap_key_is_an_admin_key(
+    stack: Stack, client: httpx.Client
+) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as anonymous:
+        refused = anonymous.get("/v1/jobs")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        assert anonymous.get("/healthz").status_code == 200
+    usage = client.get("/v1/usage")
+    assert usage.status_code == 200 and usage.json()["owner"] == "admin"
+    # The counters of the rate limit are in the broker's Redis, shared by every API replica.
+    assert "ratelimit-remaining" in usage.headers
+
+
 def test_job_flow_dataset_job_events_predict(stack: Stack, client: httpx.Client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
@@ -429,7 +442,7 @@ def test_postgres_outage_answers_503_and_loses_nothing(
     private_stack: Stack, private_postgres: PostgresCluster
 ) -> None:
     stack = private_stack
-    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client:
+    with httpx.Client(base_url=stack.api_url, timeout=REQUEST_S, headers=stack.headers) as client:
         dataset_id = create_dataset(client)
         jobs = [submit(client, dataset_id, 2500, seed=seed) for seed in range(3)]
         wait_until(

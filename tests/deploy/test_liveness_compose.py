@@ -102,7 +102,7 @@ def test_a_job_requeued_after_kill_9_runs_before_jobs_that_never_started(
     stack = Stack(shared_postgres_url, redis_server.url, tmp_path / "stack", env=FAST_TIMINGS)
     with (
         started(stack),
-        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client,
+        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S, headers=stack.headers) as client,
         stack_store(stack) as store,
     ):
         dataset_id = create_dataset(client)
@@ -141,7 +141,7 @@ def test_reapers_in_two_processes_send_a_lost_message_again_once(
     broker = redis_server.client()
     with (
         started(stack),
-        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client,
+        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S, headers=stack.headers) as client,
         stack_store(stack) as store,
     ):
         dataset_id = create_dataset(client)
@@ -164,7 +164,10 @@ def test_a_job_over_the_memory_cap_fails_and_the_celery_worker_replaces_itself(
 ) -> None:
     env = {**FAST_TIMINGS, "DESCENT_WORKER_MEMORY_MB": "256"}
     stack = Stack(shared_postgres_url, redis_server.url, tmp_path / "stack", workers=1, env=env)
-    with started(stack), httpx.Client(base_url=stack.api_url, timeout=REQUEST_S) as client:
+    with (
+        started(stack),
+        httpx.Client(base_url=stack.api_url, timeout=REQUEST_S, headers=stack.headers) as client,
+    ):
         worker = stack.processes["worker-1"]
         pid, mark = worker.pid, len(worker.output())
         spec = {"kind": "blobs", "n_samples": 20_000, "n_features": 2, "n_classes": 2, "seed": 0}

@@ -336,6 +336,19 @@ def test_the_limits_of_json_bodies_apply_word_for_word(make_client: Any) -> None
     assert first["detail"] == second["detail"] and "DESCENT_MAX_COMPUTE_MEMORY_MB" in first["detail"]
 
 
+def test_a_compressed_archive_is_held_to_the_body_limit_once_decompressed(make_client: Any) -> None:
+    client = make_client(max_body_bytes=100_000)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.zeros(50_000))  # 400 KB of zeros in about 1 KB
+    assert len(buffer.getvalue()) < 100_000
+    response = client.post("/v1/activations/relu", content=buffer.getvalue(), headers={"content-type": NPZ})
+    assert_problem(response, 413, "more than 100000 bytes once decompressed", "DESCENT_MAX_BODY_BYTES")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.zeros(10_000))  # 80 KB decompressed: within the limit
+    response = client.post("/v1/activations/relu", content=buffer.getvalue(), headers={"content-type": NPZ})
+    assert response.status_code == 200 and response.json()["shape"] == [10_000]
+
+
 def test_large_npy_bodies_run_in_the_heavy_lane_of_worker_processes(make_client: Any) -> None:
     client = make_client(heavy_lane_mode="processes")
     x = np.random.default_rng(0).normal(size=100_000)  # 800 KB: above the offload threshold

@@ -257,10 +257,42 @@ def test_non_finite_json_numbers_are_422(client: Client, token: bytes) -> None:
     )
 
 
-def test_query_parameters_are_refused_with_a_json_body(client: Client) -> None:
+def test_a_label_column_is_refused_with_a_json_body(client: Client) -> None:
     response = client.post("/v1/datasets?label=y", json={"name": "x", "X": [[1], [2]], "y": [0, 1]})
     body = assert_problem(response, 422, "label")
     assert body["errors"] == [{"loc": ["query", "label"], "msg": "not used with a JSON body"}]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_an_unknown_query_parameter_is_422_naming_it(client: Client, content_type: str) -> None:
+    body = b'{"name": "x", "X": [[1], [2]], "y": [0, 1]}' if "json" in content_type else b"a,b\n1,0\n2,1\n"
+    response = client.post("/v1/datasets?nmae=x", content=body, headers={"content-type": content_type})
+    problem = assert_problem(response, 422, "'nmae'", "allowed: name, label, task")
+    assert problem["errors"] == [{"loc": ["query", "nmae"], "msg": "unknown query parameter"}]
+
+
+def test_name_and_task_in_the_query_apply_to_a_json_body_that_agrees(client: Client) -> None:
+    arrays = {"X": [[1], [2], [3]], "y": [0, 1, 2]}
+    created = client.post("/v1/datasets?name=counts&task=regression", json={"name": "counts", **arrays})
+    assert created.status_code == 201, created.text
+    assert (created.json()["name"], created.json()["task"]) == ("counts", "regression")
+    same = client.post("/v1/datasets?task=regression", json={"name": "c", "task": "regression", **arrays})
+    assert same.status_code == 201, same.text
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "fragment"),
+    [
+        ("name=other", {"name": "counts", "X": [[1], [2]], "y": [0, 1]}, "'counts'"),
+        ("task=regression", {"name": "c", "X": [[1], [2]], "y": [0, 1], "task": "binary"}, "'binary'"),
+        ("task=binary", {"name": "g", "generator": {"kind": "xor"}}, "generator"),
+    ],
+)
+def test_name_and_task_in_the_query_that_disagree_with_a_json_body_are_422(
+    client: Client, query: str, body: dict, fragment: str
+) -> None:
+    problem = assert_problem(client.post(f"/v1/datasets?{query}", json=body), 422, fragment)
+    assert problem["errors"][0]["loc"] == ["query", query.split("=")[0]]
 
 
 def test_unknown_content_type_is_415(client: Client) -> None:

@@ -21,6 +21,9 @@ import pytest
 
 from tests.disks import fill, tmpfs
 from tests.processes import wait_until
+from tests.service.test_durability import CONFIG as DURABLE_CONFIG
+from tests.service.test_durability import create_dataset as durable_dataset
+from tests.service.test_durability import submit, wait_for_checkpoint
 from tests.service.test_jobs_e2e import ServiceProcess, wait_for_job
 from tests.timing import REQUEST_S, STARTUP_S
 
@@ -233,3 +236,24 @@ def run_full_disk(service: ServiceProcess, client: httpx.Client, disk: Path) -> 
     wait_until(lambda: client.get("/readyz").status_code == 200, STARTUP_S, "/readyz once space is free")
     # The filler still takes its share of the disk: the room for this write is what the deletes freed.
     assert client.post("/v1/datasets", json={"name": "again", "generator": big}).status_code == 201
+
+
+def test_a_job_resumed_from_a_corrupted_checkpoint_fails_storage_corrupted(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path, workers=1).start()
+    try:
+        with httpx.Client(base_url=service.url, timeout=REQUEST_S) as client:
+            job_id = submit(client, {"dataset_id": durable_dataset(client), **DURABLE_CONFIG})
+            wait_for_checkpoint(service, client, job_id, at_least=1)
+        service.kill_group()
+        with contextlib.closing(database(service)) as db:
+            db.execute(
+                "UPDATE checkpoints SET blob = substr(blob, 1, length(blob) - 9) WHERE job_id = ?", (job_id,)
+            )
+        service.start()
+        with httpx.Client(base_url=service.url, timeout=REQUEST_S) as client:
+            ended = wait_for_job(client, job_id)
+        assert ended["status"] == "failed", ended
+        assert ended["error"]["type"] == "storage_corrupted"
+        assert f"checkpoint of job '{job_id}'" in ended["error"]["detail"]
+    finally:
+        service.stop()

@@ -434,6 +434,24 @@ async def test_numbers_sent_as_strings_are_refused(
     assert (await client.get("/v1/jobs")).json()["items"] == []
 
 
+async def test_an_integral_number_written_with_a_fraction_is_an_integer(
+    idle: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    # JSON Schema's integer: 10.0 is one, as the document's generated clients and testers send it.
+    _, client = idle
+    dataset = await create_dataset(client)
+    body = config(dataset["id"], epochs=10.0, seed=7.0, model={"type": "mlp", "hidden_layers": [4.0, 3]})
+    response = await client.post("/v1/jobs?dry_run=true", json=body)
+    assert response.status_code == 200, response.text
+    resolved = response.json()["config"]
+    assert (resolved["epochs"], resolved["seed"], resolved["model"]["hidden_layers"]) == (10, 7, [4, 3])
+    assert all(type(value) is int for value in (resolved["epochs"], resolved["seed"]))
+    # A fraction stays a 422, and only it is named.
+    body = config(dataset["id"], epochs=10.0, model={"type": "mlp", "hidden_layers": [4.5]})
+    problem = assert_problem(await client.post("/v1/jobs", json=body), 422, "hidden_layers.0")
+    assert len(problem["errors"]) == 1
+
+
 @pytest.mark.parametrize(
     ("params", "needle"),
     [

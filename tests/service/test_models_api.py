@@ -187,6 +187,13 @@ def test_unknown_model_is_404(client: Client, method: str, path: str) -> None:
     )
 
 
+def test_an_unknown_model_is_404_before_its_predict_body_is_read(client: Client) -> None:
+    # A grid whose start, stop and num disagree would be a 422 for a model that exists.
+    grid = {"start": [0.0, 0.0], "stop": [1.0, 1.0], "num": [3]}
+    response = client.post("/v1/models/mdl_0000000000000000000000ff/predict", json={"grid": grid})
+    assert_problem(response, 404, "mdl_0000")
+
+
 # ---- predict ------------------------------------------------------------------------------------
 
 

@@ -103,15 +103,22 @@ def test_every_schema_property_has_a_description_and_an_example(document: dict[s
 
 
 def test_every_parameter_has_a_description_and_an_example(document: dict[str, Any]) -> None:
-    missing = []
+    missing, keys = [], []
     for path, item in document["paths"].items():
         for method, op in item.items():
             for param in op.get("parameters", []):
                 schema = param.get("schema", {})
                 has_example = "example" in param or "examples" in param or "examples" in schema
-                if not param.get("description") or not has_example:
+                if param["name"].lower() == "idempotency-key":
+                    # A key is new for each resource: an example value would be copied, by readers and
+                    # by generated tests alike, and every request after the first would be a 409.
+                    keys.append(f"{method.upper()} {path}")
+                    assert not has_example and "new key" in param["description"], path
+                    assert param["schema"]["type"] == "string" and param["schema"]["minLength"] == 1, path
+                elif not param.get("description") or not has_example:
                     missing.append(f"{method.upper()} {path} {param['name']}")
     assert missing == [], "undocumented: " + ", ".join(missing)
+    assert keys == ["POST /v1/datasets", "POST /v1/jobs", "POST /v1/models"]
 
 
 def test_request_bodies_are_documented_with_examples(document: dict[str, Any]) -> None:
@@ -264,7 +271,15 @@ def test_links_lead_from_jobs_and_models_to_every_operation_on_them(document: di
                     names = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
                     assert set(link["parameters"]) <= names, (path, link)
                     found.setdefault(op["operationId"], set()).add(link["operationId"])
-    assert {"jobs-cancel", "jobs-events", "jobs-metrics", "jobs-get", "jobs-delete"} <= found["jobs-create"]
+    on_a_job = {"jobs-cancel", "jobs-events", "jobs-metrics", "jobs-snapshot", "jobs-snapshot-predict"}
+    assert on_a_job | {"jobs-get", "jobs-delete"} <= found["jobs-create"]
+    # Every operation that takes an id is reached by a link from the operation that makes the id.
+    with_ids = {
+        op_id
+        for op_id, op in operations.items()
+        if any(p["in"] == "path" and p["name"].endswith("_id") for p in op.get("parameters", []))
+    }
+    assert with_ids <= set().union(*found.values())
     assert {"models-predict", "models-export"} <= found["jobs-get"]
     assert {"models-get", "models-predict", "models-export", "models-delete"} <= found["models-import"]
     assert {"datasets-get", "datasets-data", "datasets-delete"} <= found["datasets-create"]

@@ -17,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from service.app import create_app
+from service.services.identity import generate
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +29,21 @@ schemathesis.serializer.alias(["application/x-npz", "application/x-npy"], "appli
 
 # The store of the app under test: a throwaway SQLite file, removed when the test process ends.
 _DATA = tempfile.TemporaryDirectory(prefix="descent-schemathesis-")
+# The app needs a key (DESCENT_AUTH=keys), so schemathesis's ignored_auth check sees every /v1 operation
+# refuse requests without one, or with a wrong one, as the document declares; cases carry the key.
+KEY = generate()[1]
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
-    create_app(Settings(log_level="warning", workers=0, database_url=f"sqlite:///{_DATA.name}/descent.db")),
+    create_app(
+        Settings(
+            log_level="warning",
+            workers=0,
+            database_url=f"sqlite:///{_DATA.name}/descent.db",
+            auth="keys",
+            bootstrap_key=KEY,
+            rate_limit="",
+        )
+    ),
     config=schemathesis.Config.from_path(ROOT / "schemathesis.toml"),
 )
 
@@ -43,4 +56,4 @@ schema = schemathesis.openapi.from_asgi(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"})

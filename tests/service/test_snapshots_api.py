@@ -145,6 +145,11 @@ async def test_no_snapshot_before_the_first_progress_write_nor_for_unknown_jobs(
     assert_problem(response, 404, "has no snapshot yet")
     unknown = "job_0000000000000000000000ff"
     assert_problem(await client.get(f"/v1/jobs/{unknown}/snapshot"), 404, unknown)
+    # The job before the body: a grid whose start, stop and num disagree is still a 404 here.
+    grid = {"start": [0.0, 0.0], "stop": [1.0, 1.0], "num": [3]}
+    for job_id in (job["id"], unknown):
+        response = await client.post(f"/v1/jobs/{job_id}/snapshot/predict", json={"grid": grid})
+        assert_problem(response, 404, job_id)
 
 
 async def test_snapshot_predict_validates_its_request(client: httpx.AsyncClient) -> None:

@@ -25,7 +25,10 @@ from service.services import compute
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
-_NAME = name_parameter("The activation; GET /v1/activations lists them.", ACTIVATION_NAMES, "sigmoid")
+_NAME_DESCRIPTION = "The activation; GET /v1/activations lists them."
+_NAME = name_parameter(_NAME_DESCRIPTION, ACTIVATION_NAMES, "sigmoid")
+# The curve's example is an activation that takes the example alpha, so that the examples agree.
+_CURVE_NAME = name_parameter(_NAME_DESCRIPTION, ACTIVATION_NAMES, "leaky_relu")
 _LIST = compute.list_activations()
 _ARRAYS = ArrayFields(request="x", response="y")
 
@@ -80,7 +83,7 @@ async def evaluate_activation(request: Request) -> Response:
     response_model=CurveResult,
     summary="Sample an activation's curve",
     responses=problem_responses(413, 422),
-    openapi_extra={"parameters": [_NAME]},
+    openapi_extra={"parameters": [_CURVE_NAME]},
 )
 async def activation_curve(
     request: Request,

@@ -136,7 +136,8 @@ async def create_dataset(
         Query(
             min_length=1,
             max_length=200,
-            description="CSV and npz uploads: the dataset's name (default 'upload').",
+            description="The dataset's name: CSV and npz uploads take it from here (default 'upload');"
+            " a JSON body names its dataset in its `name` field, which this must then equal.",
             examples=["iris"],
         ),
     ] = None,
@@ -144,14 +145,16 @@ async def create_dataset(
         str | None,
         Query(
             min_length=1,
-            description="CSV uploads: the label column (default: the last column).",
+            description="CSV uploads: the label column (default: the last column). Not with a JSON"
+            " body, which gives y.",
             examples=["species"],
         ),
     ] = None,
     task: Annotated[
         Task | None,
         Query(
-            description="CSV and npz uploads: override the inferred task (JSON bodies use the `task` field).",
+            description="Override the inferred task. With a JSON body of X and y it is the body's `task`"
+            " field when that is absent, and must equal it when present; a generator sets its own task.",
             examples=["multiclass"],
         ),
     ] = None,
@@ -161,8 +164,8 @@ async def create_dataset(
             alias="Idempotency-Key",
             description="Sending the same key again with the same request (content type, query and body)"
             " answers 200 with the dataset the key first created, and `Idempotent-Replayed: true`,"
-            " instead of storing a second copy; the same key with a different request is a 409.",
-            examples=["3b0c2f9e-upload-iris"],
+            " instead of storing a second copy; the same key with a different request is a 409. Use a"
+            " new key (a UUID, say) for each dataset; the document gives no example value to copy.",
         ),
     ] = None,
 ) -> Response:

@@ -11,7 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from service.http.body import parse_json, read_json_bytes
 from service.http.deps import OwnerFilterDep, RunnerDep, ScopeDep, SettingsDep, StoreDep
 from service.http.responses import JSONResponse
-from service.http.routers.params import CursorQuery, LimitQuery
+from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import REF_PREFIX, links, problem_responses, request_body
 from service.http.schemas.jobs import EVENT_STREAM_ITEM_SCHEMA, Job, JobMetrics, JobPage
 from service.http.schemas.training import TrainingConfig
@@ -59,6 +59,8 @@ _JOB_LINKS = links(
         "cancel": "jobs-cancel",
         "events": "jobs-events",
         "metrics": "jobs-metrics",
+        "snapshot": "jobs-snapshot",
+        "snapshot_predict": "jobs-snapshot-predict",
         "delete": "jobs-delete",
     },
 )
@@ -105,11 +107,12 @@ async def create_job(
         ),
     ] = False,
     idempotency_key: Annotated[
-        str | None,
+        IdempotencyKeyHeader,
         Header(
+            alias="Idempotency-Key",
             description="Makes retries safe: the same key with the same body returns the original job (200); "
-            "with a different body, 409. Ignored by dry runs.",
-            examples=["3f1c9b2e-8d7a-4c55-9e0f-2a6b1d4c8e71"],
+            "with a different body, 409. Ignored by dry runs. Use a new key (a UUID, say) for each job; "
+            "the document gives no example value to copy.",
         ),
     ] = None,
 ) -> Response:

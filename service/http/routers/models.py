@@ -140,8 +140,8 @@ async def import_model(
             alias="Idempotency-Key",
             description="Sending the same key again with the same request (content type and body) answers"
             " 200 with the model the key first imported, and `Idempotent-Replayed: true`, instead of storing"
-            " a second copy; the same key with a different request is a 409.",
-            examples=["import-xor-mlp-1"],
+            " a second copy; the same key with a different request is a 409. Use a new key (a UUID, say)"
+            " for each model; the document gives no example value to copy.",
         ),
     ] = None,
 ) -> Response:

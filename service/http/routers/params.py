@@ -17,9 +17,11 @@ from service.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 # The Idempotency-Key's limits are documented here but checked by service.services.idempotency, so that a
 # bad key is the same 422 on every route (FastAPI's own check would word it differently).
-IdempotencyKeyHeader = (
-    Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})] | None
-)
+# A header is absent or a string, never null: the document says string (a null there would be sent as an
+# empty header).
+IdempotencyKeyHeader = Annotated[
+    str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})
+]
 
 
 def registry_name(request: Request, kind: str, allowed: Collection[str]) -> str:

@@ -242,9 +242,18 @@ class EarlyStoppingConfig(BaseModel):
         10, ge=1, le=100_000, description="Epochs without improvement before stopping.", examples=[10]
     )
     min_delta: float = Field(
-        0.0, ge=0, description="Smallest decrease that counts as improvement.", examples=[0.0001]
+        0.0,
+        ge=0,
+        description="Smallest decrease of the monitored loss that resets the patience count. It decides only"
+        " when to stop: the best epoch is the one with the lowest monitored loss, however small its lead.",
+        examples=[0.0001],
     )
-    restore_best: bool = Field(True, description="End with the best epoch's weights.", examples=[True])
+    restore_best: bool = Field(
+        True,
+        description="End with the best epoch's weights (the lowest monitored loss: val_loss, or train_loss"
+        " without a validation set).",
+        examples=[True],
+    )
 
 
 class TrainingConfig(BaseModel):

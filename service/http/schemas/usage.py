@@ -22,7 +22,8 @@ class Usage(BaseModel):
         description="What the owner uses now.",
         examples=[{"jobs": 2, "datasets": 5, "models": 3, "stored_bytes": 1048576}],
     )
-    quotas: Amounts = Field(
-        description="The most it may use (DESCENT_QUOTA_* settings, or the key's own limits).",
+    quotas: Amounts | None = Field(
+        description="The most it may use (DESCENT_QUOTA_* settings, or the key's own limits); null with "
+        "DESCENT_AUTH=none, where quotas do not apply.",
         examples=[{"jobs": 50, "datasets": 1000, "models": 1000, "stored_bytes": 4294967296}],
     )

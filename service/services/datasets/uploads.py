@@ -26,8 +26,8 @@ from service.store import Claim, DatasetRecord, Store, get_dataset
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
 DEFAULT_NAME = "upload"
 EXACT_INTEGER_LIMIT = 2**53
-# Query parameters that describe a CSV or npz upload; a JSON body carries them as fields.
-_UPLOAD_QUERY = ("name", "label", "task")
+# The query parameters of POST /v1/datasets.
+UPLOAD_QUERY = ("name", "label", "task")
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,23 @@ class Upload:
 
 
 def check_query(kind: str, given: Collection[str]) -> None:
-    """422 for upload query parameters sent with a JSON body (which names its dataset in its fields)."""
-    if kind != "json":
-        return
-    misplaced = [key for key in _UPLOAD_QUERY if key in given]
-    if misplaced:
+    """422 for a query parameter the upload does not take: one not named in :data:`UPLOAD_QUERY` (the
+    query is part of an Idempotency-Key's fingerprint, so a stray one must not pass unnoticed), or
+    ``label`` with a JSON body (it names a CSV column, and a JSON body has none).
+
+    ``name`` and ``task`` apply to every body; with a JSON body they must agree with its fields
+    (see :func:`create_from_json`).
+    """
+    unknown = sorted({key for key in given if key not in UPLOAD_QUERY})
+    if unknown:
         raise InvalidInput(
-            f"query parameter(s) {misplaced} apply to CSV and npz uploads; a JSON body carries name and task"
-            " as fields",
-            errors=[{"loc": ["query", key], "msg": "not used with a JSON body"} for key in misplaced],
+            f"unknown query parameter(s) {unknown}; allowed: {', '.join(UPLOAD_QUERY)}",
+            errors=[{"loc": ["query", key], "msg": "unknown query parameter"} for key in unknown],
+        )
+    if kind == "json" and "label" in given:
+        raise InvalidInput(
+            "query parameter label names the label column of a CSV upload; a JSON body gives y",
+            errors=[{"loc": ["query", "label"], "msg": "not used with a JSON body"}],
         )
 
 
@@ -129,7 +137,15 @@ def _ingest(
 ) -> DatasetRecord:
     name = upload.name or DEFAULT_NAME
     if upload.kind == "json":
-        return create_from_json(store, settings, parse_json(upload.raw), owner=owner, claim=claim)
+        return create_from_json(
+            store,
+            settings,
+            parse_json(upload.raw),
+            owner=owner,
+            claim=claim,
+            name=upload.name,
+            task=upload.task,
+        )
     if upload.kind == "csv":
         return create_from_csv(
             store,
@@ -148,14 +164,31 @@ def _ingest(
 
 
 def create_from_json(
-    store: Store, settings: Settings, body: JSONBody, *, owner: str, claim: Claim | None = None
+    store: Store,
+    settings: Settings,
+    body: JSONBody,
+    *,
+    owner: str,
+    claim: Claim | None = None,
+    name: str | None = None,
+    task: str | None = None,
 ) -> DatasetRecord:
-    """A JSON body: ``{"name", "X", "y", "task"?}`` or ``{"name", "generator"}``."""
+    """A JSON body: ``{"name", "X", "y", "task"?}`` or ``{"name", "generator"}``.
+
+    ``name`` and ``task`` from the query, when given, say what the body says: the same name, and the
+    task of X and y (the body's ``task`` when it has one); a generator sets its own task.
+    """
     request = validate(DatasetCreate, body)
+    if name is not None and name != request.name:
+        raise _query_disagrees("name", f"the body names the dataset {request.name!r}, the query {name!r}")
     if request.generator is not None:
+        if task is not None:
+            raise _query_disagrees("task", "a generator sets its dataset's task")
         return ingest_generator(
             store, settings, owner=owner, name=request.name, spec=request.generator, claim=claim
         )
+    if task is not None and request.task is not None and task != request.task:
+        raise _query_disagrees("task", f"the body's task is {request.task!r}, the query's {task!r}")
     X, y = arrays_from_json(request.X, request.y, settings, scan_booleans=body.scan_booleans)
     return ingest_arrays(
         store,
@@ -164,9 +197,16 @@ def create_from_json(
         name=request.name,
         X=X,
         y=y,
-        task=request.task,
+        task=request.task or task,
         source={"kind": "json"},
         claim=claim,
+    )
+
+
+def _query_disagrees(parameter: str, detail: str) -> InvalidInput:
+    return InvalidInput(
+        f"query parameter {parameter} disagrees with the JSON body: {detail}",
+        errors=[{"loc": ["query", parameter], "msg": f"disagrees with the body: {detail}"}],
     )
 
 

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from service.errors import Conflict, InvalidInput, Unauthorized
-from service.settings import Settings
+from service.settings import RATE_PATTERN, Settings
 from service.store import KeyRecord, Store, create_key, find_key, list_keys, revoke_key
 from service.store.db import new_id
 
 KEY_PREFIX = "dsk_"
 _KEY = re.compile(r"dsk_(?P<id>[0-9a-f]{24})[A-Za-z0-9_-]{43}")
-_RATE = re.compile(r"[1-9][0-9]*\s*/\s*(second|minute|hour|day)")
 BOOTSTRAP_OWNER = "admin"
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 
@@ -59,7 +58,7 @@ def check_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if name == "rate_limit":
-            if value != "" and not _RATE.fullmatch(str(value)):
+            if value != "" and not RATE_PATTERN.fullmatch(str(value)):
                 raise InvalidInput(f"rate limit must look like 20/second or 600/minute, got {value!r}")
             checked[name] = str(value)
         elif name in ("jobs", "datasets", "models", "stored_mb"):
@@ -148,9 +147,9 @@ def ensure_bootstrap_key(store: Store, settings: Settings) -> None:
 
     A key revoked since stays revoked. Raises ``ValueError`` when the setting is not a key.
     """
-    if settings.bootstrap_key is None:
+    key = "" if settings.bootstrap_key is None else settings.bootstrap_key.get_secret_value().strip()
+    if not key:  # unset, or set empty (docker compose without the variable)
         return
-    key = settings.bootstrap_key.get_secret_value().strip()
     key_id = parse_key(key)
     if key_id is None:
         raise ValueError(

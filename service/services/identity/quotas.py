@@ -1,6 +1,7 @@
 """Quotas per owner: active jobs, stored bytes (datasets and models), datasets and models.
 
-The defaults come from settings (DESCENT_QUOTA_*), a key's limits override them. Creations check the
+The defaults come from settings (DESCENT_QUOTA_*), a key's limits override them; they apply to keys
+(DESCENT_AUTH=keys), not to the single user of DESCENT_AUTH=none. Creations check the
 room they need before anything is stored (a job's under the queue's lock, in the store); a trained
 model is stored whatever the quotas say, since its job was admitted, and counts from then on.
 """
@@ -32,6 +33,16 @@ def quotas(settings: Settings) -> dict[str, int]:
     }
 
 
+def enforced(settings: Settings) -> bool:
+    """Whether quotas apply: with DESCENT_AUTH=keys."""
+    return settings.auth == "keys"
+
+
+def job_quota(settings: Settings) -> int | None:
+    """The active jobs ``settings.owner`` may have, or None when quotas do not apply."""
+    return settings.quota_jobs if enforced(settings) else None
+
+
 def estimate_stored_bytes(*arrays: Any) -> int:
     """The bytes some arrays will take once stored (their raw size; ``.npz`` adds a few hundred)."""
     return sum(int(getattr(a, "nbytes", 0)) for a in arrays)
@@ -41,6 +52,8 @@ def check_room(
     store: Store, settings: Settings, *, datasets: int = 0, models: int = 0, nbytes: int = 0
 ) -> None:
     """Raise ``QuotaExceeded`` (403) when storing this much more would pass one of the owner's quotas."""
+    if not enforced(settings):
+        return
     usage = get_usage(store, settings.owner)
     limits = quotas(settings)
     for name, used, adding, unit in (
@@ -53,6 +66,7 @@ def check_room(
 
 
 def usage_document(store: Store, settings: Settings) -> dict[str, Any]:
-    """``{"owner", "usage": {...}, "quotas": {...}}`` of ``settings.owner``."""
+    """``{"owner", "usage": {...}, "quotas": {...} or None}`` of ``settings.owner``."""
     usage: Usage = get_usage(store, settings.owner)
-    return {"owner": settings.owner, "usage": usage._asdict(), "quotas": quotas(settings)}
+    limits = quotas(settings) if enforced(settings) else None
+    return {"owner": settings.owner, "usage": usage._asdict(), "quotas": limits}

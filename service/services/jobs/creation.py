@@ -18,6 +18,7 @@ from service.runners.spec import architecture_for, config_hash, fit_config, reso
 from service.services import admission
 from service.services.admission import MB
 from service.services.idempotency import Scope, check_key, create_once
+from service.services.identity.quotas import job_quota
 from service.services.jobs.document import document
 from service.services.jobs.target import (
     Target,
@@ -186,7 +187,7 @@ def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None
             dataset_id=dataset_id,
             max_retries=plan.config.max_retries,
             max_queued=settings.max_queued_jobs,
-            owner_quota=settings.quota_jobs,
+            owner_quota=job_quota(settings),
             claim=claim,
         )
     except BaseException:

@@ -27,8 +27,9 @@ def predict(
     X is cast to the parameters' dtype, standardized with the stored mean and scale, and run through
     ``engine.models.predict``, exactly as the training job's own evaluation does.
     """
-    request = validate(PredictRequest, body)
+    # The model first: an unknown id is a 404 whatever the body.
     model = load_model(store, model_id, owner=owner)
+    request = validate(PredictRequest, body)
     X = predict_inputs(store, settings, request, body, model.record, owner=owner)
     admission.admit_predict(settings, n_rows=X.shape[0], layer_sizes=model.architecture.layer_sizes)
     return predict_arrays(model, X)

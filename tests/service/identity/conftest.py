@@ -11,6 +11,8 @@ import pytest
 
 from service.app import create_app
 from service.services import identity
+from tests.deploy.stack import RedisServer, redis_unavailable_reason
+from tests.requires import missing
 from tests.service.conftest import Client, make_settings
 
 
@@ -38,6 +40,16 @@ def make_keys(client: Client, **alice_limits: Any) -> Keys:
         admin=identity.create(store, owner="ops", admin=True).key,
         revoked=revoked.key,
     )
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server (skipped without one; failed in CI)."""
+    reason = redis_unavailable_reason()
+    if reason is not None:
+        missing(reason)
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture

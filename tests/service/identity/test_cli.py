@@ -15,9 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from descent_client import Client
+from descent_client.errors import Unauthorized
+from service.services import identity
 from tests.processes import free_port
 from tests.service.test_jobs_e2e import ServiceProcess
-from tests.timing import REQUEST_S
+from tests.timing import REQUEST_S, STARTUP_S
 
 DESCENT = Path(sys.executable).parent / "descent"
 KEY = re.compile(r"dsk_[0-9a-f]{24}[A-Za-z0-9_-]{43}")
@@ -26,7 +29,7 @@ KEY = re.compile(r"dsk_[0-9a-f]{24}[A-Za-z0-9_-]{43}")
 def descent(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "DESCENT_DATABASE_URL": f"sqlite:///{tmp_path / 'descent.db'}", **env}
     return subprocess.run(
-        [str(DESCENT), *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=REQUEST_S
+        [str(DESCENT), *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=STARTUP_S
     )
 
 
@@ -98,3 +101,17 @@ def test_a_real_server_needs_the_key(keyed_server: tuple[ServiceProcess, str]) -
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
         assert http.get("/v1/datasets", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert key not in server.log_path.read_text() and key[28:] not in server.log_path.read_text()
+
+
+def test_the_python_client_and_the_cli_send_the_key(
+    keyed_server: tuple[ServiceProcess, str], tmp_path: Path
+) -> None:
+    server, key = keyed_server
+    with Client(server.url, api_key=key) as client:
+        assert client.datasets.list().items == []
+    with Client(server.url, api_key=identity.generate()[1]) as stranger, pytest.raises(Unauthorized):
+        stranger.datasets.list()
+    listed = descent(tmp_path, "datasets", "list", "--url", server.url, DESCENT_API_KEY=key)
+    assert listed.returncode == 0, listed.stderr
+    refused = descent(tmp_path, "datasets", "list", "--url", server.url)
+    assert refused.returncode != 0 and "API key" in refused.stderr

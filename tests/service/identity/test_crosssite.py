@@ -88,3 +88,21 @@ def test_cors_allows_exactly_the_listed_origins(keyed: Callable[..., Client]) ->
     assert "access-control-allow-origin" not in refused.headers
     answered = client.get("/v1/datasets", headers={"Origin": EVIL, **Keys.header(keys.alice)})
     assert "access-control-allow-origin" not in answered.headers
+
+
+@pytest.mark.parametrize("content_type", FORM_TYPES)
+def test_no_state_changing_operation_takes_a_form_body(
+    make_client: Callable[..., Client], content_type: str
+) -> None:
+    client = make_client()
+    job = client.post("/v1/jobs", json=JOB).json()
+    ids = {"job_id": job["id"], "dataset_id": job["config"]["dataset_id"], "model_id": "mdl_" + "0" * 24}
+    document = client.get("/openapi.json").json()
+    for path, item in document["paths"].items():
+        for method in item.keys() & {"post", "put", "patch", "delete"}:
+            name = "mean_squared_error" if path.startswith("/v1/losses/") else "relu"
+            url = path.format(name=name, **ids)
+            response = client.request(method, url, headers={"content-type": content_type}, content=b"a=b")
+            assert_problem(response, 415)
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+    assert [d["id"] for d in client.get("/v1/datasets").json()["items"]] == [ids["dataset_id"]]
