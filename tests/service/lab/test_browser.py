@@ -202,6 +202,7 @@ def test_jobs_and_models_view_shows_curves_predicts_exports_and_deletes(
 ) -> None:
     with browser.page() as (page, watched):
         page.goto(playground_url(browser.base_url, **XOR, **MLP, epochs=20, seed=1))
+        expect(page.locator("#pg-boundary-caption")).to_contain_text("400 samples")
         job_id = train(page)
         page.get_by_role("link", name="Jobs & models").click()
         row = page.locator(f"#jobs-table tr[data-job='{job_id}']")
