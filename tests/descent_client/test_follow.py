@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -76,6 +78,19 @@ def start_job(client: Client) -> str:
     return client.jobs.create(dataset=dataset, epochs=EPOCHS, **CONFIG).id
 
 
+@contextlib.contextmanager
+def running_job(client: Client) -> Iterator[str]:
+    """A job that runs until the test cancels it, and is cancelled if the test fails first: a job left
+    running would hold the service's one worker, and the module's next test would wait for it forever."""
+    job_id = start_job(client)
+    try:
+        yield job_id
+    finally:
+        with contextlib.suppress(Exception):
+            if client.jobs.get(job_id).status not in ("succeeded", "failed", "cancelled"):
+                client.jobs.cancel(job_id)
+
+
 def assert_every_epoch_once(client: Client, job_id: str, updates: list[Update]) -> None:
     """Epochs 1 to the last one run, each once, with the history's metrics; one end, the last update."""
     seen = [u for u in updates if isinstance(u, EpochUpdate)]
@@ -91,8 +106,7 @@ def assert_every_epoch_once(client: Client, job_id: str, updates: list[Update]) 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill -9"])
 def test_follow_survives_a_restart_of_the_service(service: ServiceProcess, how: str) -> None:
-    with Client(service.url, reconnect_timeout=STARTUP_S) as client:
-        job_id = start_job(client)
+    with Client(service.url, reconnect_timeout=STARTUP_S) as client, running_job(client) as job_id:
         follower = Follower(client, job_id)
         follower.start()
         follower.wait_for_epoch(100)
@@ -117,27 +131,33 @@ def test_follow_survives_a_restart_of_the_service(service: ServiceProcess, how: 
 def test_follow_survives_dropped_connections(service: ServiceProcess) -> None:
     proxy = Proxy(int(service.url.rsplit(":", 1)[1]))
     try:
-        with Client(proxy.url, reconnect_timeout=STARTUP_S) as client:
-            job_id = start_job(client)
+        with Client(proxy.url, reconnect_timeout=STARTUP_S) as client, running_job(client) as job_id:
+            prefix = f"GET /v1/jobs/{job_id}/events".encode()
+
+            def streams() -> list[bytes]:
+                return [r for r in list(proxy.requests) if r.startswith(prefix)]
+
             follower = Follower(client, job_id)
             follower.start()
-            for epoch in (50, 150, 250):
-                follower.wait_for_epoch(epoch)
+            for cuts in range(3):
+                # Cut only a follow that is streaming: it has (re)connected since the last cut and
+                # received epochs through that connection.
+                wait_until(lambda n=cuts: len(streams()) > n, JOB_S, "the follow to (re)connect")
+                follower.wait_for_epoch(max(follower.epochs(), default=0) + 50)
                 assert proxy.cut() >= 1
-            follower.wait_for_epoch(350)
+            wait_until(lambda: len(streams()) > 3, JOB_S, "the follow to reconnect")
+            follower.wait_for_epoch(max(follower.epochs(), default=0) + 50)
             client.jobs.cancel(job_id)
             updates = follower.finish()
             assert_every_epoch_once(client, job_id, updates)
-            streams = [r for r in proxy.requests if r.startswith(f"GET /v1/jobs/{job_id}/events".encode())]
-            assert len(streams) >= 4
-            assert any(b"last-event-id" in r.lower() for r in streams[1:])
+            assert len(streams()) >= 4
+            assert any(b"last-event-id" in r.lower() for r in streams()[1:])
     finally:
         proxy.close()
 
 
 def test_an_interrupted_follow_goes_on_where_it_stopped(service: ServiceProcess) -> None:
-    with Client(service.url) as client:
-        job_id = start_job(client)
+    with Client(service.url) as client, running_job(client) as job_id:
         follow = client.jobs.follow(job_id)
         first: list[Update] = []
         for update in follow:
