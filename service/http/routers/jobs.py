@@ -103,7 +103,6 @@ async def create_job(
         bool,
         Query(
             description="Validate and resolve the configuration (defaults, seed) without queueing.",
-            examples=[True],
         ),
     ] = False,
     idempotency_key: Annotated[
