@@ -24,6 +24,18 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3d4e5f6a7b8c9d0e1"])]
 
 _EXAMPLES: dict[str, Any] = {
+    # A few seconds of training on one core: long enough to watch its events, or to cancel it.
+    "MLP on a three-class spiral, a longer run": {
+        "dataset": {
+            "generator": {"kind": "spiral", "n_samples": 1500, "n_classes": 3, "noise": 0.2, "seed": 3}
+        },
+        "model": {"type": "mlp", "hidden_layers": [64, 64], "activation": "relu"},
+        "optimizer": {"name": "adam", "learning_rate": 0.005},
+        "epochs": 1000,
+        "batch_size": 32,
+        "validation_fraction": 0.2,
+        "seed": 7,
+    },
     "MLP on an inline XOR generator": {
         "dataset": {"generator": {"kind": "xor", "n_samples": 400, "noise": 0.1, "seed": 1}},
         "model": {"type": "mlp", "hidden_layers": [16], "activation": "tanh"},

@@ -57,8 +57,47 @@ _DOCUMENT_EXAMPLE = {
     "parameters": {"W0": [[1.5], [-0.5]], "b0": [0.25]},
     "metrics": {},
 }
+_LINEAR_EXAMPLE = {
+    "format": "descent.model/v1",
+    "architecture": {
+        "type": "linear_regression",
+        "n_features": 3,
+        "layers": [{"units": 2, "activation": "identity"}],
+        "loss": "mean_squared_error",
+    },
+    "n_features": 3,
+    "task": "regression",
+    "classes": None,
+    "standardization": None,
+    "dtype": "float32",
+    "parameters": {"W0": [[0.5, -1.0], [1.25, 0.0], [-0.75, 2.0]], "b0": [0.125, -0.25]},
+    "metrics": {"train_loss": 0.02},
+}
+_SOFTMAX_EXAMPLE = {
+    "format": "descent.model/v1",
+    "architecture": {
+        "type": "softmax_regression",
+        "n_features": 2,
+        "layers": [{"units": 3, "activation": "softmax"}],
+        "loss": "cross_entropy",
+    },
+    "n_features": 2,
+    "task": "multiclass",
+    "classes": ["red", "green", "blue"],
+    "standardization": None,
+    "dtype": "float64",
+    "parameters": {"W0": [[1.0, -0.5, -0.5], [0.0, 1.0, -1.0]], "b0": [0.0, 0.1, -0.1]},
+    "metrics": {},
+}
 _LOCATION = {"description": "The model's URL.", "schema": {"type": "string"}, "example": "/v1/models/mdl_…"}
-_IMPORT_BODY = request_body(ModelDocument, {"logistic regression with string classes": _DOCUMENT_EXAMPLE})
+_IMPORT_BODY = request_body(
+    ModelDocument,
+    {
+        "logistic regression with string classes": _DOCUMENT_EXAMPLE,
+        "linear regression with two targets, float32": _LINEAR_EXAMPLE,
+        "softmax regression over three classes": _SOFTMAX_EXAMPLE,
+    },
+)
 _IMPORT_BODY["requestBody"]["content"].update(
     {media: {"schema": _BINARY_SCHEMA} for media in _NPZ_MEDIA_TYPES}
 )

@@ -69,10 +69,35 @@ PARAMETERS_SCHEMA: dict[str, Any] = {
 }
 
 
+# Parameters of an activation (engine.activations.resolve_params): alpha for leaky_relu and elu (positive for
+# elu), none for the others.
+_LAYER_PARAMS_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"activation": {"enum": ["leaky_relu", "elu"]}}, "required": ["activation"]},
+            "then": {
+                "properties": {"params": {"anyOf": [{"type": "null"}, {"propertyNames": {"const": "alpha"}}]}}
+            },
+            "else": {"properties": {"params": {"anyOf": [{"type": "null"}, {"maxProperties": 0}]}}},
+        },
+        {
+            "if": {"properties": {"activation": {"const": "elu"}}, "required": ["activation"]},
+            "then": {
+                "properties": {
+                    "params": {
+                        "anyOf": [{"type": "null"}, {"properties": {"alpha": {"exclusiveMinimum": 0}}}]
+                    }
+                }
+            },
+        },
+    ]
+}
+
+
 class ModelLayer(BaseModel):
     """One layer: units = φ(a_prev @ W + b)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_LAYER_PARAMS_RULES)
 
     units: int = Field(ge=1, le=1_000_000, description="Outputs of the layer.", examples=[16])
     activation: ActivationName = Field(
@@ -86,10 +111,46 @@ class ModelLayer(BaseModel):
     )
 
 
+def _single_layer(
+    model_type: str, activation: str, units: dict[str, Any], losses: list[str]
+) -> dict[str, Any]:
+    """A single-layer type: its one layer, and the losses its output activation allows."""
+    return {
+        "if": {"properties": {"type": {"const": model_type}}, "required": ["type"]},
+        "then": {
+            "properties": {
+                "layers": {
+                    "maxItems": 1,
+                    "items": {"properties": {"activation": {"const": activation}, "units": units}},
+                },
+                "loss": {"anyOf": [{"type": "null"}, {"enum": losses}]},
+            }
+        },
+    }
+
+
+# The types but mlp have one layer, fixed by the type (engine.architecture.MODEL_TYPES); a classification
+# loss needs the output activation that gives probabilities (binary_cross_entropy: sigmoid; cross_entropy:
+# softmax).
+_ARCHITECTURE_RULES: dict[str, Any] = {
+    "allOf": [
+        _single_layer(
+            "logistic_regression", "sigmoid", {"const": 1}, ["binary_cross_entropy", "mean_squared_error"]
+        ),
+        _single_layer("linear_regression", "identity", {}, ["mean_squared_error"]),
+        _single_layer(
+            "softmax_regression", "softmax", {"minimum": 2}, ["cross_entropy", "mean_squared_error"]
+        ),
+    ]
+}
+
+
 class ModelArchitecture(BaseModel):
     """A model's layers, input to output, and the loss it was trained with."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [_ARCHITECTURE_EXAMPLE]})
+    model_config = ConfigDict(
+        **_STRICT, json_schema_extra={"examples": [_ARCHITECTURE_EXAMPLE], **_ARCHITECTURE_RULES}
+    )
 
     type: ModelTypeName = Field(
         description="logistic_regression (one sigmoid unit), linear_regression (identity units),"
@@ -124,10 +185,12 @@ class Standardization(BaseModel):
     mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
         description="Per-feature mean, n_features entries.", examples=[[0.5, -0.25]]
     )
-    scale: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        description="Per-feature scale (standard deviation, 1 for constant features), n_features non-zero"
-        " entries.",
-        examples=[[1.5, 0.75]],
+    scale: list[Annotated[float, Field(allow_inf_nan=False, json_schema_extra={"not": {"const": 0}})]] = (
+        Field(
+            description="Per-feature scale (standard deviation, 1 for constant features), n_features non-zero"
+            " entries.",
+            examples=[[1.5, 0.75]],
+        )
     )
 
 
@@ -325,6 +388,20 @@ class Prediction(BaseModel):
     )
 
 
+# A class name has at most 256 characters (MAX_CLASS_NAME_LENGTH of the dataset labels).
+CLASS_NAME_MAX_LENGTH = 256
+_CLASSES_ANY_OF: list[dict[str, Any]] = [
+    {"type": "array", "minItems": 2, "uniqueItems": True, "items": {"type": "number"}},
+    {
+        "type": "array",
+        "minItems": 2,
+        "uniqueItems": True,
+        "items": {"type": "string", "maxLength": CLASS_NAME_MAX_LENGTH},
+    },
+    {"type": "null"},
+]
+
+
 class ModelMeta(BaseModel):
     """Everything of an exported model but its parameters: the ``meta`` member of an ``.npz`` export."""
 
@@ -340,8 +417,11 @@ class ModelMeta(BaseModel):
     )
     classes: list[int | float | str] | None = Field(
         None,
-        description="Classifiers: the label of each output class (2 for binary); null for regression.",
+        description="Classifiers: the label of each output class (2 for binary, one per output for"
+        " multiclass), distinct, all numbers or all strings (of at most 256 characters); null for regression"
+        " and multilabel.",
         examples=[[0, 1]],
+        json_schema_extra={"anyOf": _CLASSES_ANY_OF},
     )
     standardization: Standardization | None = Field(
         None, description="Applied to X before the model; null for none.", examples=[_STANDARDIZATION_EXAMPLE]
@@ -374,13 +454,14 @@ class ModelDocument(ModelMeta):
                     "parameters": _PARAMETERS_EXAMPLE,
                     "metrics": {},
                 }
-            ]
+            ],
         },
     )
 
     parameters: dict[str, Any] = Field(
-        description="W0, b0, W1, b1, … with the shapes the architecture gives. The JSON export writes"
-        " float32 values in their exact decimal form, so an import restores the same bits.",
+        description="W0, b0, W1, b1, … with the shapes the architecture gives (W0 and b0 at least: every"
+        " model has a first layer). The JSON export writes float32 values in their exact decimal form, so an"
+        " import restores the same bits.",
         examples=[_PARAMETERS_EXAMPLE],
-        json_schema_extra=PARAMETERS_SCHEMA,
+        json_schema_extra={**PARAMETERS_SCHEMA, "required": ["W0", "b0"]},
     )
