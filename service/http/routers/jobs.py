@@ -115,6 +115,8 @@ async def create_job(
         bool,
         Query(
             description="Validate and resolve the configuration (defaults, seed) without queueing.",
+            # false, as the examples of the body are jobs to run.
+            examples=[False],
         ),
     ] = False,
     idempotency_key: Annotated[

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.architecture import MODEL_TYPES, ModelType
+from engine.losses import LOSSES
 from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE
 from service.http.schemas.names import ActivationName, LossName, ModelTypeName
@@ -69,35 +71,10 @@ PARAMETERS_SCHEMA: dict[str, Any] = {
 }
 
 
-# Parameters of an activation (engine.activations.resolve_params): alpha for leaky_relu and elu (positive for
-# elu), none for the others.
-_LAYER_PARAMS_RULES: dict[str, Any] = {
-    "allOf": [
-        {
-            "if": {"properties": {"activation": {"enum": ["leaky_relu", "elu"]}}, "required": ["activation"]},
-            "then": {
-                "properties": {"params": {"anyOf": [{"type": "null"}, {"propertyNames": {"const": "alpha"}}]}}
-            },
-            "else": {"properties": {"params": {"anyOf": [{"type": "null"}, {"maxProperties": 0}]}}},
-        },
-        {
-            "if": {"properties": {"activation": {"const": "elu"}}, "required": ["activation"]},
-            "then": {
-                "properties": {
-                    "params": {
-                        "anyOf": [{"type": "null"}, {"properties": {"alpha": {"exclusiveMinimum": 0}}}]
-                    }
-                }
-            },
-        },
-    ]
-}
-
-
 class ModelLayer(BaseModel):
     """One layer: units = φ(a_prev @ W + b)."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra=_LAYER_PARAMS_RULES)
+    model_config = _STRICT
 
     units: int = Field(ge=1, le=1_000_000, description="Outputs of the layer.", examples=[16])
     activation: ActivationName = Field(
@@ -111,36 +88,31 @@ class ModelLayer(BaseModel):
     )
 
 
-def _single_layer(
-    model_type: str, activation: str, units: dict[str, Any], losses: list[str]
-) -> dict[str, Any]:
-    """A single-layer type: its one layer, and the losses its output activation allows."""
+def _single_layer(model_type: ModelType) -> dict[str, Any]:
+    """The one layer of a type that has one (its output activation and number of units), and the losses that
+    output cannot take: a classification loss needs the activation that gives probabilities."""
+    units: dict[str, Any] = {"minimum": model_type.min_outputs}
+    if model_type.max_outputs is not None:
+        units["maximum"] = model_type.max_outputs
+    refused = [name for name, loss in LOSSES.items() if loss.output not in (None, model_type.output)]
     return {
-        "if": {"properties": {"type": {"const": model_type}}, "required": ["type"]},
+        "if": {"properties": {"type": {"const": model_type.name}}, "required": ["type"]},
         "then": {
             "properties": {
                 "layers": {
                     "maxItems": 1,
-                    "items": {"properties": {"activation": {"const": activation}, "units": units}},
+                    "items": {"properties": {"activation": {"const": model_type.output}, "units": units}},
                 },
-                "loss": {"anyOf": [{"type": "null"}, {"enum": losses}]},
+                "loss": {"allOf": [{"not": {"const": name}} for name in refused]},
             }
         },
     }
 
 
-# The types but mlp have one layer, fixed by the type (engine.architecture.MODEL_TYPES); a classification
-# loss needs the output activation that gives probabilities (binary_cross_entropy: sigmoid; cross_entropy:
-# softmax).
+# The types but mlp have one layer, fixed by the type (engine.architecture.MODEL_TYPES).
 _ARCHITECTURE_RULES: dict[str, Any] = {
     "allOf": [
-        _single_layer(
-            "logistic_regression", "sigmoid", {"const": 1}, ["binary_cross_entropy", "mean_squared_error"]
-        ),
-        _single_layer("linear_regression", "identity", {}, ["mean_squared_error"]),
-        _single_layer(
-            "softmax_regression", "softmax", {"minimum": 2}, ["cross_entropy", "mean_squared_error"]
-        ),
+        _single_layer(model_type) for model_type in MODEL_TYPES.values() if model_type.output is not None
     ]
 }
 
