@@ -533,6 +533,14 @@ async def test_events_resume_after_last_event_id_without_gaps_or_repeats(client:
     assert await read_events(client, job["id"], headers={"Last-Event-ID": str(full[-1][0])}) == []
     bad = await client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "seven"})
     assert_problem(bad, 422, "header.last-event-id")
+    # An id beyond what the store can number (and compare) is a 422, not a stream that fails.
+    huge = "9" * 19
+    bad = await client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": huge})
+    assert_problem(bad, 422, "header.last-event-id")
+    bad = await client.get(f"/v1/jobs/{job['id']}/events", params={"last_event_id": huge})
+    assert_problem(bad, 422, "last_event_id")
+    most = "9" * 18
+    assert await read_events(client, job["id"], headers={"Last-Event-ID": most}) == []
 
 
 async def test_event_stream_read_part_way_then_resumed_live_sees_every_event_once(

@@ -256,8 +256,9 @@ async def job_events(
     last_event_id: Annotated[
         str,
         Header(
-            pattern=r"^\s*[0-9]*\s*$",
-            description="Resume after this event id (sent by EventSource when it reconnects).",
+            pattern=rf"^\s*[0-9]{{0,{api.EVENT_ID_DIGITS}}}\s*$",
+            description="Resume after this event id (sent by EventSource when it reconnects); at most"
+            f" {api.EVENT_ID_DIGITS} digits.",
             examples=["42"],
         ),
     ] = "",
@@ -266,6 +267,7 @@ async def job_events(
         Query(
             alias="last_event_id",
             ge=0,
+            le=api.MAX_EVENT_ID,
             description="Resume after this event id (when the header cannot be set); the header wins.",
             examples=[42],
         ),

@@ -13,12 +13,21 @@ the store from a thread. Responses are plain dicts whose shape is documented by
 from service.services.jobs.access import cancel, delete, list_page, read
 from service.services.jobs.creation import IDEMPOTENCY_SCOPE, Created, create, job_scope, request_hash
 from service.services.jobs.document import document, job_document, location
-from service.services.jobs.events import KEEPALIVE, event_stream, format_event, parse_last_event_id
+from service.services.jobs.events import (
+    EVENT_ID_DIGITS,
+    KEEPALIVE,
+    MAX_EVENT_ID,
+    event_stream,
+    format_event,
+    parse_last_event_id,
+)
 from service.services.jobs.history import downsample_indices, metrics
 
 __all__ = [
+    "EVENT_ID_DIGITS",
     "IDEMPOTENCY_SCOPE",
     "KEEPALIVE",
+    "MAX_EVENT_ID",
     "Created",
     "cancel",
     "create",

@@ -20,13 +20,21 @@ KEEPALIVE_S = 10.0
 EVENT_BATCH = 500
 
 
+# Event ids have at most 18 digits: far more than a store ever numbers, and within the 64-bit integers of
+# SQLite and PostgreSQL, so that a resume point is a number the store can compare.
+EVENT_ID_DIGITS = 18
+MAX_EVENT_ID = 10**EVENT_ID_DIGITS - 1
+
+
 def parse_last_event_id(header: str | None, query: int | None) -> int:
     """Where a stream resumes: the ``Last-Event-ID`` header, else ``?last_event_id=``, else 0."""
     if header is None or not header.strip():
         return query or 0
     value = header.strip()
-    if not value.isdigit():
-        msg = f"must be a non-negative integer event id, got {value[:40]!r}"
+    if not (value.isascii() and value.isdigit() and len(value) <= EVENT_ID_DIGITS):
+        msg = (
+            f"must be a non-negative integer event id of at most {EVENT_ID_DIGITS} digits, got {value[:40]!r}"
+        )
         raise InvalidInput(f"Last-Event-ID {msg}", errors=[{"loc": ["header", "last-event-id"], "msg": msg}])
     return int(value)
 
