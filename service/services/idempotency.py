@@ -27,6 +27,8 @@ R = TypeVar("R")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255  # the store's column
+# A key's characters: printable ASCII, space included (a UUID, say).
+KEY_PATTERN = "^[ -~]*$"
 _LOC = ["header", HEADER.lower()]  # as field_error writes a header's loc
 DEFAULT_WAIT_S = 10.0
 # A reservation still pending after this long is presumed abandoned (its process died while creating)
@@ -36,11 +38,11 @@ _FIRST_POLL_S, _LAST_POLL_S = 0.02, 0.25
 
 
 def check_key(key: str | None) -> str | None:
-    """The key, or 422 when it is empty, longer than ``MAX_KEY_LENGTH`` or not printable."""
+    """The key, or 422 when it is empty, longer than ``MAX_KEY_LENGTH`` or not printable ASCII."""
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        msg = f"must be 1 to {MAX_KEY_LENGTH} printable characters, got {len(key)} characters"
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+        msg = f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, got {len(key)} characters"
         raise field_error(HEADER, msg, source="header")
     return key
 

@@ -148,7 +148,7 @@ def assert_bad_cursor(response: httpx.Response, kind: str, cursor: str) -> None:
 def assert_bad_idempotency_key(response: httpx.Response, key: str) -> None:
     """The 422 of a POST given an empty, too long or unprintable ``Idempotency-Key``."""
     body = assert_problem(response, 422)
-    msg = f"must be 1 to 255 printable characters, got {len(key)} characters"
+    msg = f"must be 1 to 255 printable ASCII characters, got {len(key)} characters"
     assert body["detail"] == f"header Idempotency-Key {msg}"
     assert body["errors"] == [{"loc": ["header", "idempotency-key"], "msg": msg}]
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from service.errors import field_error
 from service.http.schemas.common import id_pattern
-from service.services.idempotency import MAX_KEY_LENGTH
+from service.services.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from service.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 # The Idempotency-Key's limits are documented here but checked by service.services.idempotency, so that a
@@ -20,7 +20,8 @@ from service.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 # A header is absent or a string, never null: the document says string (a null there would be sent as an
 # empty header).
 IdempotencyKeyHeader = Annotated[
-    str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH})
+    str | None,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN}),
 ]
 
 
