@@ -61,16 +61,16 @@ _LINEAR_EXAMPLE = {
     "format": "descent.model/v1",
     "architecture": {
         "type": "linear_regression",
-        "n_features": 3,
+        "n_features": 2,
         "layers": [{"units": 2, "activation": "identity"}],
         "loss": "mean_squared_error",
     },
-    "n_features": 3,
+    "n_features": 2,
     "task": "regression",
     "classes": None,
     "standardization": None,
     "dtype": "float32",
-    "parameters": {"W0": [[0.5, -1.0], [1.25, 0.0], [-0.75, 2.0]], "b0": [0.125, -0.25]},
+    "parameters": {"W0": [[0.5, -1.0], [1.25, 0.0]], "b0": [0.125, -0.25]},
     "metrics": {"train_loss": 0.02},
 }
 _SOFTMAX_EXAMPLE = {
