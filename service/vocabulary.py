@@ -14,6 +14,9 @@ from typing import Literal, get_args
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
 TASKS: tuple[Task, ...] = get_args(Task)
 
+# A class name (a string label) has at most this many characters.
+MAX_CLASS_NAME_LENGTH = 256
+
 # A job is active until it reaches a terminal status, which never changes afterwards.
 RunStatus = Literal["running", "cancelling"]
 ActiveStatus = Literal["queued", RunStatus]

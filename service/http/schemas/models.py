@@ -19,7 +19,7 @@ from engine.losses import LOSSES
 from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.datasets import DATASET_ID_EXAMPLE
 from service.http.schemas.names import ActivationName, LossName, ModelTypeName
-from service.vocabulary import Task
+from service.vocabulary import MAX_CLASS_NAME_LENGTH, Task
 
 MODEL_FORMAT = "descent.model/v1"
 MODEL_ID_EXAMPLE = "mdl_06231f0e9d8c7b6a5f4e3d2c"
@@ -360,18 +360,18 @@ class Prediction(BaseModel):
     )
 
 
-# A class name has at most 256 characters (MAX_CLASS_NAME_LENGTH of the dataset labels).
-CLASS_NAME_MAX_LENGTH = 256
-_CLASSES_ANY_OF: list[dict[str, Any]] = [
-    {"type": "array", "minItems": 2, "uniqueItems": True, "items": {"type": "number"}},
-    {
-        "type": "array",
-        "minItems": 2,
-        "uniqueItems": True,
-        "items": {"type": "string", "maxLength": CLASS_NAME_MAX_LENGTH},
-    },
-    {"type": "null"},
-]
+_CLASSES_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "minItems": 2, "uniqueItems": True, "items": {"type": "number"}},
+        {
+            "type": "array",
+            "minItems": 2,
+            "uniqueItems": True,
+            "items": {"type": "string", "maxLength": MAX_CLASS_NAME_LENGTH},
+        },
+        {"type": "null"},
+    ]
+}
 
 
 class ModelMeta(BaseModel):
@@ -393,7 +393,7 @@ class ModelMeta(BaseModel):
         " multiclass), distinct, all numbers or all strings (of at most 256 characters); null for regression"
         " and multilabel.",
         examples=[[0, 1]],
-        json_schema_extra={"anyOf": _CLASSES_ANY_OF},
+        json_schema_extra=_CLASSES_SCHEMA,
     )
     standardization: Standardization | None = Field(
         None, description="Applied to X before the model; null for none.", examples=[_STANDARDIZATION_EXAMPLE]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import PayloadTooLarge, field_error, field_loc
-from service.vocabulary import TASKS
+from service.vocabulary import MAX_CLASS_NAME_LENGTH, TASKS
 
 Array = np.ndarray[Any, Any]
 Labels = Array | Sequence[str]
@@ -26,7 +26,6 @@ MAX_CLASSES = 1000
 _EXACT_INT = 2.0**53
 # Class names are repeated in every list of datasets and models: each is short, and all of them together
 # stay under the setting max_labels_kb.
-MAX_CLASS_NAME_LENGTH = 256
 LABELS_SETTING = "DESCENT_MAX_LABELS_KB"
 
 
