@@ -690,6 +690,11 @@ async def test_metrics_history_since_epoch_and_downsampled(client: httpx.AsyncCl
     assert_problem(
         await client.get(f"/v1/jobs/{job['id']}/metrics", params={"since_epoch": -1}), 422, "since_epoch"
     )
+    # Beyond the most epochs a job runs (and the store's integers): a 422, never a 500.
+    huge = {"since_epoch": 85144625224155168768}
+    assert_problem(await client.get(f"/v1/jobs/{job['id']}/metrics", params=huge), 422, "since_epoch")
+    last = (await client.get(f"/v1/jobs/{job['id']}/metrics", params={"since_epoch": 1_000_000})).json()
+    assert last["epochs"] == []
 
 
 async def test_metrics_of_a_regression_have_no_accuracy(client: httpx.AsyncClient) -> None:

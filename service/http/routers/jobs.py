@@ -14,7 +14,7 @@ from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import REF_PREFIX, links, problem_responses, request_body
 from service.http.schemas.jobs import EVENT_STREAM_ITEM_SCHEMA, Job, JobMetrics, JobPage
-from service.http.schemas.training import TrainingConfig
+from service.http.schemas.training import MAX_EPOCHS, TrainingConfig
 from service.services import jobs as api
 from service.services.pagination import DEFAULT_LIMIT
 from service.vocabulary import JobStatus
@@ -205,7 +205,8 @@ async def job_metrics(
     store: StoreDep,
     owner: ScopeDep,
     since_epoch: Annotated[
-        int | None, Query(ge=0, description="Only epochs after this one.", examples=[100])
+        int | None,
+        Query(ge=0, le=MAX_EPOCHS, description="Only epochs after this one.", examples=[100]),
     ] = None,
     max_points: Annotated[
         int | None,

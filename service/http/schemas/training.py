@@ -65,6 +65,10 @@ def _option_field(key: str, owners: Mapping[str, Mapping[str, Hyperparameter]]) 
     )
 
 
+# Most epochs a job may run; a metrics query counts epochs up to it too.
+MAX_EPOCHS = 1_000_000
+
+
 class GeneratorSpec(BaseModel):
     """A synthetic dataset drawn from a seeded generator."""
 
@@ -309,7 +313,9 @@ class TrainingConfig(BaseModel):
         description="Learning-rate schedule (default constant).",
         examples=[{"name": "step", "step_size": 50, "gamma": 0.5}],
     )
-    epochs: int = Field(100, ge=1, le=1_000_000, description="Passes over the training data.", examples=[200])
+    epochs: int = Field(
+        100, ge=1, le=MAX_EPOCHS, description="Passes over the training data.", examples=[200]
+    )
     batch_size: int | None = Field(
         None,
         ge=1,
