@@ -107,7 +107,8 @@ async def _main(args: argparse.Namespace, tmp: str) -> None:
         "keys + bucket in memory": ({**keyed, "rate_limit": UNLIMITED}, key),
     }
     if args.redis:
-        configs["keys + bucket in Redis"] = ({**keyed, "rate_limit": UNLIMITED, "rate_limit_url": args.redis}, key)
+        redis = {**keyed, "rate_limit": UNLIMITED, "rate_limit_url": args.redis}
+        configs["keys + bucket in Redis"] = (redis, key)
     async with AsyncExitStack() as stack:
         apps: dict[str, tuple[Any, str | None]] = {}
         for i, (name, (values, presented)) in enumerate(configs.items()):
@@ -115,31 +116,32 @@ async def _main(args: argparse.Namespace, tmp: str) -> None:
             await stack.enter_async_context(app.router.lifespan_context(app))
             apps[name] = (app, presented)
             await _requests(app, presented, args.requests)  # warm-up
-        results: dict[str, dict[str, list[float]]] = {
-            name: {"cpu": [], "wall": [], "gate_cpu": [], "gate_wall": []} for name in apps
-        }
+        # Per settings, one row per batch: request CPU, request wall, Gate.admit CPU, Gate.admit wall.
+        rows: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in apps}
+        n = args.requests
         for _ in range(args.batches):
             for name, (app, presented) in apps.items():
-                n = args.requests
-                cpu, wall = await _timed(lambda a=app, p=presented: _requests(a, p, n), n)
-                gate_cpu, gate_wall = await _timed(lambda a=app, p=presented: _admissions(a, p, n), n)
-                for field, value in zip(("cpu", "wall", "gate_cpu", "gate_wall"), (cpu, wall, gate_cpu, gate_wall)):
-                    results[name][field].append(value)
+                request = await _timed(lambda a=app, p=presented: _requests(a, p, n), n)
+                admission = await _timed(lambda a=app, p=presented: _admissions(a, p, n), n)
+                rows[name].append((*request, *admission))
             flush_access_log()
 
-    def med(name: str, field: str) -> float:
-        return statistics.median(results[name][field])
-
-    print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}")
-    print(f"median of {args.batches} batches of {args.requests} requests, µs per request")
+    medians = {
+        name: [statistics.median(column) for column in zip(*batches, strict=True)]
+        for name, batches in rows.items()
+    }
+    none = medians["none"]
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average {load}; median of {args.batches} batches of {n} requests, µs per request")
     print()
-    print("| settings | request CPU | over none | request wall | over none | Gate.admit CPU | Gate.admit wall |")
+    print(
+        "| settings | request CPU | over none | request wall | over none | Gate.admit CPU | Gate.admit wall |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for name in apps:
+    for name, (cpu, wall, gate_cpu, gate_wall) in medians.items():
         print(
-            f"| {name} | {med(name, 'cpu'):.1f} | {med(name, 'cpu') - med('none', 'cpu'):+.1f} "
-            f"| {med(name, 'wall'):.1f} | {med(name, 'wall') - med('none', 'wall'):+.1f} "
-            f"| {med(name, 'gate_cpu'):.1f} | {med(name, 'gate_wall'):.1f} |"
+            f"| {name} | {cpu:.1f} | {cpu - none[0]:+.1f} | {wall:.1f} | {wall - none[1]:+.1f} "
+            f"| {gate_cpu:.1f} | {gate_wall:.1f} |"
         )
 
 

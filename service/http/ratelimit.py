@@ -54,6 +54,9 @@ class Policy:
     count: int
     period_s: int
     burst: int
+    # The answers' constant headers, encoded once.
+    limit_header: bytes
+    policy_header: bytes
 
     @property
     def interval_s(self) -> float:
@@ -72,8 +75,16 @@ def policy(rate: str, burst: int = 0) -> Policy:
     ``rate`` is checked by the settings (``N/second|minute|hour|day``).
     """
     count, _, unit = rate.partition("/")
-    n = int(count)
-    return Policy(rate=rate, count=n, period_s=PERIODS_S[unit], burst=burst or n)
+    n, period_s = int(count), PERIODS_S[unit]
+    burst = burst or n
+    return Policy(
+        rate=rate,
+        count=n,
+        period_s=period_s,
+        burst=burst,
+        limit_header=str(burst).encode(),
+        policy_header=f"{n};w={period_s};burst={burst}".encode(),
+    )
 
 
 class Verdict(NamedTuple):
@@ -101,12 +112,11 @@ class Verdict(NamedTuple):
 
     def headers(self) -> Headers:
         """The ``RateLimit-*`` headers of the answer."""
-        p = self.policy
         return [
-            (b"ratelimit-limit", str(p.burst).encode()),
-            (b"ratelimit-remaining", str(self.remaining).encode()),
-            (b"ratelimit-reset", str(self.reset_s).encode()),
-            (b"ratelimit-policy", f"{p.count};w={p.period_s};burst={p.burst}".encode()),
+            (b"ratelimit-limit", self.policy.limit_header),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % self.reset_s),
+            (b"ratelimit-policy", self.policy.policy_header),
         ]
 
     def header_map(self) -> dict[str, str]:
