@@ -99,7 +99,8 @@ class Verdict(NamedTuple):
     @classmethod
     def of(cls, limited: bool, state: RateLimitState, policy: Policy) -> Verdict:
         # The time until one token, from the time until a full bucket: the bucket is full once the TAT
-        # is now, and holds one token once the TAT is no more than burst − 1 intervals ahead.
+        # is now, and holds one token once the TAT is no more than burst − 1 intervals ahead. (Computed
+        # here for taking and peeking alike: the library's peek reports another retry_after.)
         reset_after = max(0.0, state.reset_after)
         wait = reset_after - (policy.burst - 1) * policy.interval_s
         return cls(
