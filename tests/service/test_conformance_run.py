@@ -40,6 +40,7 @@ def test_the_documented_run_reports_no_failure_and_no_warning(tmp_path: Path) ->
         "DESCENT_AUTH": "keys",
         "DESCENT_BOOTSTRAP_KEY": key,
         "DESCENT_RATE_LIMIT": "",
+        "DESCENT_AUTH_FAILURE_RATE_LIMIT": "",
         "DESCENT_HEAVY_LANE_WAIT_S": "60",
         "DESCENT_LOG_LEVEL": "warning",
     }
