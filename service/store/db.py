@@ -62,9 +62,8 @@ class Store:
         # SQLite: a write transaction takes the write lock at BEGIN (IMMEDIATE). A deferred transaction that
         # reads and then writes fails at once with "database is locked" when another writer committed in
         # between, whatever the busy timeout; IMMEDIATE makes it wait instead.
-        self.sessionmaker = sessionmaker(
-            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
-        )
+        self._write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self.sessionmaker = sessionmaker(self._write_engine, expire_on_commit=False)
         self.read_sessionmaker = sessionmaker(engine, expire_on_commit=False)
         #: SQLite: the database file, and the reserve that lets deletes run on a full disk.
         self.database_path = sqlite_path(engine)
@@ -82,6 +81,19 @@ class Store:
         """One read-only transaction (a consistent snapshot on both backends)."""
         with unavailable_on_failure(), self.read_sessionmaker.begin() as session:
             yield session
+
+    @contextmanager
+    def write_core(self) -> Iterator[Connection]:
+        """:meth:`write` without the ORM session: a connection in one read-write transaction, for the hot
+        paths that run SQLAlchemy Core statements only (a job's submit, claim and end)."""
+        with unavailable_on_failure(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read_core(self) -> Iterator[Connection]:
+        """:meth:`read` without the ORM session."""
+        with unavailable_on_failure(), self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> bool:
         """Whether the database answers ``SELECT 1``."""
