@@ -53,8 +53,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    """The child processes of ``pid``, whichever of its threads started them (the runner starts its
+    workers from a thread of the server's, not from its main thread)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return found
 
 
 def cpu_split(pid: int) -> tuple[float, float]:

@@ -7,6 +7,7 @@ schema to the latest Alembic revision and returns a :class:`Store`. The reposito
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -30,9 +31,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from service.errors import InsufficientStorage, StorageCorrupted, StoreUnavailable
 from service.store.health import StoreHealth
 from service.store.space import Reserve
+from service.store.writer import WriterLock
 
 DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POOL_SIZE, SQLITE_POOL_OVERFLOW = 16, 32
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Transaction-level advisory lock keys (PostgreSQL): migrations, admission to the queue, re-dispatch.
@@ -68,12 +71,17 @@ class Store:
         #: SQLite: the database file, and the reserve that lets deletes run on a full disk.
         self.database_path = sqlite_path(engine)
         self.reserve = Reserve(self.database_path) if self.database_path is not None else None
+        self.writer = (
+            WriterLock(self.database_path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            if self.database_path is not None
+            else None
+        )
         self.health = StoreHealth(self)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One read-write transaction: commits on success, rolls back on any exception."""
-        with unavailable_on_failure(), self.sessionmaker.begin() as session:
+        with self._writing(), unavailable_on_failure(), self.sessionmaker.begin() as session:
             yield session
 
     @contextmanager
@@ -86,8 +94,12 @@ class Store:
     def write_core(self) -> Iterator[Connection]:
         """:meth:`write` without the ORM session: a connection in one read-write transaction, for the hot
         paths that run SQLAlchemy Core statements only (a job's submit, claim and end)."""
-        with unavailable_on_failure(), self._write_engine.begin() as conn:
+        with self._writing(), unavailable_on_failure(), self._write_engine.begin() as conn:
             yield conn
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """SQLite: the writer lock (``service.store.writer``) around a write transaction."""
+        return self.writer.held() if self.writer is not None else contextlib.nullcontext()
 
     @contextmanager
     def read_core(self) -> Iterator[Connection]:
@@ -107,6 +119,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self.writer is not None:
+            self.writer.close()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -177,7 +191,9 @@ def create_store_engine(url: str) -> Engine:
         if database in ("", ":memory:") or database.startswith("file:"):
             raise ValueError(f"the store needs a SQLite file path, got {url!r}")
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
+        # Enough kept connections for the request threads that use the store at once: a connection beyond
+        # the pool is opened (with its PRAGMAs) and closed for each use.
+        engine = create_engine(parsed, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
         _install_sqlite_events(engine)
         return engine
     if backend == "postgresql":
