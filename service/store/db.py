@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Select, create_engine, event, text
+from sqlalchemy import Engine, Insert, Select, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -367,3 +368,14 @@ def finite_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def upsert(table: Table, keys: tuple[str, ...]) -> dict[str, Insert]:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` every other column of ``table``, by dialect name: one
+    statement where a row is replaced if it exists."""
+    statements: dict[str, Insert] = {}
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        stmt = insert(table)
+        others = {column.name: stmt.excluded[column.name] for column in table.c if column.name not in keys}
+        statements[name] = stmt.on_conflict_do_update(index_elements=list(keys), set_=others)
+    return statements

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Row, bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleAttempt
 from service.store.blobs import sha256_hex, verified
-from service.store.db import Store, finite_or_none, jsonable, utcnow
+from service.store.db import Store, finite_or_none, jsonable, upsert, utcnow
 from service.store.jobs import append_event, append_events, end_job
 from service.store.models import MODEL_FIELDS, insert_model
 from service.store.records import Checkpoint, DatasetRecord, JobRecord
@@ -98,11 +98,22 @@ _CLAIM_NEXT = (
     .returning(*_CLAIM_RETURNS)
 )
 _DATASETS = table(DatasetRow)
-_DATASET = select(_DATASETS).where(_DATASETS.c.id == bindparam("dataset_id"))
 _CHECKPOINTS = table(CheckpointRow)
-_STORED_CHECKPOINT = select(_CHECKPOINTS.c.epoch, _CHECKPOINTS.c.blob, _CHECKPOINTS.c.sha256).where(
-    _CHECKPOINTS.c.job_id == bindparam("job_id")
+# What a run reads before it trains, in one query: the dataset's record and the checkpoint's columns.
+_RUN_INPUTS = (
+    select(
+        _JOBS.c.dataset_id.label("job_dataset_id"),
+        *_DATASETS.c,
+        _CHECKPOINTS.c.epoch.label("checkpoint_epoch"),
+        _CHECKPOINTS.c.blob.label("checkpoint_blob"),
+        _CHECKPOINTS.c.sha256.label("checkpoint_sha256"),
+    )
+    .select_from(_JOBS)
+    .outerjoin(_DATASETS, _DATASETS.c.id == _JOBS.c.dataset_id)
+    .outerjoin(_CHECKPOINTS, _CHECKPOINTS.c.job_id == _JOBS.c.id)
+    .where(_JOBS.c.id == bindparam("job_id"))
 )
+_DATASET_FIELDS = tuple(column.name for column in _DATASETS.c)
 
 
 def claim(store: Store, job_id: str | None = None) -> Claimed | None:
@@ -137,12 +148,15 @@ def read_claimed(store: Store, job_id: str, attempt: int) -> Claimed:
 
 
 def _claimed(conn: Connection, job_id: str, attempt: int, config: dict[str, Any]) -> Claimed:
+    row = conn.execute(_RUN_INPUTS, {"job_id": job_id}).one()
+    values = row._mapping
     dataset = None
-    if config.get("dataset_id") is not None:
-        found = conn.execute(_DATASET, {"dataset_id": config["dataset_id"]}).one_or_none()
-        dataset = None if found is None else DatasetRecord(**found._mapping)
-    stored = conn.execute(_STORED_CHECKPOINT, {"job_id": job_id}).one_or_none()
-    return Claimed(job_id, int(attempt), config, dataset, None if stored is None else tuple(stored))
+    if values["id"] is not None and values["id"] == config.get("dataset_id"):
+        dataset = DatasetRecord(**{name: values[name] for name in _DATASET_FIELDS})
+    stored = None
+    if values["checkpoint_epoch"] is not None:
+        stored = (values["checkpoint_epoch"], values["checkpoint_blob"], values["checkpoint_sha256"])
+    return Claimed(job_id, int(attempt), config, dataset, stored)
 
 
 _RUN_IS_LIVE = (
@@ -284,15 +298,13 @@ def record_progress(
     by_epoch = _by_epoch(rows)
     with store.write_core() as conn:
         fenced = _fence_core(conn, job_id, attempt, write)
-        _write_progress(conn, job_id, attempt, write, by_epoch)
+        append_events(conn, job_id, [_write_progress(conn, job_id, attempt, write, by_epoch)])
         return bool(fenced.cancel_requested)
 
 
 _METRICS = table(JobMetricRow)
-_INSERT_METRICS = insert(_METRICS)
-_DELETE_METRICS = delete(_METRICS).where(
-    _METRICS.c.job_id == bindparam("job_id"), _METRICS.c.epoch.in_(bindparam("epochs", expanding=True))
-)
+# An epoch already recorded is replaced (a resumed run rewrites the epochs after its checkpoint).
+_UPSERT_METRICS = upsert(_METRICS, ("job_id", "epoch"))
 
 
 def _by_epoch(rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -302,20 +314,17 @@ def _by_epoch(rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
 
 def _write_progress(
     conn: Connection, job_id: str, attempt: int, write: ProgressWrite, by_epoch: dict[int, dict[str, Any]]
-) -> None:
-    """The rest of a progress write, after its fence: the epochs' history, the snapshot, the event."""
+) -> tuple[str, dict[str, Any]]:
+    """The rest of a progress write, after its fence: the epochs' history and the snapshot. Returns the
+    'progress' event, for the caller to append with the transaction's other events."""
     epochs = sorted(by_epoch)
-    latest = by_epoch[epochs[-1]] if epochs else None
-    # An epoch already recorded is replaced (a resumed run rewrites the epochs after its checkpoint).
-    for start in range(0, len(epochs), _IN_CHUNK):
-        conn.execute(_DELETE_METRICS, {"job_id": job_id, "epochs": epochs[start : start + _IN_CHUNK]})
     if epochs:
-        conn.execute(_INSERT_METRICS, [{"job_id": job_id, **by_epoch[e]} for e in epochs])
-    epoch = latest["epoch"] if latest else write.progress.get("epoch")
+        conn.execute(_UPSERT_METRICS[conn.dialect.name], [{"job_id": job_id, **by_epoch[e]} for e in epochs])
+    epoch = by_epoch[epochs[-1]]["epoch"] if epochs else write.progress.get("epoch")
     if write.snapshot is not None:
         write_snapshot(conn, job_id, attempt, int(epoch or 0), write.snapshot)
     event = {"epoch": epoch, "progress": write.progress, "metrics": write.metrics, "best": write.best}
-    append_events(conn, job_id, [("progress", jsonable(event))])
+    return "progress", jsonable(event)
 
 
 def truncate_metrics_after(store: Store, job_id: str, attempt: int, epoch: int) -> int:
@@ -476,8 +485,9 @@ def finish_run(
     by_epoch = _by_epoch(progress.rows) if progress is not None else {}
     with store.write_core() as conn:
         fenced = _fence_core(conn, job_id, attempt, progress)
+        events = []
         if progress is not None:
-            _write_progress(conn, job_id, attempt, progress, by_epoch)
+            events.append(_write_progress(conn, job_id, attempt, progress, by_epoch))
         ending = end(bool(fenced.cancel_requested))
         _check_end(ending)
         model_id = None
@@ -500,7 +510,7 @@ def finish_run(
             None if ending.error_type is None else {"type": ending.error_type, "detail": ending.error_detail}
         )
         payload = {"status": ending.status, "attempt": attempt, "model_id": model_id, "error": error}
-        append_events(conn, job_id, [("status", payload), ("end", payload)])
+        append_events(conn, job_id, [*events, ("status", payload), ("end", payload)])
         return ending.status
 
 

@@ -7,17 +7,15 @@ bytes are the run's own ``.npz`` encoding; this module only stores them.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection
 
 from service.store.blobs import sha256_hex, verified
-from service.store.db import Store, utcnow
+from service.store.db import Store, upsert, utcnow
 from service.store.records import Snapshot
 from service.store.tables import JobSnapshotRow, table
 
 _SNAPSHOTS = table(JobSnapshotRow)
-_UPDATE = update(_SNAPSHOTS).where(_SNAPSHOTS.c.job_id == bindparam("job_id_"))
-_INSERT = insert(_SNAPSHOTS)
+_UPSERT = upsert(_SNAPSHOTS, ("job_id",))
 
 
 def write_snapshot(conn: Connection, job_id: str, attempt: int, epoch: int, blob: bytes) -> None:
@@ -32,8 +30,7 @@ def write_snapshot(conn: Connection, job_id: str, attempt: int, epoch: int, blob
         "sha256": sha256_hex(data),
         "updated_at": utcnow(),
     }
-    if conn.execute(_UPDATE, {"job_id_": job_id, **values}).rowcount == 0:
-        conn.execute(_INSERT, {"job_id": job_id, **values})
+    conn.execute(_UPSERT[conn.dialect.name], {"job_id": job_id, **values})
 
 
 def load_snapshot(store: Store, job_id: str) -> Snapshot | None:

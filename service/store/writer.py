@@ -71,7 +71,9 @@ class WriterLock:
     def _open(self) -> int | None:
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                # Read-only: flock needs no more, and a file open for writing would keep the file system
+                # from being remounted read-only.
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 return None
         return self._fd
