@@ -7,6 +7,7 @@ schema to the latest Alembic revision and returns a :class:`Store`. The reposito
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -31,6 +32,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from service.errors import InsufficientStorage, StorageCorrupted, StoreUnavailable
 from service.store.health import StoreHealth
 from service.store.space import Reserve
+from service.store.writer import WriterLock
 
 DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -70,12 +72,18 @@ class Store:
         #: SQLite: the database file, and the reserve that lets deletes run on a full disk.
         self.database_path = sqlite_path(engine)
         self.reserve = Reserve(self.database_path) if self.database_path is not None else None
+        #: SQLite: the lock writers queue on (``service.store.writer``).
+        self.writer = (
+            WriterLock(self.database_path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            if self.database_path is not None
+            else None
+        )
         self.health = StoreHealth(self)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One read-write transaction: commits on success, rolls back on any exception."""
-        with unavailable_on_failure(), self.sessionmaker.begin() as session:
+        with self._writing(), unavailable_on_failure(), self.sessionmaker.begin() as session:
             yield session
 
     @contextmanager
@@ -88,8 +96,12 @@ class Store:
     def write_core(self) -> Iterator[Connection]:
         """:meth:`write` without the ORM session: a connection in one read-write transaction, for the hot
         paths that run SQLAlchemy Core statements only (a job's submit, claim and end)."""
-        with unavailable_on_failure(), self._write_engine.begin() as conn:
+        with self._writing(), unavailable_on_failure(), self._write_engine.begin() as conn:
             yield conn
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """SQLite: the writer lock (``service.store.writer``) around a write transaction."""
+        return self.writer.held() if self.writer is not None else contextlib.nullcontext()
 
     @contextmanager
     def read_core(self) -> Iterator[Connection]:
@@ -109,6 +121,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self.writer is not None:
+            self.writer.close()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
