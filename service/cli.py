@@ -78,8 +78,10 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         # The service writes its own JSON access line per request (with the request id).
         access_log=False,
         server_header=False,
-        # Client addresses are neither logged nor used, so X-Forwarded-For needs no parsing.
-        proxy_headers=False,
+        # The client address counts failed authentications; X-Forwarded-For names it only when it comes
+        # from a proxy listed in DESCENT_FORWARDED_ALLOW_IPS.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         # Requests still running when the grace is over are cancelled: the whole stop, workers
         # included, takes at most about DESCENT_SHUTDOWN_GRACE_S.
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),

@@ -56,7 +56,15 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--quota-models", type=click.IntRange(min=0), help="models (default DESCENT_QUOTA_MODELS)"
         ),
         click.option(
-            "--rate-limit", help="requests, e.g. 20/second (default DESCENT_RATE_LIMIT; '' for none)"
+            "--rate-limit",
+            help="how fast the key's token bucket refills, e.g. 20/second (default DESCENT_RATE_LIMIT; '' "
+            "for none)",
+        ),
+        click.option(
+            "--rate-limit-burst",
+            type=click.IntRange(min=0),
+            help="tokens the bucket holds, the requests the key may make at once (default: the N of "
+            "--rate-limit if given, else DESCENT_RATE_LIMIT_BURST)",
         ),
     ]
     for option in reversed(options):
@@ -78,6 +86,7 @@ def create_command(
     quota_datasets: int | None,
     quota_models: int | None,
     rate_limit: str | None,
+    rate_limit_burst: int | None,
 ) -> None:
     """Create a key; it is printed once, alone on the last line: keep it, it cannot be shown again."""
     from service.services import identity
@@ -88,6 +97,7 @@ def create_command(
         "datasets": quota_datasets,
         "models": quota_models,
         "rate_limit": rate_limit,
+        "rate_limit_burst": rate_limit_burst,
     }
     with _store() as store:
         new = identity.create(store, owner=owner, admin=admin, note=note, limits=limits)

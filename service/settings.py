@@ -6,7 +6,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -186,13 +186,36 @@ class Settings(BaseSettings):
     quota_models: int = Field(1000, ge=0, description="Models one owner may hold.")
     rate_limit: str = Field(
         "1200/minute",
-        description="Requests one API key may make, as `N/second|minute|hour` (e.g. `20/second`); more get "
-        "429 with Retry-After. Empty: no limit. Only with DESCENT_AUTH=keys.",
+        description="How fast an API key's token bucket refills, as `N/second|minute|hour|day` (e.g. "
+        "`20/second`); a request takes a token, and one that finds none gets 429 with Retry-After. Empty: "
+        "no limit. Only with DESCENT_AUTH=keys.",
+    )
+    rate_limit_burst: int = Field(
+        0,
+        ge=0,
+        description="Tokens an API key's bucket holds: the requests it may make at once. 0: the N of "
+        "DESCENT_RATE_LIMIT.",
+    )
+    auth_failure_rate_limit: str = Field(
+        "20/minute",
+        description="How fast a client address's bucket of failed authentications (401: no key, or a "
+        "malformed, unknown or revoked one) refills; once it is empty, that address's requests with a key "
+        "this process has not checked recently get 429 before the key is looked at. Empty: no limit. Only "
+        "with DESCENT_AUTH=keys.",
+    )
+    auth_failure_burst: int = Field(
+        0, ge=0, description="Failed authentications a client address may make at once. 0: the N of the rate."
     )
     rate_limit_url: str = Field(
         "",
-        description="Where the rate-limit counters live: `memory://` (this process) or a `redis://` URL "
-        "shared by every API replica; empty: the broker's Redis with the Celery runner, else memory.",
+        description="Where the token buckets live: `memory://` (this process) or a `redis://` URL shared "
+        "by every API replica; empty: the broker's Redis with the Celery runner, else memory.",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Comma-separated addresses (or networks) of reverse proxies whose X-Forwarded-For "
+        "header names the client (the address failed authentications are counted by); empty: none, the "
+        "connection's address is the client's.",
     )
 
     @property
@@ -202,16 +225,17 @@ class Settings(BaseSettings):
 
     @property
     def rate_limit_storage(self) -> str:
-        """The storage URL of the rate-limit counters."""
+        """The storage URL of the token buckets."""
         if self.rate_limit_url:
             return self.rate_limit_url
         return self.broker_url if self.runner == "celery" else "memory://"
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "auth_failure_rate_limit")
     @classmethod
-    def _rate_is_n_per_unit(cls, value: str) -> str:
+    def _rate_is_n_per_unit(cls, value: str, info: ValidationInfo) -> str:
         if value and not RATE_PATTERN.fullmatch(value):
-            raise ValueError(f"DESCENT_RATE_LIMIT must look like 20/second or 600/minute, got {value!r}")
+            name = f"DESCENT_{(info.field_name or '').upper()}"
+            raise ValueError(f"{name} must look like 20/second or 600/minute, got {value!r}")
         return value
 
     @model_validator(mode="after")

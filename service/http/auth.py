@@ -2,7 +2,11 @@
 
 It decides who a request acts as (a :class:`~service.services.identity.Principal`), refuses what a
 browser on another site could send without asking (form and plain-text bodies to a state-changing
-endpoint), and counts the request against its key's rate limit.
+endpoint), and takes a token from its key's bucket (``service.http.ratelimit``).
+
+A failed authentication (401) takes a token from the client address's bucket of failures instead; once
+that bucket is empty, the address's requests get 429 before any key is looked up, so guessing keys is
+bounded. A key this process already trusts (its cache) is still admitted.
 
 Open without a key: the lab and documentation pages, ``/openapi.json``, ``/healthz``, ``/readyz``, and
 ``/metrics`` unless DESCENT_METRICS_AUTH. Everything under ``/v1/`` needs ``Authorization: Bearer
@@ -15,6 +19,7 @@ nowhere), so most requests never read the store.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from typing import NamedTuple
 
@@ -23,8 +28,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from service.errors import Forbidden, Unauthorized, UnsupportedMediaType
-from service.http.ratelimit import Headers, KeyRateLimiter
+from service.errors import DomainError, Forbidden, Unauthorized, UnsupportedMediaType
+from service.http.ratelimit import Headers, Policy, RateLimiter, policy
 from service.services import identity
 from service.services.identity import Principal
 from service.settings import Settings
@@ -52,7 +57,10 @@ class Gate:
         self.settings = settings
         self.keys = settings.auth == "keys"
         self.anonymous = identity.anonymous(settings)
-        self.rate_limiter = KeyRateLimiter(settings.rate_limit_storage)
+        self.rate_limiter = RateLimiter(settings.rate_limit_storage)
+        self.failures: Policy | None = None
+        if settings.auth_failure_rate_limit:
+            self.failures = policy(settings.auth_failure_rate_limit, settings.auth_failure_burst)
         self._cache: dict[bytes, tuple[float, Principal]] = {}
 
     async def admit(self, scope: Scope) -> Admission:
@@ -64,9 +72,16 @@ class Gate:
             if not self.keys:
                 return Admission(self.anonymous, [])
             principal = await self._principal(scope)
-            rate = principal.settings.rate_limit
-            headers = await self.rate_limiter.hit(principal.key_id or "", rate) if rate else []
-            return Admission(principal, headers)
+            settings = principal.settings
+            if not settings.rate_limit:
+                return Admission(principal, [])
+            bucket = policy(settings.rate_limit, settings.rate_limit_burst)
+            verdict = await self.rate_limiter.take(principal.key_id or "", bucket)
+            if verdict is None:
+                return Admission(principal, [])
+            if verdict.limited:
+                raise verdict.refusal("the API key has used up its requests")
+            return Admission(principal, verdict.headers())
         if path == METRICS_PATH and self.keys and self.settings.metrics_auth:
             principal = await self._principal(scope)
             if not principal.admin:
@@ -75,20 +90,63 @@ class Gate:
         return Admission(None, [])
 
     async def _principal(self, scope: Scope) -> Principal:
-        presented = _bearer(scope)
+        try:
+            presented = _bearer(scope)
+        except Unauthorized as exc:
+            raise await self._failed(scope, exc) from None
         digest = hashlib.sha256(presented.encode("latin-1")).digest()
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if self.failures is not None:
+            # An address out of failures gets no answer about its keys until its bucket refills.
+            state = await self.rate_limiter.peek(_client_address(scope), self.failures)
+            if state is not None and state.limited:
+                raise state.refusal(FAILURES)
         store: Store = scope["app"].state.store
-        record = await anyio.to_thread.run_sync(identity.authenticate, store, presented)
+        try:
+            record = await anyio.to_thread.run_sync(identity.authenticate, store, presented)
+        except Unauthorized as exc:
+            raise await self._failed(scope, exc) from None
         principal = identity.principal_for(self.settings, record)
         if self.settings.key_cache_s > 0:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[digest] = (now + self.settings.key_cache_s, principal)
         return principal
+
+    async def _failed(self, scope: Scope, exc: Unauthorized) -> DomainError:
+        """The answer to a failed authentication: it takes a token from the client address's bucket of
+        failures, so it is the 401 with that bucket's headers, or 429 when the bucket had none left."""
+        if self.failures is None:
+            return exc
+        verdict = await self.rate_limiter.take(_client_address(scope), self.failures)
+        if verdict is None:
+            return exc
+        if verdict.limited:
+            return verdict.refusal(FAILURES)
+        exc.headers.update(verdict.header_map())
+        return exc
+
+
+FAILURES = "too many failed authentications from this client address"
+
+
+def _client_address(scope: Scope) -> str:
+    """The subject of an address's bucket of failures: ``addr:`` and the client's IP address, its /64
+    network for IPv6 (which one host usually holds whole)."""
+    client = scope.get("client")
+    host = client[0] if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "addr:" + host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return "addr:" + str(address.ipv4_mapped)
+        return "addr:" + str(ipaddress.IPv6Network((address, 64), strict=False))
+    return "addr:" + str(address)
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes | None:

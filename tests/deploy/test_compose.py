@@ -37,7 +37,7 @@ from tests.processes import wait_until
 from tests.requires import missing
 from tests.timing import JOB_S, REQUEST_S, STARTUP_S
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy-compose")]
 
 HEARTBEAT_TIMEOUT_S = float(FAST_TIMINGS["DESCENT_HEARTBEAT_TIMEOUT_S"])
 TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -23,7 +23,7 @@ from tests.deploy.stack import FAST_TIMINGS, RedisServer, Stack
 from tests.processes import wait_until
 from tests.timing import JOB_S, REQUEST_S, STARTUP_S
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("deploy-liveness")]
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 ENDLESS: dict[str, Any] = {

@@ -145,7 +145,7 @@ def test_a_full_batch_epoch_longer_than_the_heartbeat_timeout_is_not_requeued(tm
         ServiceProcess(tmp_path, **FAST_HEARTBEATS) as service,
         httpx.Client(base_url=service.url, timeout=REQUEST_S) as client,
     ):
-        job_id = submit(client, {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 2})
+        job_id = submit(client, {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 1})
         done = wait_for_job(client, job_id, timeout=JOB_S)
 
         assert done["status"] == "succeeded", done
@@ -196,7 +196,7 @@ def test_killing_the_worker_of_a_stale_attempt_leaves_the_current_attempt_alone(
         httpx.Client(base_url=service.url, timeout=REQUEST_S) as client,
         service_store(service) as store,
     ):
-        body = {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 3, "max_retries": 1}
+        body = {"dataset_id": create_dataset(client, BIG), **FULL_BATCH, "epochs": 2, "max_retries": 1}
         job_id = submit(client, body)
         wait_status(client, job_id, "running", 1)
         # Right after epoch 1 is checkpointed (the run's last write of that epoch), so that the stale

@@ -42,6 +42,7 @@ schema = schemathesis.openapi.from_asgi(
             auth="keys",
             bootstrap_key=KEY,
             rate_limit="",
+            auth_failure_rate_limit="",
         )
     ),
     config=schemathesis.Config.from_path(ROOT / "schemathesis.toml"),

@@ -153,7 +153,8 @@ class Problem(BaseModel):
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Bad request.",
-    401: "No API key, or a malformed, unknown or revoked one (`WWW-Authenticate: Bearer`).",
+    401: "No API key, or a malformed, unknown or revoked one (`WWW-Authenticate: Bearer`, and the RateLimit "
+    "headers of the client address's bucket of failed authentications).",
     403: "The key may not do this: another owner's resources are for admin keys only, or one of the "
     "owner's quotas is reached (`quota-exceeded`; `quota` names it, with the usage and the limit).",
     404: "No such resource.",
@@ -164,8 +165,9 @@ _PROBLEM_DESCRIPTIONS = {
     " application/x-npz or JSON.",
     415: "The request body is not of an accepted media type (JSON; .npy or .npz where documented).",
     422: "Invalid content: malformed JSON, bad shapes, non-finite numbers, unknown names, overflow.",
-    429: "Too many requests (the key's rate limit: `rate-limited`, with RateLimit headers) or the job "
-    "queue is full; retry after Retry-After seconds.",
+    429: "Too many requests: the key's token bucket, or the client address's bucket of failed "
+    "authentications, is empty (`rate-limited`, with RateLimit headers), or the job queue is full; retry "
+    "after Retry-After seconds.",
     500: "Unexpected error; the detail carries the request id. Type `urn:descent:problem:storage-corrupted`"
     " when stored bytes failed their sha256 check: `resource` names the kind and id; they are never used.",
     503: "A dependency is down; retry after Retry-After seconds.",

@@ -52,7 +52,8 @@ def _sha256(text: str) -> str:
 
 
 def check_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
-    """A key's overrides checked: non-negative numbers for quotas, ``N/unit`` or "" for the rate limit."""
+    """A key's overrides checked: non-negative numbers for quotas and the rate limit's burst, ``N/unit`` or
+    "" for the rate limit."""
     checked: dict[str, Any] = {}
     for name, value in limits.items():
         if value is None:
@@ -61,9 +62,10 @@ def check_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
             if value != "" and not RATE_PATTERN.fullmatch(str(value)):
                 raise InvalidInput(f"rate limit must look like 20/second or 600/minute, got {value!r}")
             checked[name] = str(value)
-        elif name in ("jobs", "datasets", "models", "stored_mb"):
+        elif name in ("jobs", "datasets", "models", "stored_mb", "rate_limit_burst"):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise InvalidInput(f"quota {name} must be a non-negative number, got {value!r}")
+                kind = "limit" if name == "rate_limit_burst" else "quota"
+                raise InvalidInput(f"{kind} {name} must be a non-negative number, got {value!r}")
             checked[name] = value if name == "stored_mb" else int(value)
         else:
             raise InvalidInput(f"unknown limit {name!r}")

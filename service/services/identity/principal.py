@@ -17,6 +17,7 @@ LIMIT_SETTINGS = {
     "datasets": "quota_datasets",
     "models": "quota_models",
     "rate_limit": "rate_limit",
+    "rate_limit_burst": "rate_limit_burst",
 }
 
 
@@ -63,6 +64,9 @@ def _scoped(settings: Settings, owner: str, limits: Mapping[str, Any]) -> Settin
     for name, value in limits.items():
         if name in LIMIT_SETTINGS:
             overrides[LIMIT_SETTINGS[name]] = value
+    if "rate_limit" in limits and "rate_limit_burst" not in limits:
+        # A key's own rate comes with its own burst (its N), not the one sized for DESCENT_RATE_LIMIT.
+        overrides["rate_limit_burst"] = 0
     return settings.model_copy(update=overrides)
 
 

@@ -44,7 +44,8 @@ def create_key(tmp_path: Path, *args: str) -> str:
 
 def test_keys_are_printed_once_listed_without_secret_and_stored_hashed(tmp_path: Path) -> None:
     alice = create_key(tmp_path, "--owner", "alice", "--note", "laptop")
-    admin = create_key(tmp_path, "--owner", "ops", "--admin", "--quota-jobs", "3", "--rate-limit", "5/second")
+    limits = "--quota-jobs 3 --rate-limit 5/second --rate-limit-burst 10"
+    admin = create_key(tmp_path, "--owner", "ops", "--admin", *limits.split())
     listing = descent(tmp_path, "keys", "list")
     assert listing.returncode == 0, listing.stderr
     assert "alice" in listing.stdout and "laptop" in listing.stdout and "ops" in listing.stdout
@@ -60,7 +61,7 @@ def test_keys_are_printed_once_listed_without_secret_and_stored_hashed(tmp_path:
         assert key not in dump and key[28:] not in dump
         assert key.encode() not in raw and key[28:].encode() not in raw
     [ops] = [d for d in json.loads(as_json.stdout) if d["owner"] == "ops"]
-    assert ops["admin"] and ops["limits"] == {"jobs": 3, "rate_limit": "5/second"}
+    assert ops["admin"] and ops["limits"] == {"jobs": 3, "rate_limit": "5/second", "rate_limit_burst": 10}
 
 
 def test_revoke_and_its_errors(tmp_path: Path) -> None:

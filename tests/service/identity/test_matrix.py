@@ -59,7 +59,13 @@ OPERATIONS = _operations()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Keys]]:
-    settings = make_settings(tmp_path_factory.mktemp("matrix"), auth="keys", key_cache_s=0, rate_limit="")
+    settings = make_settings(
+        tmp_path_factory.mktemp("matrix"),
+        auth="keys",
+        key_cache_s=0,
+        rate_limit="",
+        auth_failure_rate_limit="",
+    )
     client = Client(create_app(settings))
     try:
         yield client, make_keys(client)
