@@ -105,6 +105,9 @@ class EmbeddedRunner:
         self._ctx = mp.get_context("spawn")
         # Written only by this process, read by the workers: no cross-process lock.
         self._shutdown: Any = self._ctx.Value("b", 0, lock=False)
+        # Held while ringing and while a dead worker's doorbell is closed: a closed descriptor's number
+        # may be handed out again at once, and a byte must never go to whatever file took it.
+        self._bells = threading.Lock()
         self._workers: list[_Worker] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -126,9 +129,10 @@ class EmbeddedRunner:
 
         A busy worker looks at the queue again as soon as its job ends, so only the idle ones are rung.
         """
-        for worker in list(self._workers):
-            if read_slot(worker.slot) is None:
-                worker.ring()
+        with self._bells:
+            for worker in self._workers:
+                if read_slot(worker.slot) is None:
+                    worker.ring()
 
     def ready(self) -> bool:
         return not self._stopping.is_set() and any(w.process.is_alive() for w in self._workers)
@@ -150,8 +154,9 @@ class EmbeddedRunner:
                 return
             self._stopping.set()
             self._shutdown.value = 1
-            for worker in self._workers:
-                worker.ring()
+            with self._bells:
+                for worker in self._workers:
+                    worker.ring()
             deadline = time.monotonic() + self.grace_s
             self._stopper = threading.Thread(
                 target=self._end_workers, args=(deadline,), name="descent-stopper", daemon=True
@@ -227,8 +232,10 @@ class EmbeddedRunner:
                     self._release(worker, detail, error_type="resource_exhausted")
                 else:
                     self._release(worker, f"the worker process exited with code {code}")
-                worker.bell.close()
-                self._workers[i] = self._spawn()
+                replacement = self._spawn()
+                with self._bells:
+                    self._workers[i] = replacement
+                    worker.bell.close()
 
     def _supervise(self) -> None:
         last_reap = time.monotonic()

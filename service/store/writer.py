@@ -35,11 +35,15 @@ class WriterLock:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
+        self._pid = 0  # the process that opened _fd
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Hold the lock (or, failing that, nothing) for the duration of the block."""
-        with self._thread_lock:
+        if not self._thread_lock.acquire(timeout=self.timeout_s):
+            yield  # another thread of this process kept it all this time: SQLite decides
+            return
+        try:
             self._depth += 1
             locked = self._depth == 1 and self._acquire()
             try:
@@ -48,6 +52,8 @@ class WriterLock:
                 self._depth -= 1
                 if locked and self._fd is not None:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def _acquire(self) -> bool:
         fd = self._open()
@@ -69,17 +75,20 @@ class WriterLock:
             wait = min(wait * 1.5, _LONGEST_WAIT_S)
 
     def _open(self) -> int | None:
-        if self._fd is None:
+        # A forked child opens a file of its own: the lock of a descriptor inherited from its parent is
+        # the parent's lock (and is left alone).
+        if self._fd is None or self._pid != os.getpid():
             try:
                 # Read-only: flock needs no more, and a file open for writing would keep the file system
                 # from being remounted read-only.
                 self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
             except OSError:
                 return None
         return self._fd
 
     def close(self) -> None:
         with self._thread_lock:
-            if self._fd is not None:
+            if self._fd is not None and self._pid == os.getpid():
                 os.close(self._fd)
-                self._fd = None
+            self._fd = None
