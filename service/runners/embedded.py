@@ -1,8 +1,8 @@
 """The embedded runner: a supervised pool of worker processes beside the API, on one machine.
 
 Each worker process takes the first queued job in claim order (interrupted jobs first, then the
-oldest) and calls ``run_job``; after a job it looks again at once, and while idle it looks when the
-API rings the doorbell (a job was submitted) or every second, so nothing depends on a message
+oldest) and calls ``run_job``; after a job it looks again at once, and while idle it sleeps until the
+API rings its doorbell (a job was submitted) or a second has passed, so nothing depends on a message
 arriving. A supervisor thread in the API process replaces a worker that dies (kill -9, out of
 memory) and hands back the job it was running, fenced on the attempt that worker had claimed: the job
 resumes from its checkpoint, or fails ``worker_lost`` once its retries are used, or ``resource_exhausted``
@@ -10,22 +10,28 @@ when the worker ran out of memory; a job already taken over by another run is le
 workers checkpoint their jobs and leave them queued for the next start; a worker still running when
 the shutdown grace ends is killed.
 
-The API process and the workers share only lock-free memory (the doorbell counter, the shutdown
-flag and each worker's slot). A ``multiprocessing`` queue or event would not do: their operations
+The API process and the workers share only lock-free memory (the shutdown flag and each worker's
+slot) and one pipe per worker, its doorbell: the API writes a byte to the pipe of each idle worker
+when a job is submitted (without blocking: a full pipe has rung already), and the worker, asleep in
+``select`` on it, wakes at once. A ``multiprocessing`` queue or event would not do: their operations
 take a semaphore shared by every process, and a worker killed while holding it (an idle worker
 waiting on a queue holds one all the time) leaves it taken for good, so that the other workers, and
-the API's own shutdown, block on it forever.
+the API's own shutdown, block on it forever. A pipe has no lock: a dead worker's pipe only refuses
+the byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import select
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
@@ -42,16 +48,22 @@ from service.store import Store, open_store, reap_stale, release_lost_run
 
 log = logging.getLogger("descent.runner")
 _SLOT_BYTES = 64
-# An idle worker checks the doorbell this often (reading one shared integer: a few microseconds), and
-# the store at least every STORE_LOOK_S.
-IDLE_WAIT_S = 0.005
+# An idle worker looks at the store when its doorbell rings, and at least every STORE_LOOK_S.
 STORE_LOOK_S = 1.0
+# After a look that failed (the store is down), a worker waits this long before the next one.
+_RETRY_LOOK_S = 0.5
 
 
 @dataclass
 class _Worker:
     process: SpawnProcess
     slot: Any  # shared bytes: "<job id>:<attempt>" of the run the worker is in, empty when idle
+    bell: Connection  # the API's end of the worker's doorbell pipe (non-blocking)
+
+    def ring(self) -> None:
+        """Wake the worker if it sleeps; a full pipe (rung already) or a dead worker's is left as it is."""
+        with contextlib.suppress(OSError):
+            os.write(self.bell.fileno(), b"\0")
 
 
 def read_slot(slot: Any) -> tuple[str, int] | None:
@@ -91,10 +103,11 @@ class EmbeddedRunner:
         self.run_settings = run_settings or RunSettings()
         self.stale_after_s, self.grace_s = stale_after_s, grace_s
         self._ctx = mp.get_context("spawn")
-        # Written only by this process (under _bell_lock), read by the workers: no cross-process lock.
-        self._doorbell: Any = self._ctx.Value("Q", 0, lock=False)
+        # Written only by this process, read by the workers: no cross-process lock.
         self._shutdown: Any = self._ctx.Value("b", 0, lock=False)
-        self._bell_lock = threading.Lock()
+        # Held while ringing and while a dead worker's doorbell is closed: a closed descriptor's number
+        # may be handed out again at once, and a byte must never go to whatever file took it.
+        self._bells = threading.Lock()
         self._workers: list[_Worker] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -112,9 +125,14 @@ class EmbeddedRunner:
         self._supervisor.start()
 
     def submit(self, job_id: str) -> None:
-        """Wake the idle workers: the job is in the store, and they claim in claim order."""
-        with self._bell_lock:
-            self._doorbell.value += 1
+        """Wake the idle workers: the job is in the store, and they claim in claim order.
+
+        A busy worker looks at the queue again as soon as its job ends, so only the idle ones are rung.
+        """
+        with self._bells:
+            for worker in self._workers:
+                if read_slot(worker.slot) is None:
+                    worker.ring()
 
     def ready(self) -> bool:
         return not self._stopping.is_set() and any(w.process.is_alive() for w in self._workers)
@@ -136,6 +154,9 @@ class EmbeddedRunner:
                 return
             self._stopping.set()
             self._shutdown.value = 1
+            with self._bells:
+                for worker in self._workers:
+                    worker.ring()
             deadline = time.monotonic() + self.grace_s
             self._stopper = threading.Thread(
                 target=self._end_workers, args=(deadline,), name="descent-stopper", daemon=True
@@ -163,14 +184,17 @@ class EmbeddedRunner:
 
     def _spawn(self) -> _Worker:
         slot = self._ctx.Array("c", _SLOT_BYTES, lock=False)
+        door, bell = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=worker_main,
-            args=(self.database_url, self._doorbell, self._shutdown, slot, self.run_settings, os.getpid()),
+            args=(self.database_url, door, self._shutdown, slot, self.run_settings, os.getpid()),
             name="descent-worker",
             daemon=True,
         )
         process.start()
-        return _Worker(process, slot)
+        door.close()  # the worker's end: this process only rings
+        os.set_blocking(bell.fileno(), False)
+        return _Worker(process, slot, bell)
 
     def _release(self, worker: _Worker, detail: str, error_type: str | None = None) -> None:
         """Hand back the job a dead worker was running, fenced on that worker's attempt."""
@@ -208,7 +232,10 @@ class EmbeddedRunner:
                     self._release(worker, detail, error_type="resource_exhausted")
                 else:
                     self._release(worker, f"the worker process exited with code {code}")
-                self._workers[i] = self._spawn()
+                replacement = self._spawn()
+                with self._bells:
+                    self._workers[i] = replacement
+                    worker.bell.close()
 
     def _supervise(self) -> None:
         last_reap = time.monotonic()
@@ -252,7 +279,7 @@ def _run_next(store: Store, slot: Any, run_settings: RunSettings, stop: _StopSig
 
 
 def worker_main(
-    database_url: str, doorbell: Any, shutdown: Any, slot: Any, run_settings: RunSettings, parent_pid: int
+    database_url: str, door: Connection, shutdown: Any, slot: Any, run_settings: RunSettings, parent_pid: int
 ) -> None:
     """A worker process: run queued jobs one at a time until told to stop."""
     # The API process handles the signals and tells workers to stop through `shutdown`; an
@@ -266,19 +293,43 @@ def worker_main(
     store: Store = open_store(database_url, migrate_schema=False)
     apply_memory_cap(run_settings.worker_memory_mb)
     stop = _StopSignal(shutdown, parent_pid)
-    answered, last_look = -1, 0.0
+    doorbell = _Doorbell(door)
     try:
         while not stop.is_set():
-            rung, now = doorbell.value, time.monotonic()
-            if rung != answered or now - last_look >= STORE_LOOK_S:
-                answered, last_look = rung, now
-                try:
-                    if _run_next(store, slot, run_settings, stop):
-                        answered = -1  # more may be waiting: look again at once
-                        continue
-                except DomainError as exc:
-                    # The store is down or refused: keep the worker, look again later.
-                    log.warning("looking for queued jobs failed: %s", exc)
-            time.sleep(IDLE_WAIT_S)
+            doorbell.answer()
+            try:
+                if _run_next(store, slot, run_settings, stop):
+                    continue  # more may be waiting: look again at once
+                wait = STORE_LOOK_S
+            except DomainError as exc:
+                # The store is down or refused: keep the worker, look again later.
+                log.warning("looking for queued jobs failed: %s", exc)
+                wait = _RETRY_LOOK_S
+            doorbell.wait(wait)
     finally:
         store.close()
+
+
+class _Doorbell:
+    """The worker's end of its doorbell pipe."""
+
+    def __init__(self, door: Connection) -> None:
+        self.fd = door.fileno()
+        self._door = door  # keeps the pipe open
+        os.set_blocking(self.fd, False)
+        self.closed = False
+
+    def answer(self) -> None:
+        """Empty the pipe: the look that follows sees every job submitted before the rings read here."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 4096):
+                pass
+            # An empty read is the end of the pipe: the API process closed it (it is stopping or gone).
+            self.closed = True
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the doorbell rings or ``timeout`` seconds have passed."""
+        if self.closed:
+            time.sleep(timeout)  # the stop signal ends the worker at its next look
+        else:
+            select.select([self.fd], [], [], timeout)

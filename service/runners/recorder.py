@@ -14,7 +14,7 @@ from engine.training import Checkpoint, EpochState
 from service.errors import STORE_OUTAGES
 from service.runners.artifacts import SNAPSHOT_MAX_PARAMETERS, checkpoint_to_bytes, snapshot_to_bytes
 from service.runners.liveness import Heartbeat
-from service.store import Store, record_progress, save_checkpoint
+from service.store import ProgressWrite, Store, record_progress, save_checkpoint
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -128,6 +128,29 @@ class Recorder:
         state = state or self.latest
         if state is None:
             return
+        write = self._progress(state)
+        cancel = record_progress(
+            self.store,
+            self.job_id,
+            self.attempt,
+            rows=write.rows,
+            progress=write.progress,
+            metrics=write.metrics,
+            best=write.best,
+            snapshot=write.snapshot,
+        )
+        self.cancel_requested = self.cancel_requested or cancel
+        self.rows = []
+        self.last_write = time.monotonic()
+
+    def final_write(self) -> ProgressWrite | None:
+        """The progress write of the epochs not yet recorded, for the run's last transaction; None when
+        every epoch is recorded already."""
+        if self.latest is None or not self.rows:
+            return None
+        return self._progress(self.latest)
+
+    def _progress(self, state: EpochState) -> ProgressWrite:
         elapsed = time.monotonic() - self.began
         done_here = state.epoch - (self.first_epoch or 0)
         remaining = state.total_epochs - state.epoch
@@ -151,19 +174,7 @@ class Recorder:
             # Written with the progress: a client told of this epoch finds its parameters stored.
             architecture, meta = self.snapshot
             snapshot = snapshot_to_bytes(meta, architecture, state.params, state.standardization)
-        cancel = record_progress(
-            self.store,
-            self.job_id,
-            self.attempt,
-            rows=self.rows,
-            progress=progress,
-            metrics=state.metrics,
-            best=best,
-            snapshot=snapshot,
-        )
-        self.cancel_requested = self.cancel_requested or cancel
-        self.rows = []
-        self.last_write = time.monotonic()
+        return ProgressWrite(list(self.rows), progress, state.metrics, best, snapshot)
 
     def save(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(

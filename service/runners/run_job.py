@@ -41,17 +41,16 @@ from service.runners.memory import WorkerOutOfMemory, out_of_memory_detail
 from service.runners.recorder import Recorder, RunSettings
 from service.runners.spec import architecture_for, fit_config
 from service.store import (
+    Claimed,
     DatasetRecord,
+    Ending,
     Store,
-    claim_job,
+    claim,
     finish_job,
-    get_dataset,
-    get_job,
+    finish_run,
     get_model,
-    heartbeat,
-    load_checkpoint,
     load_model_parameters,
-    queued_job_ids,
+    read_claimed,
     requeue_job,
     truncate_metrics_after,
 )
@@ -62,8 +61,6 @@ log = logging.getLogger("descent.jobs")
 T = TypeVar("T")
 # Backoff of the final writes of a run while the store is unreachable.
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
-# Queued jobs a worker tries to claim per look (several workers race for the first ones).
-_CLAIM_BATCH = 16
 
 
 class Run(NamedTuple):
@@ -105,10 +102,10 @@ def run_job(
         process must be replaced.
     """
     settings = settings or RunSettings()
-    attempt = claim_job(store, job_id)
-    if attempt is None:
+    claimed = claim(store, job_id)
+    if claimed is None:
         return None
-    return run_claimed(store, job_id, attempt, settings=settings, shutdown=shutdown)
+    return run_claimed(store, job_id, claimed.attempt, settings=settings, shutdown=shutdown, claimed=claimed)
 
 
 def run_next(
@@ -125,21 +122,18 @@ def run_next(
     """
     settings = settings or RunSettings()
     shutdown = shutdown if shutdown is not None else threading.Event()
-    while not shutdown.is_set():
-        waiting = queued_job_ids(store, limit=_CLAIM_BATCH)
-        for job_id in waiting:
-            if shutdown.is_set():
-                return None
-            attempt = claim_job(store, job_id)
-            if attempt is None:
-                continue  # another worker claimed it first: try the next one
-            if on_claim is not None:
-                on_claim(job_id, attempt)
-            status = run_claimed(store, job_id, attempt, settings=settings, shutdown=shutdown)
-            return Run(job_id, attempt, status)
-        if len(waiting) < _CLAIM_BATCH:
-            return None
-    return None
+    if shutdown.is_set():
+        return None
+    # One transaction claims the first queued job and reads what its run needs.
+    claimed = claim(store)
+    if claimed is None:
+        return None
+    if on_claim is not None:
+        on_claim(claimed.job_id, claimed.attempt)
+    status = run_claimed(
+        store, claimed.job_id, claimed.attempt, settings=settings, shutdown=shutdown, claimed=claimed
+    )
+    return Run(claimed.job_id, claimed.attempt, status)
 
 
 def run_claimed(
@@ -149,14 +143,18 @@ def run_claimed(
     *,
     settings: RunSettings | None = None,
     shutdown: threading.Event | Any = None,
+    claimed: Claimed | None = None,
 ) -> str | None:
-    """Run attempt ``attempt`` of a job this worker has just claimed; see :func:`run_job`."""
+    """Run attempt ``attempt`` of a job this worker has just claimed; see :func:`run_job`.
+
+    ``claimed`` is what the claim read (see ``service.store.claim``); without it, the run reads it.
+    """
     settings = settings or RunSettings()
     shutdown = shutdown if shutdown is not None else threading.Event()
     liveness = Heartbeat(store, job_id, attempt, settings.heartbeat_interval_s).start()
     out_of_memory = ""
     try:
-        return _run_claimed(store, job_id, attempt, settings, shutdown, liveness)
+        return _run_claimed(store, job_id, attempt, settings, shutdown, liveness, claimed)
     except StaleAttempt:
         # Another run owns the job now (this one was presumed dead): it must not write anything more.
         log.warning("job %s attempt %d lost its claim", job_id, attempt)
@@ -215,24 +213,28 @@ class _NotTrainable(Exception):
     """The job's data does not fit its configuration."""
 
 
-def _load(store: Store, job_id: str, attempt: int) -> _Loaded | _Refused:
+def _load(store: Store, job_id: str, attempt: int, claimed: Claimed | None) -> _Loaded | _Refused:
     """Read the job's configuration, data and checkpoint, or say why the job cannot be trained.
 
     Data that does not fit the configuration is ``invalid_data``; a dataset, warm-start model or
     checkpoint whose stored bytes fail their check is ``storage_corrupted`` (training again would not help).
     """
-    config = get_job(store, job_id).config
+    if claimed is None or claimed.attempt != attempt:
+        claimed = read_claimed(store, job_id, attempt)
     try:
-        return _read_inputs(store, job_id, attempt, config)
+        return _read_inputs(store, job_id, attempt, claimed)
     except _NotTrainable as exc:
         return _Refused("invalid_data", str(exc))
     except StorageCorrupted as exc:
         return _Refused("storage_corrupted", exc.detail)
 
 
-def _read_inputs(store: Store, job_id: str, attempt: int, config: dict[str, Any]) -> _Loaded:
+def _read_inputs(store: Store, job_id: str, attempt: int, claimed: Claimed) -> _Loaded:
+    config = claimed.config
     try:
-        dataset = get_dataset(store, config["dataset_id"])
+        dataset = claimed.dataset
+        if dataset is None:
+            raise NotFound.resource("dataset", str(config.get("dataset_id")))
         X, y = dataset_arrays(store, dataset)
         n_classes = len(dataset.classes) if dataset.classes else None
         architecture = architecture_for(
@@ -244,7 +246,7 @@ def _read_inputs(store: Store, job_id: str, attempt: int, config: dict[str, Any]
             initial = _warm_start(store, config["warm_start_model_id"], architecture)
     except (ValueError, NotFound) as exc:
         raise _NotTrainable(str(exc)) from None
-    stored = load_checkpoint(store, job_id)
+    stored = claimed.checkpoint()
     resume = None
     if stored is not None:
         try:
@@ -259,11 +261,17 @@ def _read_inputs(store: Store, job_id: str, attempt: int, config: dict[str, Any]
 
 
 def _run_claimed(
-    store: Store, job_id: str, attempt: int, settings: RunSettings, shutdown: Any, liveness: Heartbeat
+    store: Store,
+    job_id: str,
+    attempt: int,
+    settings: RunSettings,
+    shutdown: Any,
+    liveness: Heartbeat,
+    claimed: Claimed | None,
 ) -> str | None:
     run = f"job {job_id} attempt {attempt}"
     # The job is claimed: a store outage from here on is waited out, not charged to the job.
-    loaded = _persist(lambda: _load(store, job_id, attempt), shutdown, run)
+    loaded = _persist(lambda: _load(store, job_id, attempt, claimed), shutdown, run)
     if isinstance(loaded, _Refused):
         refused = loaded
         _persist(
@@ -310,18 +318,16 @@ def _run_claimed(
     liveness.ending()
     if recorder.stopped_for_shutdown:
         return requeue_job(store, job_id, attempt)
-    # The result exists only in this process: wait out a store outage rather than lose it.
-    _persist(recorder.flush, shutdown, run)
-    # A cancel that arrives as the last epoch ends still ends the job cancelled, as promised.
-    # The flush just read the cancel flag; only a run that recorded no epoch must ask for it.
-    cancel = recorder.cancelled or (
-        recorder.latest is None and _persist(lambda: heartbeat(store, job_id, attempt), shutdown, run)
-    )
-    if cancel and result.stop_reason in ("completed", "early_stopped"):
-        result.stop_reason = "cancelled"
-    return _persist(
-        lambda: _finish(store, job_id, attempt, result, dataset.task, dataset.classes), shutdown, run
-    )
+    # The result exists only in this process: wait out a store outage rather than lose it. The epochs not
+    # yet recorded and the end go in one transaction, whose fence also reads the cancel flag: a cancel
+    # that arrives as the last epoch ends still ends the job cancelled, as promised.
+    progress = recorder.final_write()
+    task, classes = dataset.task, dataset.classes
+
+    def end(cancel_requested: bool) -> Ending:
+        return _ending(result, task, classes, cancelled=recorder.cancelled or cancel_requested)
+
+    return _persist(lambda: finish_run(store, job_id, attempt, progress=progress, end=end), shutdown, run)
 
 
 def _persist(write: Callable[[], T], shutdown: Any, run: str) -> T:
@@ -350,10 +356,11 @@ def _warm_start(store: Store, model_id: str, architecture: Any) -> np.ndarray:
     return parameters_from_arrays(stored, load_model_parameters(store, model_id)).flat
 
 
-def _finish(
-    store: Store, job_id: str, attempt: int, result: FitResult, task: str, classes: list[Any] | None
-) -> str:
+def _ending(result: FitResult, task: str, classes: list[Any] | None, *, cancelled: bool) -> Ending:
+    """How a run that trained ends its job; ``cancelled``: whether a cancel was asked for."""
     reason = result.stop_reason
+    if cancelled and reason in ("completed", "early_stopped"):
+        reason = "cancelled"
     params, weights_epoch = result.params, result.weights_epoch
     if reason == "cancelled" and result.best_epoch > 0:
         # A cancelled job keeps the best weights it reached (the current ones if no epoch ended).
@@ -379,12 +386,8 @@ def _finish(
         # The engine keeps finite weights whatever happens; should a non-finite value get here, the job
         # ends without a model rather than store one no prediction can use.
         detail = f"the model after epoch {weights_epoch} holds non-finite values; no model was stored"
-        return finish_job(
-            store, job_id, attempt, status="failed", error_type="diverged", error_detail=detail
-        ).status
+        return Ending("failed", "diverged", detail)
     model = model_payload(result, params, task, classes, metrics)
     if status != "failed":
-        return finish_job(store, job_id, attempt, status=status, model=model).status
-    return finish_job(
-        store, job_id, attempt, status="failed", error_type=reason, error_detail=result.detail, model=model
-    ).status
+        return Ending(status, model=model)
+    return Ending("failed", reason, result.detail, model)

@@ -14,12 +14,13 @@ import zipfile
 from collections.abc import Mapping
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.errors import StorageCorrupted
 from service.store.db import new_id, utcnow
-from service.store.tables import BlobRow
+from service.store.tables import BlobRow, table
 
 # np.savez takes member names as keyword arguments, so these two cannot be member names.
 _SAVEZ_ARGUMENTS = ("file", "allow_pickle")
@@ -106,14 +107,17 @@ def decode_verified(data: bytes | None, sha256: str | None, kind: str, id: str) 
         raise StorageCorrupted(kind, id, f"its stored arrays cannot be read: {exc}") from None
 
 
-def put_blob(session: Session, data: bytes) -> BlobRow:
-    """Insert ``data`` as a new blob in the session's transaction."""
-    row = BlobRow(
-        id=new_id("blob"), sha256=sha256_hex(data), nbytes=len(data), data=data, created_at=utcnow()
+_INSERT_BLOB = insert(table(BlobRow))
+
+
+def put_blob(conn: Session | Connection, data: bytes) -> tuple[str, str]:
+    """Insert ``data`` as a new blob in the caller's transaction; returns its id and sha256."""
+    blob_id, sha256 = new_id("blob"), sha256_hex(data)
+    conn.execute(
+        _INSERT_BLOB,
+        {"id": blob_id, "sha256": sha256, "nbytes": len(data), "data": data, "created_at": utcnow()},
     )
-    session.add(row)
-    session.flush()
-    return row
+    return blob_id, sha256
 
 
 def blob_data(session: Session, blob_id: str) -> bytes | None:

@@ -73,7 +73,7 @@ def create_dataset(
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     data = encode_npz({"X": X, "y": y})
     with store.write() as session:
-        blob = put_blob(session, data)
+        blob_id, sha256 = put_blob(session, data)
         row = DatasetRow(
             id=new_id("dataset"),
             owner=owner,
@@ -84,8 +84,8 @@ def create_dataset(
             task=task,
             classes=jsonable(classes),
             class_counts=jsonable(class_counts),
-            sha256=blob.sha256,
-            blob_id=blob.id,
+            sha256=sha256,
+            blob_id=blob_id,
             created_at=utcnow(),
             source=jsonable(source or {}),
         )

@@ -7,6 +7,7 @@ schema to the latest Alembic revision and returns a :class:`Store`. The reposito
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Select, create_engine, event, text
+from sqlalchemy import Engine, Insert, Select, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -30,9 +32,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from service.errors import InsufficientStorage, StorageCorrupted, StoreUnavailable
 from service.store.health import StoreHealth
 from service.store.space import Reserve
+from service.store.writer import WriterLock
 
 DEFAULT_URL = "sqlite:///./data/descent.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POOL_SIZE, SQLITE_POOL_OVERFLOW = 16, 32
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Transaction-level advisory lock keys (PostgreSQL): migrations, admission to the queue, re-dispatch.
@@ -62,19 +66,24 @@ class Store:
         # SQLite: a write transaction takes the write lock at BEGIN (IMMEDIATE). A deferred transaction that
         # reads and then writes fails at once with "database is locked" when another writer committed in
         # between, whatever the busy timeout; IMMEDIATE makes it wait instead.
-        self.sessionmaker = sessionmaker(
-            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
-        )
+        self._write_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self.sessionmaker = sessionmaker(self._write_engine, expire_on_commit=False)
         self.read_sessionmaker = sessionmaker(engine, expire_on_commit=False)
         #: SQLite: the database file, and the reserve that lets deletes run on a full disk.
         self.database_path = sqlite_path(engine)
         self.reserve = Reserve(self.database_path) if self.database_path is not None else None
+        #: SQLite: the lock writers queue on (``service.store.writer``).
+        self.writer = (
+            WriterLock(self.database_path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            if self.database_path is not None
+            else None
+        )
         self.health = StoreHealth(self)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One read-write transaction: commits on success, rolls back on any exception."""
-        with unavailable_on_failure(), self.sessionmaker.begin() as session:
+        with self._writing(), unavailable_on_failure(), self.sessionmaker.begin() as session:
             yield session
 
     @contextmanager
@@ -82,6 +91,23 @@ class Store:
         """One read-only transaction (a consistent snapshot on both backends)."""
         with unavailable_on_failure(), self.read_sessionmaker.begin() as session:
             yield session
+
+    @contextmanager
+    def write_core(self) -> Iterator[Connection]:
+        """:meth:`write` without the ORM session: a connection in one read-write transaction, for the hot
+        paths that run SQLAlchemy Core statements only (a job's submit, claim and end)."""
+        with self._writing(), unavailable_on_failure(), self._write_engine.begin() as conn:
+            yield conn
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """SQLite: the writer lock (``service.store.writer``) around a write transaction."""
+        return self.writer.held() if self.writer is not None else contextlib.nullcontext()
+
+    @contextmanager
+    def read_core(self) -> Iterator[Connection]:
+        """:meth:`read` without the ORM session."""
+        with unavailable_on_failure(), self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> bool:
         """Whether the database answers ``SELECT 1``."""
@@ -95,6 +121,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self.writer is not None:
+            self.writer.close()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -165,7 +193,9 @@ def create_store_engine(url: str) -> Engine:
         if database in ("", ":memory:") or database.startswith("file:"):
             raise ValueError(f"the store needs a SQLite file path, got {url!r}")
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
+        # Enough kept connections for the request threads that use the store at once: a connection beyond
+        # the pool is opened (with its PRAGMAs) and closed for each use.
+        engine = create_engine(parsed, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
         _install_sqlite_events(engine)
         return engine
     if backend == "postgresql":
@@ -312,12 +342,24 @@ def paginate(
     return rows, None
 
 
+_PLAIN_JSON = frozenset({str, int, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON data: NumPy scalars and arrays become Python values, tuples become lists.
 
     Non-finite floats become ``None``: JSON has no NaN or infinity (PostgreSQL refuses them), and the API
     promises finite numbers only; a diverged epoch's loss is therefore stored as null.
     """
+    kind = type(value)  # the plain types first, by their exact type: the common case, and the cheap one
+    if kind in _PLAIN_JSON:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
@@ -339,3 +381,14 @@ def finite_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def upsert(table: Table, keys: tuple[str, ...]) -> dict[str, Insert]:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` every other column of ``table``, by dialect name: one
+    statement where a row is replaced if it exists."""
+    statements: dict[str, Insert] = {}
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        stmt = insert(table)
+        others = {column.name: stmt.excluded[column.name] for column in table.c if column.name not in keys}
+        statements[name] = stmt.on_conflict_do_update(index_elements=list(keys), set_=others)
+    return statements

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -128,8 +129,9 @@ def reserve(
     return claim
 
 
-def complete(session: Session, claim: Claim, resource_id: str) -> None:
-    """Record, inside the creating transaction, that ``claim``'s key produced ``resource_id``.
+def complete(session: Session | Connection, claim: Claim, resource_id: str) -> None:
+    """Record, inside the creating transaction (an ORM session or a Core connection), that ``claim``'s key
+    produced ``resource_id``.
 
     Raises
     ------

@@ -10,10 +10,12 @@ of concurrent transactions may commit out of order.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,7 @@ from service.store.tables import (
     JobRow,
     JobSnapshotRow,
     ModelRow,
+    table,
 )
 from service.vocabulary import ACTIVE_STATUSES, JOB_STATUSES, TERMINAL_STATUSES
 
@@ -41,6 +44,22 @@ def append_event(session: Session, job_id: str, kind: str, data: dict[str, Any])
     session.add(JobEventRow(job_id=job_id, kind=kind, data=jsonable(data), created_at=utcnow()))
     session.flush()
     notify_event(session, job_id)
+
+
+_EVENTS = table(JobEventRow)
+_INSERT_EVENT = insert(_EVENTS)
+
+
+def append_events(conn: Connection, job_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """:func:`append_event` for a Core connection: ``(kind, data)`` pairs, in this order, in one statement.
+
+    ``data`` must already be plain JSON data (see ``jsonable``); the caller holds the job's row.
+    """
+    now = utcnow()
+    conn.execute(
+        _INSERT_EVENT, [{"job_id": job_id, "kind": k, "data": d, "created_at": now} for k, d in events]
+    )
+    notify_event(conn, job_id)
 
 
 def lock_job(session: Session, job_id: str, owner: str | None = None) -> JobRow:
@@ -115,7 +134,8 @@ def create_job(
     Returns
     -------
     record : JobRecord
-        Status 'queued', attempt 0; a 'status' event is appended.
+        Status 'queued', attempt 0; a 'status' event is appended. :func:`queue_job` also gives its
+        queue position.
 
     Raises
     ------
@@ -125,68 +145,138 @@ def create_job(
     NotFound
         When the dataset does not exist or is not ``owner``'s.
     """
+    return queue_job(
+        store,
+        owner=owner,
+        config=config,
+        config_hash=config_hash,
+        dataset_id=dataset_id,
+        max_retries=max_retries,
+        max_queued=max_queued,
+        owner_quota=owner_quota,
+        claim=claim,
+    )[0]
+
+
+_JOBS = table(JobRow)
+_INSERT_JOB = insert(_JOBS)
+_JOB_FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
+_DATASET_OWNER = (
+    select(DatasetRow.owner)
+    .where(DatasetRow.id == bindparam("dataset_id"))
+    # FOR KEY SHARE: the dataset cannot be deleted until this transaction ends (PostgreSQL).
+    .with_for_update(read=True, key_share=True)
+)
+# Over the active jobs, in one scan: how many are queued, how many are the owner's, and how many queued
+# ones a new job (attempt 0, the id given) will wait for.
+_QUEUE_COUNTS = select(
+    func.count(case((_JOBS.c.status == "queued", 1))),
+    func.count(case((_JOBS.c.owner == bindparam("owner"), 1))),
+    func.count(
+        case(((_JOBS.c.status == "queued") & ((_JOBS.c.attempt > 0) | (_JOBS.c.id < bindparam("id"))), 1))
+    ),
+).where(_JOBS.c.status.in_(ACTIVE_STATUSES))
+
+
+def queue_job(
+    store: Store,
+    *,
+    owner: str = DEFAULT_OWNER,
+    config: dict[str, Any],
+    config_hash: str,
+    dataset_id: str | None,
+    max_retries: int = 0,
+    max_queued: int,
+    owner_quota: int | None = None,
+    claim: Claim | None = None,
+) -> tuple[JobRecord, int]:
+    """:func:`create_job`, which it is, also giving the new job's queue position (how many queued jobs
+    will be claimed before it), read in the transaction that queues it."""
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
     if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 0:
         raise ValueError(f"max_queued must be a non-negative integer, got {max_queued!r}")
+    job_id = new_id("job")
     try:
-        with store.write() as session:
+        with store.write_core() as conn:
             if store.dialect == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
             if dataset_id is not None:
-                # FOR KEY SHARE: the dataset cannot be deleted until this transaction ends.
-                dataset_owner = session.scalar(
-                    select(DatasetRow.owner)
-                    .where(DatasetRow.id == dataset_id)
-                    .with_for_update(read=True, key_share=True)
-                )
+                dataset_owner = conn.scalar(_DATASET_OWNER, {"dataset_id": dataset_id})
                 if dataset_owner is None or dataset_owner != owner:
                     raise NotFound.resource("dataset", dataset_id)
-            queued = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.status == "queued"))
-            if queued is not None and queued >= max_queued:
+            queued, active, ahead = conn.execute(_QUEUE_COUNTS, {"owner": owner, "id": job_id}).one()
+            if queued >= max_queued:
                 raise QueueFull(max_queued)
-            if owner_quota is not None:
-                active = session.scalar(
-                    select(func.count())
-                    .select_from(JobRow)
-                    .where(JobRow.owner == owner, JobRow.status.in_(ACTIVE_STATUSES))
-                )
-                if active is not None and active >= owner_quota:
-                    raise QuotaExceeded("jobs", usage=active, limit=owner_quota)
+            if owner_quota is not None and active >= owner_quota:
+                raise QuotaExceeded("jobs", usage=active, limit=owner_quota)
             now = utcnow()
-            row = JobRow(
-                id=new_id("job"),
+            record = JobRecord(
+                id=job_id,
                 owner=owner,
                 status="queued",
                 config=jsonable(config),
                 config_hash=config_hash,
                 dataset_id=dataset_id,
                 created_at=now,
+                started_at=None,
+                finished_at=None,
+                attempt=0,
+                max_retries=max_retries,
+                heartbeat_at=None,
+                cancel_requested=False,
+                progress=None,
+                metrics=None,
+                best=None,
+                error_type=None,
+                error_detail=None,
+                model_id=None,
                 # The caller hands the job to the runner next: that is its first dispatch.
                 dispatched_at=now,
                 dispatch_count=1,
-                attempt=0,
-                max_retries=max_retries,
-                cancel_requested=False,
             )
-            session.add(row)
-            session.flush()
-            append_event(session, row.id, "status", {"status": "queued", "attempt": 0})
+            conn.execute(_INSERT_JOB, {name: getattr(record, name) for name in _JOB_FIELDS})
+            append_events(conn, job_id, [("status", {"status": "queued", "attempt": 0})])
             if claim is not None:
-                complete(session, claim, row.id)
-            return JobRecord.from_row(row)
+                complete(conn, claim, job_id)
+            return record, int(ahead)
     except IntegrityError as exc:
         # Only the dataset foreign key can fail here: the dataset was deleted concurrently.
         raise NotFound.resource("dataset", str(dataset_id)) from exc
 
 
+_JOB_BY_ID = select(_JOBS).where(_JOBS.c.id == bindparam("id"))
+# Queued jobs claimed before a queued one (see claim_order): for a job that never started, every
+# interrupted job and every older one; for an interrupted job, every older interrupted one.
+_AHEAD_OF_NEW = select(func.count()).where(
+    _JOBS.c.status == "queued", (_JOBS.c.attempt > 0) | (_JOBS.c.id < bindparam("id"))
+)
+_AHEAD_OF_INTERRUPTED = select(func.count()).where(
+    _JOBS.c.status == "queued", _JOBS.c.attempt > 0, _JOBS.c.id < bindparam("id")
+)
+
+
+def _job_record(conn: Connection, job_id: str, owner: str | None) -> JobRecord:
+    row = conn.execute(_JOB_BY_ID, {"id": job_id}).one_or_none()
+    if row is None or (owner is not None and row.owner != owner):
+        raise NotFound.resource("job", job_id)
+    return JobRecord(**row._mapping)
+
+
 def get_job(store: Store, job_id: str, *, owner: str | None = None) -> JobRecord:
     """The job ``job_id``; ``NotFound`` when missing or, if ``owner`` is given, someone else's."""
-    with store.read() as session:
-        row = session.get(JobRow, job_id)
-        if row is None or (owner is not None and row.owner != owner):
-            raise NotFound.resource("job", job_id)
-        return JobRecord.from_row(row)
+    with store.read_core() as conn:
+        return _job_record(conn, job_id, owner)
+
+
+def read_job(store: Store, job_id: str, *, owner: str | None = None) -> tuple[JobRecord, int | None]:
+    """:func:`get_job` and the job's :func:`queue_position`, in one read."""
+    with store.read_core() as conn:
+        job = _job_record(conn, job_id, owner)
+        if job.status != "queued":
+            return job, None
+        ahead = _AHEAD_OF_NEW if job.attempt == 0 else _AHEAD_OF_INTERRUPTED
+        return job, int(conn.scalar(ahead, {"id": job_id}) or 0)
 
 
 def list_jobs(

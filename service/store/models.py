@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
@@ -15,7 +16,7 @@ from service.store.db import Store, jsonable, new_id, paginate, utcnow
 from service.store.idempotency import Claim, complete
 from service.store.records import ModelRecord
 from service.store.space import freeing
-from service.store.tables import DEFAULT_OWNER, ModelRow
+from service.store.tables import DEFAULT_OWNER, ModelRow, table
 from service.vocabulary import TASKS
 
 MODEL_FIELDS = frozenset(
@@ -23,8 +24,11 @@ MODEL_FIELDS = frozenset(
 )
 
 
+_INSERT_MODEL = insert(table(ModelRow))
+
+
 def insert_model(
-    session: Session,
+    conn: Connection,
     *,
     owner: str,
     job_id: str | None,
@@ -35,7 +39,7 @@ def insert_model(
     metrics: Mapping[str, Any] | None,
     standardization: Mapping[str, Any] | None,
     parameters: Mapping[str, np.ndarray],
-) -> ModelRow:
+) -> ModelRecord:
     """Insert a model and its parameter blob in the caller's transaction (see :func:`create_model`)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
@@ -44,8 +48,8 @@ def insert_model(
     if not parameters:
         raise ValueError("parameters must hold at least one array, got none")
     _check_finite(parameters, standardization)
-    blob = put_blob(session, encode_npz(parameters))
-    row = ModelRow(
+    blob_id, sha256 = put_blob(conn, encode_npz(parameters))
+    record = ModelRecord(
         id=new_id("model"),
         owner=owner,
         job_id=job_id,
@@ -56,12 +60,14 @@ def insert_model(
         classes=jsonable(classes),
         metrics=jsonable(metrics or {}),
         standardization=jsonable(standardization),
-        blob_id=blob.id,
-        sha256=blob.sha256,
+        blob_id=blob_id,
+        sha256=sha256,
     )
-    session.add(row)
-    session.flush()
-    return row
+    conn.execute(_INSERT_MODEL, {name: getattr(record, name) for name in _MODEL_COLUMNS})
+    return record
+
+
+_MODEL_COLUMNS = tuple(column.name for column in table(ModelRow).columns)
 
 
 def _check_finite(parameters: Mapping[str, np.ndarray], standardization: Mapping[str, Any] | None) -> None:
@@ -129,8 +135,8 @@ def create_model(
         For an unknown task, a non-positive ``n_features``, no parameters, or an array of object dtype.
     """
     with store.write() as session:
-        row = insert_model(
-            session,
+        record = insert_model(
+            session.connection(),
             owner=owner,
             job_id=job_id,
             architecture=architecture,
@@ -142,8 +148,8 @@ def create_model(
             parameters=parameters,
         )
         if claim is not None:
-            complete(session, claim, row.id)
-        return ModelRecord.from_row(row)
+            complete(session, claim, record.id)
+        return record
 
 
 def _model_row(session: Session, model_id: str, owner: str | None) -> ModelRow:

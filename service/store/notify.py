@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 from service.store.db import Store
@@ -36,13 +36,18 @@ _RECONNECT_S = 1.0
 OnChange = Callable[[set[str] | None], None]
 
 
-def notify_event(session: Session, job_id: str) -> None:
+_NOTIFY = text("SELECT pg_notify(:channel, :job)")
+
+
+def notify_event(session: Session | Connection, job_id: str) -> None:
     """Tell the listeners, at commit, that ``job_id`` has a new event (PostgreSQL; a no-op on SQLite).
 
-    PostgreSQL folds identical notifications of one transaction into one.
+    Takes an ORM session or a Core connection in a transaction. PostgreSQL folds identical
+    notifications of one transaction into one.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :job)"), {"channel": EVENTS_CHANNEL, "job": job_id})
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
+        session.execute(_NOTIFY, {"channel": EVENTS_CHANNEL, "job": job_id})
 
 
 class EventWatcher:

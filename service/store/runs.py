@@ -8,22 +8,23 @@ else and rolls back. A run whose job was requeued, reclaimed or ended elsewhere 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Row, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleAttempt
 from service.store.blobs import sha256_hex, verified
-from service.store.db import Store, finite_or_none, jsonable, utcnow
-from service.store.jobs import append_event, end_job
+from service.store.db import Store, finite_or_none, jsonable, upsert, utcnow
+from service.store.jobs import append_event, append_events, end_job
 from service.store.models import MODEL_FIELDS, insert_model
-from service.store.records import Checkpoint, JobRecord
+from service.store.records import Checkpoint, DatasetRecord, JobRecord
 from service.store.snapshots import write_snapshot
-from service.store.tables import CheckpointRow, JobMetricRow, JobRow, UTCDateTime
+from service.store.tables import CheckpointRow, DatasetRow, JobMetricRow, JobRow, UTCDateTime, table
 from service.vocabulary import ERROR_TYPES, RUN_STATUSES, TERMINAL_STATUSES
 
 METRIC_NAMES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -42,41 +43,187 @@ def claim_job(store: Store, job_id: str) -> int | None:
         The run's attempt number (its fencing token), or None when the job is missing or not queued,
         e.g. because another worker claimed it first.
     """
-    now = utcnow()
-    with store.write() as session:
-        attempt = session.scalar(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status == "queued")
-            .values(
-                status="running",
-                attempt=JobRow.attempt + 1,
-                started_at=func.coalesce(JobRow.started_at, literal(now, UTCDateTime())),
-                heartbeat_at=now,
-            )
-            .returning(JobRow.attempt)
-        )
-        if attempt is None:
+    claimed = claim(store, job_id)
+    return None if claimed is None else claimed.attempt
+
+
+class Claimed(NamedTuple):
+    """A job just claimed, with what its run reads before training, read in the claim's transaction."""
+
+    job_id: str
+    attempt: int
+    config: dict[str, Any]
+    #: The dataset the configuration names; None when it is gone.
+    dataset: DatasetRecord | None
+    #: ``(epoch, blob, sha256)`` of the job's checkpoint, not yet checked; see :meth:`checkpoint`.
+    stored_checkpoint: tuple[int, bytes | None, str | None] | None
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The job's latest checkpoint, or None; ``StorageCorrupted`` when its bytes fail their check."""
+        if self.stored_checkpoint is None:
             return None
-        append_event(session, job_id, "status", {"status": "running", "attempt": attempt})
-        return int(attempt)
+        epoch, blob, sha256 = self.stored_checkpoint
+        return Checkpoint(epoch, verified(blob, sha256, "checkpoint of job", self.job_id))
 
 
-def _fence(session: Session, job_id: str, attempt: int, **values: Any) -> Row[str, bool]:
-    """The fenced UPDATE every run write starts with; also a heartbeat. Returns (status, cancel_requested)."""
-    # SQLite takes its write lock when the transaction begins: stamp the heartbeat after any wait for
-    # it, so that a run kept waiting by another writer (a large checkpoint) does not look silent.
-    session.connection()
-    row = session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.attempt == attempt, JobRow.status.in_(RUN_STATUSES))
-        .values(heartbeat_at=_not_earlier(utcnow()), **values)
-        .returning(JobRow.status, JobRow.cancel_requested)
-    ).one_or_none()
+_JOBS = table(JobRow)
+_NOW = bindparam("now_", type_=UTCDateTime())
+_CLAIM_VALUES = {
+    "status": "running",
+    "attempt": _JOBS.c.attempt + 1,
+    "started_at": func.coalesce(_JOBS.c.started_at, _NOW),
+    "heartbeat_at": _NOW,
+}
+_CLAIM_RETURNS = (_JOBS.c.id, _JOBS.c.attempt, _JOBS.c.config)
+_CLAIM_ONE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.status == "queued")
+    .values(_CLAIM_VALUES)
+    .returning(*_CLAIM_RETURNS)
+)
+# The first queued job in claim order; on PostgreSQL, one no concurrent claim holds (SQLite, which
+# serialises writers, ignores FOR UPDATE).
+_FIRST_QUEUED = (
+    select(_JOBS.c.id)
+    .where(_JOBS.c.status == "queued")
+    .order_by(_JOBS.c.attempt == 0, _JOBS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM_NEXT = (
+    update(_JOBS)
+    .where(_JOBS.c.id == _FIRST_QUEUED, _JOBS.c.status == "queued")
+    .values(_CLAIM_VALUES)
+    .returning(*_CLAIM_RETURNS)
+)
+_DATASETS = table(DatasetRow)
+_CHECKPOINTS = table(CheckpointRow)
+# What a run reads before it trains, in one query: the dataset's record and the checkpoint's columns.
+_RUN_INPUTS = (
+    select(
+        _JOBS.c.dataset_id.label("job_dataset_id"),
+        *_DATASETS.c,
+        _CHECKPOINTS.c.epoch.label("checkpoint_epoch"),
+        _CHECKPOINTS.c.blob.label("checkpoint_blob"),
+        _CHECKPOINTS.c.sha256.label("checkpoint_sha256"),
+    )
+    .select_from(_JOBS)
+    .outerjoin(_DATASETS, _DATASETS.c.id == _JOBS.c.dataset_id)
+    .outerjoin(_CHECKPOINTS, _CHECKPOINTS.c.job_id == _JOBS.c.id)
+    .where(_JOBS.c.id == bindparam("job_id"))
+)
+_DATASET_FIELDS = tuple(column.name for column in _DATASETS.c)
+
+
+def claim(store: Store, job_id: str | None = None) -> Claimed | None:
+    """:func:`claim_job` for ``job_id``, or for the first queued job in claim order when None (interrupted
+    jobs first, then the oldest), reading in the same transaction what the run needs before it trains:
+    its configuration, its dataset's record and its checkpoint.
+
+    Returns None when there was no such queued job.
+    """
+    with store.write_core() as conn:
+        if job_id is None:
+            row = conn.execute(_CLAIM_NEXT, {"now_": utcnow()}).one_or_none()
+        else:
+            row = conn.execute(_CLAIM_ONE, {"now_": utcnow(), "job_id": job_id}).one_or_none()
+        if row is None:
+            return None
+        claimed_id, attempt, config = row
+        append_events(conn, claimed_id, [("status", {"status": "running", "attempt": attempt})])
+        return _claimed(conn, claimed_id, attempt, config)
+
+
+_CONFIG = select(_JOBS.c.config).where(_JOBS.c.id == bindparam("job_id"))
+
+
+def read_claimed(store: Store, job_id: str, attempt: int) -> Claimed:
+    """What :func:`claim` reads for a run, read again for a run that has its attempt already."""
+    with store.read_core() as conn:
+        config = conn.scalar(_CONFIG, {"job_id": job_id})
+        if config is None:
+            raise NotFound.resource("job", job_id)
+        return _claimed(conn, job_id, attempt, config)
+
+
+def _claimed(conn: Connection, job_id: str, attempt: int, config: dict[str, Any]) -> Claimed:
+    row = conn.execute(_RUN_INPUTS, {"job_id": job_id}).one()
+    values = row._mapping
+    dataset = None
+    if values["id"] is not None and values["id"] == config.get("dataset_id"):
+        dataset = DatasetRecord(**{name: values[name] for name in _DATASET_FIELDS})
+    stored = None
+    if values["checkpoint_epoch"] is not None:
+        stored = (values["checkpoint_epoch"], values["checkpoint_blob"], values["checkpoint_sha256"])
+    return Claimed(job_id, int(attempt), config, dataset, stored)
+
+
+_RUN_IS_LIVE = (
+    (_JOBS.c.id == bindparam("job_id"))
+    & (_JOBS.c.attempt == bindparam("attempt_"))
+    & _JOBS.c.status.in_(RUN_STATUSES)
+)
+# ``now``, or the stored heartbeat if later: a write that waited for the row's lock (PostgreSQL) while
+# another write of the run committed a later heartbeat does not move it back.
+_NOT_EARLIER = case((_JOBS.c.heartbeat_at > _NOW, _JOBS.c.heartbeat_at), else_=_NOW)
+_FENCED = (_JOBS.c.status, _JOBS.c.cancel_requested, _JOBS.c.owner)
+_FENCE = update(_JOBS).where(_RUN_IS_LIVE).values(heartbeat_at=_NOT_EARLIER).returning(*_FENCED)
+_FENCE_WITH_PROGRESS = (
+    update(_JOBS)
+    .where(_RUN_IS_LIVE)
+    .values(
+        heartbeat_at=_NOT_EARLIER,
+        progress=bindparam("progress_", type_=_JOBS.c.progress.type),
+        metrics=bindparam("metrics_", type_=_JOBS.c.metrics.type),
+        best=bindparam("best_", type_=_JOBS.c.best.type),
+    )
+    .returning(*_FENCED)
+)
+_JOB_EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("job_id"))
+
+
+class ProgressWrite(NamedTuple):
+    """What a progress write records (see :func:`record_progress`)."""
+
+    rows: Sequence[Mapping[str, Any]]
+    progress: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    best: Mapping[str, Any] | None
+    snapshot: bytes | None = None
+
+
+def _fence_core(
+    conn: Connection, job_id: str, attempt: int, progress: ProgressWrite | None = None
+) -> Row[Any]:
+    """The fenced UPDATE every run write starts with; also a heartbeat, and with ``progress`` the job's
+    latest progress, metrics and best. Returns (status, cancel_requested, owner).
+
+    Raises ``StaleAttempt`` (or ``NotFound``) when ``attempt`` does not own the job: the caller's
+    transaction then rolls back, having written nothing.
+    """
+    # SQLite takes its write lock when the transaction begins: the heartbeat is stamped after any wait
+    # for it, so that a run kept waiting by another writer (a large checkpoint) does not look silent.
+    params: dict[str, Any] = {"job_id": job_id, "attempt_": attempt, "now_": utcnow()}
+    stmt = _FENCE
+    if progress is not None:
+        stmt = _FENCE_WITH_PROGRESS
+        params.update(
+            progress_=jsonable(progress.progress),
+            metrics_=jsonable(progress.metrics),
+            best_=jsonable(progress.best),
+        )
+    row = conn.execute(stmt, params).one_or_none()
     if row is None:
-        if session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
+        if conn.scalar(_JOB_EXISTS, {"job_id": job_id}) is None:
             raise NotFound.resource("job", job_id)
         raise StaleAttempt(job_id, attempt)
     return row
+
+
+def _fence(session: Session, job_id: str, attempt: int) -> Row[Any]:
+    """:func:`_fence_core` in an ORM session's transaction."""
+    return _fence_core(session.connection(), job_id, attempt)
 
 
 def _not_earlier(now: datetime) -> Any:
@@ -96,8 +243,8 @@ def _locked_row(session: Session, job_id: str) -> JobRow:
 
 def heartbeat(store: Store, job_id: str, attempt: int) -> bool:
     """Refresh the run's heartbeat; returns whether a cancel was requested. Raises ``StaleAttempt``."""
-    with store.write() as session:
-        return bool(_fence(session, job_id, attempt).cancel_requested)
+    with store.write_core() as conn:
+        return bool(_fence_core(conn, job_id, attempt).cancel_requested)
 
 
 def _metric_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,36 +294,37 @@ def record_progress(
     StaleAttempt
         When ``attempt`` no longer owns the job; nothing is written.
     """
-    by_epoch = {values["epoch"]: values for values in map(_metric_row, rows)}
-    latest = by_epoch[max(by_epoch)] if by_epoch else None
-    with store.write() as session:
-        fenced = _fence(
-            session,
-            job_id,
-            attempt,
-            progress=jsonable(progress),
-            metrics=jsonable(metrics),
-            best=jsonable(best),
-        )
-        epochs = sorted(by_epoch)
-        for start in range(0, len(epochs), _IN_CHUNK):
-            chunk = epochs[start : start + _IN_CHUNK]
-            session.execute(
-                delete(JobMetricRow).where(JobMetricRow.job_id == job_id, JobMetricRow.epoch.in_(chunk))
-            )
-        if epochs:
-            session.execute(insert(JobMetricRow), [{"job_id": job_id, **by_epoch[e]} for e in epochs])
-        event = {
-            "epoch": latest["epoch"] if latest else progress.get("epoch"),
-            "progress": progress,
-            "metrics": metrics,
-            "best": best,
-        }
-        if snapshot is not None:
-            epoch = latest["epoch"] if latest else progress.get("epoch")
-            write_snapshot(session, job_id, attempt, int(epoch or 0), snapshot)
-        append_event(session, job_id, "progress", event)
+    write = ProgressWrite(rows, progress, metrics, best, snapshot)
+    by_epoch = _by_epoch(rows)
+    with store.write_core() as conn:
+        fenced = _fence_core(conn, job_id, attempt, write)
+        append_events(conn, job_id, [_write_progress(conn, job_id, attempt, write, by_epoch)])
         return bool(fenced.cancel_requested)
+
+
+_METRICS = table(JobMetricRow)
+# An epoch already recorded is replaced (a resumed run rewrites the epochs after its checkpoint).
+_UPSERT_METRICS = upsert(_METRICS, ("job_id", "epoch"))
+
+
+def _by_epoch(rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The checked metric rows by epoch (``ValueError`` for a malformed one, before any transaction)."""
+    return {values["epoch"]: values for values in map(_metric_row, rows)}
+
+
+def _write_progress(
+    conn: Connection, job_id: str, attempt: int, write: ProgressWrite, by_epoch: dict[int, dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """The rest of a progress write, after its fence: the epochs' history and the snapshot. Returns the
+    'progress' event, for the caller to append with the transaction's other events."""
+    epochs = sorted(by_epoch)
+    if epochs:
+        conn.execute(_UPSERT_METRICS[conn.dialect.name], [{"job_id": job_id, **by_epoch[e]} for e in epochs])
+    epoch = by_epoch[epochs[-1]]["epoch"] if epochs else write.progress.get("epoch")
+    if write.snapshot is not None:
+        write_snapshot(conn, job_id, attempt, int(epoch or 0), write.snapshot)
+    event = {"epoch": epoch, "progress": write.progress, "metrics": write.metrics, "best": write.best}
+    return "progress", jsonable(event)
 
 
 def truncate_metrics_after(store: Store, job_id: str, attempt: int, epoch: int) -> int:
@@ -264,22 +412,106 @@ def finish_job(
     ValueError
         For a non-terminal status, a failure without an error type, or an invalid model (nothing is written).
     """
-    if status not in TERMINAL_STATUSES:
-        raise ValueError(f"status must be one of {list(TERMINAL_STATUSES)}, got {status!r}")
-    if status == "failed" and not error_type:
-        raise ValueError("a failed job needs an error_type, got none")
-    if error_type is not None and error_type not in ERROR_TYPES:
-        raise ValueError(f"error_type must be one of {list(ERROR_TYPES)}, got {error_type!r}")
-    if model is not None and set(model) != MODEL_FIELDS:
-        raise ValueError(f"model must have exactly the keys {sorted(MODEL_FIELDS)}, got {sorted(model)}")
+    _check_end(Ending(status, error_type, error_detail, model))
     with store.write() as session:
         _fence(session, job_id, attempt)
         row = _locked_row(session, job_id)
         model_id = None
         if model is not None:
-            model_id = insert_model(session, owner=row.owner, job_id=job_id, **model).id
+            model_id = insert_model(session.connection(), owner=row.owner, job_id=job_id, **model).id
         end_job(session, row, status, error_type=error_type, error_detail=error_detail, model_id=model_id)
         return JobRecord.from_row(row)
+
+
+class Ending(NamedTuple):
+    """How a run ends its job (see :func:`finish_job`)."""
+
+    status: str
+    error_type: str | None = None
+    error_detail: str | None = None
+    model: Mapping[str, Any] | None = None
+
+
+def _check_end(end: Ending) -> None:
+    if end.status not in TERMINAL_STATUSES:
+        raise ValueError(f"status must be one of {list(TERMINAL_STATUSES)}, got {end.status!r}")
+    if end.status == "failed" and not end.error_type:
+        raise ValueError("a failed job needs an error_type, got none")
+    if end.error_type is not None and end.error_type not in ERROR_TYPES:
+        raise ValueError(f"error_type must be one of {list(ERROR_TYPES)}, got {end.error_type!r}")
+    if end.model is not None and set(end.model) != MODEL_FIELDS:
+        raise ValueError(f"model must have exactly the keys {sorted(MODEL_FIELDS)}, got {sorted(end.model)}")
+
+
+_END = update(_JOBS).where(_JOBS.c.id == bindparam("job_id_"))
+_DROP_CHECKPOINT = delete(_CHECKPOINTS).where(_CHECKPOINTS.c.job_id == bindparam("job_id"))
+
+
+def finish_run(
+    store: Store,
+    job_id: str,
+    attempt: int,
+    *,
+    progress: ProgressWrite | None,
+    end: Callable[[bool], Ending],
+) -> str:
+    """A run's last write, in one fenced transaction: its last progress (as :func:`record_progress`),
+    then its end (as :func:`finish_job`).
+
+    Parameters
+    ----------
+    store : Store
+    job_id : str
+    attempt : int
+    progress : ProgressWrite or None
+        The epochs not yet recorded, and the job's latest progress; None when there is nothing to add.
+    end : callable
+        ``end(cancel_requested)`` gives the :class:`Ending`: ``cancel_requested`` is the job's cancel
+        flag, read by this transaction's fence, so that a cancel that came as the last epoch ended
+        still ends the job cancelled. It may be called more than once, and must not change anything.
+
+    Returns
+    -------
+    status : str
+        The job's terminal status.
+
+    Raises
+    ------
+    StaleAttempt
+        When ``attempt`` no longer owns the job; nothing is written.
+    ValueError
+        For an invalid progress or ending (nothing is written).
+    """
+    by_epoch = _by_epoch(progress.rows) if progress is not None else {}
+    with store.write_core() as conn:
+        fenced = _fence_core(conn, job_id, attempt, progress)
+        events = []
+        if progress is not None:
+            events.append(_write_progress(conn, job_id, attempt, progress, by_epoch))
+        ending = end(bool(fenced.cancel_requested))
+        _check_end(ending)
+        model_id = None
+        if ending.model is not None:
+            model_id = insert_model(conn, owner=fenced.owner, job_id=job_id, **ending.model).id
+        conn.execute(
+            _END,
+            {
+                "job_id_": job_id,
+                "status": ending.status,
+                "finished_at": utcnow(),
+                "error_type": ending.error_type,
+                "error_detail": ending.error_detail,
+                "model_id": model_id,
+            },
+        )
+        # A finished job is never resumed, so its checkpoint is dead weight.
+        conn.execute(_DROP_CHECKPOINT, {"job_id": job_id})
+        error = (
+            None if ending.error_type is None else {"type": ending.error_type, "detail": ending.error_detail}
+        )
+        payload = {"status": ending.status, "attempt": attempt, "model_id": model_id, "error": error}
+        append_events(conn, job_id, [*events, ("status", payload), ("end", payload)])
+        return ending.status
 
 
 def requeue_job(store: Store, job_id: str, attempt: int) -> str:

@@ -7,27 +7,30 @@ bytes are the run's own ``.npz`` encoding; this module only stores them.
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from service.store.blobs import sha256_hex, verified
-from service.store.db import Store, utcnow
+from service.store.db import Store, upsert, utcnow
 from service.store.records import Snapshot
-from service.store.tables import JobSnapshotRow
+from service.store.tables import JobSnapshotRow, table
+
+_SNAPSHOTS = table(JobSnapshotRow)
+_UPSERT = upsert(_SNAPSHOTS, ("job_id",))
 
 
-def write_snapshot(session: Session, job_id: str, attempt: int, epoch: int, blob: bytes) -> None:
+def write_snapshot(conn: Connection, job_id: str, attempt: int, epoch: int, blob: bytes) -> None:
     """Replace the job's snapshot with ``blob``, taken after ``epoch``, in the caller's fenced transaction."""
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise ValueError(f"snapshot must be bytes, got {type(blob).__name__}")
-    row = session.get(JobSnapshotRow, job_id)
-    if row is None:
-        row = JobSnapshotRow(job_id=job_id)
-        session.add(row)
-    row.attempt = attempt
-    row.epoch = epoch
-    row.blob = bytes(blob)
-    row.sha256 = sha256_hex(row.blob)
-    row.updated_at = utcnow()
+    data = bytes(blob)
+    values = {
+        "attempt": attempt,
+        "epoch": epoch,
+        "blob": data,
+        "sha256": sha256_hex(data),
+        "updated_at": utcnow(),
+    }
+    conn.execute(_UPSERT[conn.dialect.name], {"job_id": job_id, **values})
 
 
 def load_snapshot(store: Store, job_id: str) -> Snapshot | None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     false,
     text,
@@ -262,3 +263,10 @@ class ApiKeyRow(Base):
     limits: Mapped[Any | None] = mapped_column(_json())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def table(row: type[Base]) -> Table:
+    """The Core table of an ORM class, for the statements of the hot paths (SQLAlchemy Core, no ORM)."""
+    found = row.__table__
+    assert isinstance(found, Table)
+    return found

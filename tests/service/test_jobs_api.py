@@ -1129,7 +1129,7 @@ async def test_an_unreachable_store_is_503_with_retry_after(
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable (OperationalError: could not connect)")
 
-    monkeypatch.setattr(creation, "store_create_job", unreachable)
+    monkeypatch.setattr(creation, "queue_job", unreachable)
     response = await client.post("/v1/jobs", json=config(dataset["id"]))
     assert_problem(response, 503, "database unavailable")
     assert int(response.headers["retry-after"]) > 0

@@ -12,10 +12,10 @@ from service.store import (
     JobRecord,
     Store,
     delete_job,
-    get_job,
     list_jobs,
     queue_position,
     queued_job_ids,
+    read_job,
     request_cancel,
 )
 
@@ -27,7 +27,7 @@ _POSITION_SCAN = 10_000
 
 def read(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     """The Job ``job_id`` with its queue position; 404 when unknown or not ``owner``'s (None: anyone's)."""
-    return document(store, get_job(store, job_id, owner=owner))
+    return job_document(*read_job(store, job_id, owner=owner))
 
 
 def list_page(

@@ -19,7 +19,7 @@ from service.services import admission
 from service.services.admission import MB
 from service.services.idempotency import Scope, check_key, create_once
 from service.services.identity.quotas import job_quota
-from service.services.jobs.document import document
+from service.services.jobs.document import document, job_document
 from service.services.jobs.target import (
     Target,
     check_model_task,
@@ -28,8 +28,7 @@ from service.services.jobs.target import (
     target_of,
 )
 from service.settings import Settings
-from service.store import Claim, JobRecord, Store, delete_dataset, get_job
-from service.store import create_job as store_create_job
+from service.store import Claim, JobRecord, Store, delete_dataset, get_job, queue_job
 
 IDEMPOTENCY_SCOPE = "POST /v1/jobs"
 
@@ -116,21 +115,27 @@ def create(
         )
     owner = settings.owner
     fingerprint = "" if key is None else request_hash(body)
+    positions: dict[str, int] = {}
+
+    def queue(claim: Claim | None) -> JobRecord:
+        job, positions[job.id] = _queue(store, settings, body, claim)
+        return job
+
     job, replayed = create_once(
         store,
         owner,
         job_scope(store, owner),
         key,
         fingerprint,
-        lambda claim: _queue(store, settings, body, claim),
+        queue,
         status_code=202,
         wait_s=settings.idempotency_wait_s,
     )
     if replayed:
         return Created(200, document(store, job), job.id)
     runner.submit(job.id)
-    # Read again: a worker may have taken the job already, and the answer shows its current state.
-    return Created(202, document(store, get_job(store, job.id)), job.id)
+    # The job as queued, and its place in the queue then (a worker may have taken it since).
+    return Created(202, job_document(job, positions[job.id]), job.id)
 
 
 def job_scope(store: Store, owner: str) -> Scope[JobRecord]:
@@ -167,10 +172,11 @@ def estimate_job(resolved: dict[str, Any], target: Target) -> admission.Estimate
     )
 
 
-def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None) -> JobRecord:
+def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None) -> tuple[JobRecord, int]:
     """Store the job's inline data (if any) and queue the job; a refused job leaves no dataset behind.
 
     The job and the completion of ``claim`` (the request's Idempotency-Key) commit in one transaction.
+    Returns the job and its queue position.
     """
     plan = _plan(store, settings, body)
     owner, inline, resolved = settings.owner, plan.config.dataset, plan.resolved
@@ -179,7 +185,7 @@ def _queue(store: Store, settings: Settings, body: JSONBody, claim: Claim | None
         dataset_id = store_inline(store, settings, inline, plan.target).id
         resolved["dataset_id"] = dataset_id
     try:
-        return store_create_job(
+        return queue_job(
             store,
             owner=owner,
             config=resolved,

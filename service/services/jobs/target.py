@@ -6,13 +6,15 @@ must have the architecture the job trains.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engine.datasets import task_of
-from service.errors import InvalidInput, field_error
+from service.errors import InvalidInput, NotFound, field_error
 from service.http.body import JSONBody
 from service.http.schemas.training import InlineDataset, TrainingConfig
 from service.runners.artifacts import architecture_from_json
@@ -43,7 +45,7 @@ class Target:
 def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JSONBody) -> Target:
     """The stored dataset the configuration names, or its inline data checked and converted (not stored)."""
     if config.dataset_id is not None:
-        record = get_dataset(store, config.dataset_id, owner=settings.owner)
+        record = _stored_dataset(store, config.dataset_id, settings.owner)
         return Target(
             record.task,
             record.n_features,
@@ -79,6 +81,29 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
     return Target(
         labels.task, int(X.shape[1]), n_classes, X=X, y=y, n_outputs=n_outputs, n_samples=int(X.shape[0])
     )
+
+
+# Records of the datasets jobs were submitted on lately. A dataset never changes once stored, and the
+# transaction that queues a job checks again that it exists and is the owner's, so a record read once
+# serves every later job on it: a submit reads no dataset.
+_DATASETS: OrderedDict[tuple[int, str], DatasetRecord] = OrderedDict()
+_DATASETS_KEPT = 256
+_datasets_lock = threading.Lock()
+
+
+def _stored_dataset(store: Store, dataset_id: str, owner: str) -> DatasetRecord:
+    key = (id(store), dataset_id)
+    with _datasets_lock:
+        record = _DATASETS.get(key)
+    if record is None:
+        record = get_dataset(store, dataset_id)
+        with _datasets_lock:
+            _DATASETS[key] = record
+            while len(_DATASETS) > _DATASETS_KEPT:
+                _DATASETS.popitem(last=False)
+    if record.owner != owner:
+        raise NotFound.resource("dataset", dataset_id)
+    return record
 
 
 def _n_classes(record: DatasetRecord) -> int | None:
