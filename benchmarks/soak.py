@@ -385,8 +385,12 @@ async def sample_memory(
 
 async def run(args: argparse.Namespace, base: str, pid: int) -> dict[str, Any]:
     soak = Soak(base, pid, args)
+    # Idle connections are dropped before the server's 5 s keep-alive ends them: reusing one the server
+    # is closing at that moment would fail on the client's side, not the server's.
     limits = httpx.Limits(
-        max_connections=args.followers + 400, max_keepalive_connections=args.followers + 400
+        max_connections=args.followers + 400,
+        max_keepalive_connections=args.followers + 400,
+        keepalive_expiry=2,
     )
     memory: list[tuple[float, float, float]] = []
     sampler_stop = asyncio.Event()
@@ -441,7 +445,7 @@ def main() -> None:
         "--log-level", default="info", help="the server's DESCENT_LOG_LEVEL (info: access log on)"
     )
     parser.add_argument(
-        "--profile", help="run py-spy on the API process into this SVG (py-spy must be installed)"
+        "--profile", help="sample the API process with py-spy into this file, collapsed stacks per thread"
     )
     args = parser.parse_args()
     port = free_port()
@@ -482,6 +486,9 @@ def main() -> None:
                         args.profile,
                         "-r",
                         "50",
+                        "--threads",
+                        "--format",
+                        "raw",
                         "-d",
                         str(int(args.minutes * 60)),
                     ],
