@@ -46,6 +46,9 @@ _SLOT_BYTES = 64
 # the store at least every STORE_LOOK_S.
 IDLE_WAIT_S = 0.005
 STORE_LOOK_S = 1.0
+# How much lower than the API process the workers run (os.nice): training is batch work, so when the
+# cores are busy the API's event loop (health checks, small requests, event streams) is scheduled first.
+WORKER_NICENESS = 10
 
 
 @dataclass
@@ -259,6 +262,7 @@ def worker_main(
     # interrupt typed in the terminal must not kill a worker mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one BLAS thread per worker: the workers are the parallelism
