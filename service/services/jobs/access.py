@@ -30,6 +30,11 @@ def read(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     return document(store, get_job(store, job_id, owner=owner))
 
 
+def status(store: Store, owner: str | None, job_id: str) -> str:
+    """The job's status; 404 when unknown or not ``owner``'s (None: anyone's)."""
+    return get_job(store, job_id, owner=owner).status
+
+
 def list_page(
     store: Store, owner: str | None, *, status: Sequence[str], limit: int, cursor: str | None
 ) -> dict[str, Any]:
