@@ -41,6 +41,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,22 @@ import httpx
 TERMINAL = {"succeeded", "failed", "cancelled"}
 # Requests of one class allowed unanswered at once; an arrival beyond it is shed, not queued in the client.
 MAX_IN_FLIGHT = 50
+
+
+# `descent serve` with a tracemalloc snapshot written every minute (compare them with tracemalloc's
+# Snapshot.compare_to to see which lines' allocations grow).
+TRACEMALLOC_SERVE = """
+import sys, threading, time, tracemalloc
+from pathlib import Path
+folder = Path(sys.argv[1])
+def snapshots():
+    for minute in range(1, 1000):
+        time.sleep(60)
+        tracemalloc.take_snapshot().dump(str(folder / f"minute-{minute:03d}.snapshot"))
+threading.Thread(target=snapshots, daemon=True).start()
+from service.cli import main
+sys.exit(main(["serve"]))
+"""
 
 
 def free_port() -> int:
@@ -383,6 +400,15 @@ async def sample_memory(
             pass
 
 
+def minute_medians(memory: list[tuple[float, float, float]]) -> list[float]:
+    """The median RSS of each whole minute of samples (a last minute of under 30 samples is left out)."""
+    by_minute: dict[int, list[float]] = {}
+    for t, rss, _ in memory:
+        by_minute.setdefault(int(t // 60), []).append(rss)
+    medians = [statistics.median(by_minute[i]) for i in sorted(by_minute) if len(by_minute[i]) >= 30]
+    return medians or [statistics.median(rss for _, rss, _ in memory)]
+
+
 async def run(args: argparse.Namespace, base: str, pid: int) -> dict[str, Any]:
     soak = Soak(base, pid, args)
     # Idle connections are dropped before the server's 5 s keep-alive ends them: reusing one the server
@@ -395,7 +421,7 @@ async def run(args: argparse.Namespace, base: str, pid: int) -> dict[str, Any]:
     memory: list[tuple[float, float, float]] = []
     sampler_stop = asyncio.Event()
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-        sampler = asyncio.create_task(sample_memory(pid, 5.0, memory, sampler_stop))
+        sampler = asyncio.create_task(sample_memory(pid, 1.0, memory, sampler_stop))
         send_job = await soak.job_sender(client)
         classes = [
             ("sigmoid 10 + loss", args.small, soak.compute(client, "sigmoid", "loss")),
@@ -411,6 +437,7 @@ async def run(args: argparse.Namespace, base: str, pid: int) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.sleep(args.minutes * 60)
         soak.stop.set()
+        sampler_stop.set()
         elapsed = time.monotonic() - started
         await asyncio.wait([*tasks, *soak.tasks], timeout=60)
         for task in [*tasks, *soak.tasks]:
@@ -445,6 +472,10 @@ def main() -> None:
         "--log-level", default="info", help="the server's DESCENT_LOG_LEVEL (info: access log on)"
     )
     parser.add_argument(
+        "--tracemalloc",
+        help="run the server under tracemalloc and write a snapshot each minute into this folder",
+    )
+    parser.add_argument(
         "--profile", help="sample the API process with py-spy into this file, collapsed stacks per thread"
     )
     args = parser.parse_args()
@@ -457,10 +488,13 @@ def main() -> None:
             "DESCENT_WORKERS": str(args.workers),
             "DESCENT_LOG_LEVEL": args.log_level,
         }
-        descent = Path(sys.executable).with_name("descent")
+        command = [str(Path(sys.executable).with_name("descent")), "serve"]
+        if args.tracemalloc:
+            Path(args.tracemalloc).mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, "-X", "tracemalloc=10", "-c", TRACEMALLOC_SERVE, args.tracemalloc]
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:
-            server = subprocess.Popen([str(descent), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+            server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{port}"
         stop_probe, latencies = mp.Event(), mp.Queue()
         prober = mp.Process(target=probe, args=(port, 0.1, stop_probe, latencies))
@@ -520,9 +554,12 @@ def report(
 ) -> None:
     soak: Soak = result["soak"]
     memory: list[tuple[float, float, float]] = result["memory"]
-    warm = next((m for m in memory if m[0] >= args.warmup * 60), memory[-1])
-    end = memory[-1]
-    growth = 100 * (end[1] / warm[1] - 1)
+    # Resident memory moves by tens of MB within seconds as large requests come and go, so one sample
+    # says little: each figure is the median of the samples of a minute (taken every second).
+    minutes = minute_medians(memory)
+    warm_minute = min(int(args.warmup), len(minutes) - 1)
+    warm, end = minutes[warm_minute], minutes[-1]
+    growth = 100 * (end / warm - 1)
     elapsed = result["elapsed"]
     out = io.StringIO()
     out.write(f"Soak: {args.minutes:g} min, {args.followers} followers, {args.workers} workers, ")
@@ -550,7 +587,8 @@ def report(
     out.write(f"| jobs lost / duplicated, of {len(soak.jobs)} | {jobs} | 0 / 0 |\n")
     out.write(f"| events duplicated or out of order across resumes | {len(soak.event_errors)} | 0 |\n")
     out.write(
-        f"| API memory after {args.warmup:g} min warm-up → end | {warm[1]:.0f} → {end[1]:.0f} MiB"
+        f"| API memory, minute {warm_minute + 1} (after warm-up) → last minute (medians) | {warm:.0f} →"
+        f" {end:.0f} MiB"
         f" ({growth:+.1f} %) | within 10 % |\n"
     )
     finite = [h for h in health if h != float("inf")]
@@ -559,12 +597,16 @@ def report(
         f" {percentile(health, 0.99):.1f} /"
         f" {max(finite, default=float('nan')):.1f} ms ({len(health) - len(finite)}) | p99 < 100 ms |\n"
     )
-    cpu = 100 * (end[2] - memory[0][2]) / max(end[0] - memory[0][0], 1e-9)
+    cpu = 100 * (memory[-1][2] - memory[0][2]) / max(memory[-1][0] - memory[0][0], 1e-9)
     out.write(f"| API process CPU (share of one core) | {cpu:.0f} % | |\n")
     out.write(f"| access-log lines written | {log_lines} | |\n\n")
-    per_minute = [m for m in memory if m[0] % 60 < 5]
+    peaks = [max(m[1] for m in memory if int(m[0] // 60) == i) for i in range(len(minutes))]
     out.write(
-        "API memory by minute (MiB): " + ", ".join(f"{m[0] / 60:.0f}: {m[1]:.0f}" for m in per_minute) + "\n"
+        "API memory by minute, median (max), MiB: "
+        + ", ".join(
+            f"{i + 1}: {m:.0f} ({p:.0f})" for i, (m, p) in enumerate(zip(minutes, peaks, strict=True))
+        )
+        + "\n"
     )
     print(out.getvalue())
     for example in soak.five_hundreds[:5]:
