@@ -3,6 +3,7 @@ the event loop, in the heavy lane."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -201,22 +202,25 @@ def _run_encoded(
 ) -> tuple[str, bytes | Spooled | DomainError]:
     """In a worker process: parse, compute and render; a domain error is returned, not raised. An answer
     of at least ``SPOOL_BYTES`` is written to a file in ``spool_dir`` (its bytes come back only when
-    that fails, on a full disk)."""
+    that fails)."""
     try:
         response = exchange.encode(work(exchange.decode(raw)), joined=True)
     except DomainError as exc:
         return "", _portable(exc)
     kind, body = response.media_type or JSON_MEDIA_TYPE, bytes(response.body)
-    if len(body) >= SPOOL_BYTES:
+    if len(body) < SPOOL_BYTES:
+        return kind, body
+    path = None
+    try:
         fd, path = tempfile.mkstemp(prefix="answer-", dir=spool_dir)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(body)
-        except OSError:
-            os.unlink(path)
-            return kind, body
-        return kind, Spooled(path, len(body))
-    return kind, body
+        with os.fdopen(fd, "wb") as file:
+            file.write(body)
+    except OSError:  # a full disk, or the folder gone at shutdown: the bytes come back as they are
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return kind, body
+    return kind, Spooled(path, len(body))
 
 
 def _portable(exc: DomainError) -> DomainError:

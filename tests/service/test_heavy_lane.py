@@ -165,3 +165,14 @@ def test_job_workers_run_below_the_api_process(tmp_path: Path) -> None:
             REQUEST_S,
             "job workers below the API process",
         )
+
+
+def test_a_large_answer_comes_back_as_bytes_when_it_cannot_be_written_to_a_file(tmp_path: Path) -> None:
+    # The lane's folder gone (at shutdown) or a full disk: the worker answers the bytes themselves.
+    body = {"y": list(range(offload.SPOOL_BYTES // 4))}
+    kind, answer = offload._run_encoded(lambda _: body, b"{}", offload.Exchange(), str(tmp_path / "gone"))
+    assert kind == "application/json"
+    assert isinstance(answer, bytes) and orjson.loads(answer) == body
+    kind, spooled = offload._run_encoded(lambda _: body, b"{}", offload.Exchange(), str(tmp_path))
+    assert isinstance(spooled, offload.Spooled) and Path(spooled.path).parent == tmp_path
+    assert orjson.loads(Path(spooled.path).read_bytes()) == body
