@@ -68,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await app.state.gate.rate_limiter.close()
         await close_state(app)
+        lane.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

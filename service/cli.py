@@ -7,6 +7,7 @@ migrations, ``openapi`` prints the OpenAPI document. Client commands (``datasets
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import os
@@ -21,6 +22,11 @@ from descent_client.cli._options import common
 from service.keys_cli import keys
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# glibc gives each thread that allocates at once an arena of its own, up to 8 per core, and keeps what
+# each one freed: the API's worker threads (up to 40) made its resident memory creep up by a few MiB a
+# minute under mixed load. Two arenas held it flat (docs/benchmarks.md, Soak).
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +64,7 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
             "DESCENT_BOOTSTRAP_KEY, made by `descent keys generate`), or serve on 127.0.0.1."
         )
     configure_logging(settings.log_level)
+    limit_malloc_arenas()
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -87,6 +94,19 @@ def serve(host: str | None, port: int | None, log_level: str | None) -> None:
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
     Server(config).run()
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Hold this process's malloc to ``arenas`` arenas (glibc only, and not when ``MALLOC_ARENA_MAX``
+    already says how many); whether it was done. Arenas made before stay; threads made later share."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def is_loopback(host: str) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple, Unpack
 
@@ -56,6 +58,19 @@ class HeavyLane:
         self.queue = queue
         self.wait_s = wait_s
         self.waiting = 0
+        self._spool_dir: str | None = None
+
+    def spool_dir(self) -> str:
+        """A private folder for the files worker processes write large answers to (made on first use)."""
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.mkdtemp(prefix="descent-answers-")
+        return self._spool_dir
+
+    def close(self) -> None:
+        """Remove the answer folder and any file still in it (the lane has no requests left)."""
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
 
     @property
     def busy(self) -> int:

@@ -3,10 +3,14 @@ the event loop, in the heavy lane."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -24,6 +28,12 @@ T = TypeVar("T")
 # Bodies from this size (about 15,000 numbers) are parsed and computed in a worker thread, so that
 # large requests never hold the event loop for long; below it the thread hop would cost more.
 OFFLOAD_BYTES = 256 * 1024
+
+# An answer of a worker process from this size on is written to a file by the worker and sent from it a
+# chunk at a time: the API process never holds it whole (a forward pass with intermediates answers tens
+# of MB), and its event loop neither unpickles nor copies it.
+SPOOL_BYTES = 1024 * 1024
+SPOOL_CHUNK_BYTES = 1024 * 1024
 
 _BODY_FORMATS = {JSON_MEDIA_TYPE: "json", NPY_MEDIA_TYPE: "npy", NPZ_MEDIA_TYPE: "npz"}
 _ANSWER_MEDIA_TYPES = (JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, NPY_MEDIA_TYPE)
@@ -100,6 +110,38 @@ class NpyResponse(Response):
         await send({"type": "http.response.body", "body": self.data})
 
 
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """An answer a worker process wrote to the file ``path`` (``size`` bytes), for the API to send."""
+
+    path: str
+    size: int
+
+
+class SpooledResponse(Response):
+    """An answer sent from a worker process's file, ``SPOOL_CHUNK_BYTES`` at a time (each read in a
+    thread). The file is removed at once: it lives on only while this response holds it open."""
+
+    def __init__(self, spooled: Spooled, media_type: str) -> None:
+        self.file = open(spooled.path, "rb")  # closed once sent (or by its finalizer)
+        os.unlink(spooled.path)
+        super().__init__(b"", media_type=media_type)
+        length = str(spooled.size).encode("latin-1")
+        self.raw_headers = [(k, length if k == b"content-length" else v) for k, v in self.raw_headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.file:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            while True:
+                chunk = await anyio.to_thread.run_sync(self.file.read, SPOOL_CHUNK_BYTES)
+                more = len(chunk) == SPOOL_CHUNK_BYTES
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return
+
+
 def negotiate(request: Request, fields: ArrayFields) -> Exchange:
     """The body's format from ``Content-Type`` (415 for any other) and the answer's from ``Accept``."""
     content_type = accept = None
@@ -145,23 +187,40 @@ async def respond_json(
         lane: HeavyLane = request.app.state.heavy_lane
         if lane.processes:
             # Raw bytes in, encoded bytes (or the domain error) back: no GIL shared with the loop.
-            kind, result = await lane.run_in_process(_run_encoded, work, raw, exchange)
+            kind, result = await lane.run_in_process(_run_encoded, work, raw, exchange, lane.spool_dir())
             if isinstance(result, DomainError):
                 raise result
+            if isinstance(result, Spooled):
+                return SpooledResponse(result, kind)
             return Response(result, media_type=kind)
         return await lane.run(run)
     return run()
 
 
 def _run_encoded(
-    work: Callable[[JSONBody], Mapping[str, Any]], raw: bytes, exchange: Exchange
-) -> tuple[str, bytes | DomainError]:
-    """In a worker process: parse, compute and render; a domain error is returned, not raised."""
+    work: Callable[[JSONBody], Mapping[str, Any]], raw: bytes, exchange: Exchange, spool_dir: str
+) -> tuple[str, bytes | Spooled | DomainError]:
+    """In a worker process: parse, compute and render; a domain error is returned, not raised. An answer
+    of at least ``SPOOL_BYTES`` is written to a file in ``spool_dir`` (its bytes come back only when
+    that fails)."""
     try:
         response = exchange.encode(work(exchange.decode(raw)), joined=True)
     except DomainError as exc:
         return "", _portable(exc)
-    return response.media_type or JSON_MEDIA_TYPE, bytes(response.body)
+    kind, body = response.media_type or JSON_MEDIA_TYPE, bytes(response.body)
+    if len(body) < SPOOL_BYTES:
+        return kind, body
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(prefix="answer-", dir=spool_dir)
+        with os.fdopen(fd, "wb") as file:
+            file.write(body)
+    except OSError:  # a full disk, or the folder gone at shutdown: the bytes come back as they are
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return kind, body
+    return kind, Spooled(path, len(body))
 
 
 def _portable(exc: DomainError) -> DomainError:

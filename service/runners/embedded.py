@@ -52,6 +52,9 @@ _SLOT_BYTES = 64
 STORE_LOOK_S = 1.0
 # After a look that failed (the store is down), a worker waits this long before the next one.
 _RETRY_LOOK_S = 0.5
+# How much lower than the API process the workers run (os.nice): training is batch work, so when the
+# cores are busy the API's event loop (health checks, small requests, event streams) is scheduled first.
+WORKER_NICENESS = 10
 
 
 @dataclass
@@ -286,6 +289,7 @@ def worker_main(
     # interrupt typed in the terminal must not kill a worker mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one BLAS thread per worker: the workers are the parallelism

@@ -1,4 +1,5 @@
-"""The heavy lane of a real ``descent serve``: full, it answers 503 with Retry-After."""
+"""The heavy lane of a real ``descent serve`` (full, it answers 503 with Retry-After; large answers come
+from a file), and the priority of its worker processes and of the job workers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
+from service.http import offload
 from tests.processes import wait_until
 from tests.service.test_jobs_e2e import ServiceProcess
 from tests.timing import REQUEST_S
@@ -128,3 +130,49 @@ def test_a_lost_worker_process_costs_one_request_a_503_and_nothing_more(tmp_path
         assert lost.json()["type"] == "urn:descent:problem:worker-lost"
         assert int(lost.headers["retry-after"]) >= 1
         assert client.post("/v1/gradients", content=raw, headers=headers).status_code == 200
+
+
+def test_a_large_answer_of_a_worker_process_is_sent_from_a_file_that_is_gone_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A few MB of JSON: the worker writes it to the lane's folder and the API sends it from there in
+    # chunks; no file stays behind, and the folder goes when the service stops.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    x = np.random.default_rng(0).normal(size=200_000)
+    with ServiceProcess(tmp_path, workers=0, heavy_lane_mode="processes") as service:
+        answer = httpx.post(
+            service.url + "/v1/activations/sigmoid",
+            content=orjson.dumps({"x": x}, option=orjson.OPT_SERIALIZE_NUMPY),
+            headers={"content-type": "application/json"},
+            timeout=120,
+        )
+        assert answer.status_code == 200, answer.text
+        assert int(answer.headers["content-length"]) == len(answer.content) > offload.SPOOL_BYTES
+        np.testing.assert_allclose(answer.json()["y"], 1 / (1 + np.exp(-x)), rtol=1e-12)
+        (folder,) = temp.glob("descent-answers-*")
+        assert list(folder.iterdir()) == []
+    assert list(temp.glob("descent-answers-*")) == []
+
+
+def test_job_workers_run_below_the_api_process(tmp_path: Path) -> None:
+    # Training is batch work: when the cores are busy, the event loop is scheduled before it.
+    with ServiceProcess(tmp_path, workers=2) as service:
+        wait_until(lambda: len(service.worker_pids()) == 2, REQUEST_S, "two job workers")
+        wait_until(
+            lambda: all(_niceness(pid) > _niceness(service.pid) for pid in service.worker_pids()),
+            REQUEST_S,
+            "job workers below the API process",
+        )
+
+
+def test_a_large_answer_comes_back_as_bytes_when_it_cannot_be_written_to_a_file(tmp_path: Path) -> None:
+    # The lane's folder gone (at shutdown) or a full disk: the worker answers the bytes themselves.
+    body = {"y": list(range(offload.SPOOL_BYTES // 4))}
+    kind, answer = offload._run_encoded(lambda _: body, b"{}", offload.Exchange(), str(tmp_path / "gone"))
+    assert kind == "application/json"
+    assert isinstance(answer, bytes) and orjson.loads(answer) == body
+    kind, spooled = offload._run_encoded(lambda _: body, b"{}", offload.Exchange(), str(tmp_path))
+    assert isinstance(spooled, offload.Spooled) and Path(spooled.path).parent == tmp_path
+    assert orjson.loads(Path(spooled.path).read_bytes()) == body

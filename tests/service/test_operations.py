@@ -2,21 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
 from collections.abc import Iterator
+from typing import Any
 
+import anyio
+import anyio.to_thread
+import httpx
 import orjson
 import pytest
 
 from service.logs import JSONFormatter
 from tests.service.conftest import Client, assert_problem
+from tests.service.test_jobs_api import parse_sse
+from tests.timing import REQUEST_S
 
 
 def test_healthz(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_healthz_and_event_streams_answer_while_every_worker_thread_is_taken(client: Client) -> None:
+    # Other requests' store calls can hold every thread of the default pool at once: liveness needs
+    # none, and event streams read the store through a limiter of their own.
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": {"generator": {"kind": "xor", "n_samples": 40, "seed": 1}},
+            "model": {"type": "logistic_regression"},
+            "optimizer": {"name": "gd", "learning_rate": 0.5},
+            "epochs": 5,
+        },
+    ).json()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"  # no workers: queued
+    release = threading.Event()
+
+    async def take_every_thread() -> list[asyncio.Task[Any]]:
+        default = anyio.to_thread.current_default_thread_limiter()
+        loop = asyncio.get_running_loop()
+        holders = [
+            loop.create_task(anyio.to_thread.run_sync(release.wait)) for _ in range(int(default.total_tokens))
+        ]
+        with anyio.fail_after(REQUEST_S):
+            while default.available_tokens:
+                await anyio.sleep(0.01)
+        return holders
+
+    async def bounded(url: str) -> httpx.Response:
+        with anyio.fail_after(REQUEST_S):
+            return await client.httpx.get(url)
+
+    async def release_threads(holders: list[asyncio.Task[Any]]) -> None:
+        release.set()
+        await asyncio.gather(*holders)
+
+    holders = client.run(take_every_thread())
+    try:
+        health = client.run(bounded("/healthz"))
+        events = client.run(bounded(f"/v1/jobs/{job['id']}/events"))
+    finally:
+        client.run(release_threads(holders))
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert events.status_code == 200, events.text
+    assert [kind for _, kind, _ in parse_sse(events.text)][-1] == "end"
 
 
 def test_readyz_is_ready_when_every_check_passes(client: Client) -> None:

@@ -281,13 +281,13 @@ async def job_events(
     """
     after = api.parse_last_event_id(last_event_id, last_event_id_query)
     # Checked before streaming, so that an unknown id answers 404 rather than an empty stream.
-    await anyio.to_thread.run_sync(api.read, store, owner, job_id)
     hub = getattr(request.app.state, "event_hub", None)
-    stream = (
-        hub.follow(job_id, after)
-        if hub is not None
-        else api.event_stream(store, job_id, after, stopping=request.app.state.stopping)
-    )
+    if hub is not None:
+        status = await hub.read(api.status, store, owner, job_id)
+        stream = hub.follow(job_id, after, status)
+    else:
+        await anyio.to_thread.run_sync(api.status, store, owner, job_id)
+        stream = api.event_stream(store, job_id, after, stopping=request.app.state.stopping)
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

@@ -10,7 +10,7 @@ the store from a thread. Responses are plain dicts whose shape is documented by
 ``service.http.schemas.jobs``.
 """
 
-from service.services.jobs.access import cancel, delete, list_page, read
+from service.services.jobs.access import cancel, delete, list_page, read, status
 from service.services.jobs.creation import IDEMPOTENCY_SCOPE, Created, create, job_scope, request_hash
 from service.services.jobs.document import document, job_document, location
 from service.services.jobs.events import (
@@ -44,4 +44,5 @@ __all__ = [
     "parse_last_event_id",
     "read",
     "request_hash",
+    "status",
 ]

@@ -12,6 +12,7 @@ from service.store import (
     JobRecord,
     Store,
     delete_job,
+    get_job,
     list_jobs,
     queue_position,
     queued_job_ids,
@@ -28,6 +29,11 @@ _POSITION_SCAN = 10_000
 def read(store: Store, owner: str | None, job_id: str) -> dict[str, Any]:
     """The Job ``job_id`` with its queue position; 404 when unknown or not ``owner``'s (None: anyone's)."""
     return job_document(*read_job(store, job_id, owner=owner))
+
+
+def status(store: Store, owner: str | None, job_id: str) -> str:
+    """The job's status; 404 when unknown or not ``owner``'s (None: anyone's)."""
+    return get_job(store, job_id, owner=owner).status
 
 
 def list_page(

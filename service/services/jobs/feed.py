@@ -20,7 +20,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
@@ -30,11 +31,19 @@ from service.vocabulary import TERMINAL_STATUSES
 
 log = logging.getLogger("descent.events")
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
 # The reader reads the store at least this often (a missed notification costs at most this long), and
 # events read in one go are at most READ_BATCH. A feed keeps its last FEED_KEEP events in memory.
 SAFETY_READ_S = 1.0
 READ_BATCH = 1000
 FEED_KEEP = 512
+# Store reads of the streams themselves (the check before a stream starts, replays and catch-ups) run in
+# at most this many threads at once, however many streams open together: a burst of hundreds would
+# otherwise take every thread of the default pool (40), each contending with the event loop for the GIL
+# and beyond the store's pool of connections (each one past it opened and closed for a single read).
+STREAM_READ_THREADS = 4
 
 
 class _Feed:
@@ -119,18 +128,29 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stream_reads: anyio.CapacityLimiter | None = None
         self._watcher: EventWatcher | None = None
         self._lock = threading.Lock()
         self.reads = 0  # store reads by the reader, for tests and benchmarks
 
     # --- the streams -------------------------------------------------------------------------------
 
-    async def follow(self, job_id: str, after: int = 0) -> AsyncIterator[bytes]:
-        """The job's events after id ``after`` as SSE bytes, until its ``end`` event (as ``event_stream``)."""
+    async def read(self, work: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        """``work(*args)`` in a worker thread, among at most ``STREAM_READ_THREADS`` stream reads at once."""
         self._bind()
-        # The status before the events: a job seen terminal here has every event committed already.
-        job = await anyio.to_thread.run_sync(get_job, self.store, job_id)
-        terminal, last_sent = job.status in TERMINAL_STATUSES, time.monotonic()
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._stream_reads)
+
+    async def follow(self, job_id: str, after: int = 0, status: str | None = None) -> AsyncIterator[bytes]:
+        """The job's events after id ``after`` as SSE bytes, until its ``end`` event (as ``event_stream``).
+
+        ``status`` is the job's status when the caller has just read it (before any of its events);
+        otherwise it is read here.
+        """
+        self._bind()
+        if status is None:
+            # The status before the events: a job seen terminal here has every event committed already.
+            status = (await self.read(get_job, self.store, job_id)).status
+        terminal, last_sent = status in TERMINAL_STATUSES, time.monotonic()
         feed: _Feed | None = None
         try:
             while not self.stopping.is_set():
@@ -143,9 +163,7 @@ class EventHub:
                     feed.followers += 1
                 if feed is None:
                     # Replay (or catch up) from the store by itself, then join the job's feed.
-                    events = await anyio.to_thread.run_sync(
-                        events_since, self.store, job_id, after, EVENT_BATCH
-                    )
+                    events = await self.read(events_since, self.store, job_id, after, EVENT_BATCH)
                     if events:
                         chunk, after, ended = _send(events)
                         yield chunk
@@ -198,6 +216,7 @@ class EventHub:
         if self._loop is loop and self._reader is not None and not self._reader.done():
             return
         self._loop, self._wake, self._feeds = loop, asyncio.Event(), {}
+        self._stream_reads = anyio.CapacityLimiter(STREAM_READ_THREADS)
         self._reader = loop.create_task(self._read_forever(), name="descent-event-reader")
         with self._lock:
             if self.watch and self._watcher is None:

@@ -8,6 +8,7 @@ a poll. Events are written by a second ``Store`` (other connections, as a worker
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,57 @@ async def test_streams_send_keepalives_and_end_at_shutdown(stores: tuple[Store, 
         hub.close()
     assert set(rest) <= {KEEPALIVE}
     assert hub._feeds == {}
+
+
+async def test_a_burst_of_streams_reads_the_store_in_a_few_threads_while_the_default_pool_is_full(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Streams opening together never take more than STREAM_READ_THREADS threads for their store reads,
+    # and never wait for the default thread pool, which other requests may hold whole.
+    api, writer = stores
+    job = make_job(api, make_dataset(api).id)
+    attempt = claim_job(writer, job.id)
+    assert attempt is not None
+    progress(writer, job.id, attempt, 1)
+    finish_job(writer, job.id, attempt, status="succeeded")
+    full = [(e.id, e.kind, e.data) for e in events_since(api, job.id, 0, 100)]
+    running = most = 0
+    lock = threading.Lock()
+
+    def counted_events_since(*args: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.02)  # long enough for the reads of a burst to overlap
+            return events_since(*args)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(feed_module, "events_since", counted_events_since)
+    release = threading.Event()
+    hub = EventHub(api, threading.Event(), safety_s=HOUR)
+    try:
+        async with anyio.create_task_group() as pool_holders:
+            default = anyio.to_thread.current_default_thread_limiter()
+            for _ in range(int(default.total_tokens)):
+                pool_holders.start_soon(anyio.to_thread.run_sync, release.wait)
+            with anyio.fail_after(JOB_S):
+                while default.available_tokens:
+                    await anyio.sleep(0.01)
+                results: list[list[tuple[int, str, dict[str, Any]]]] = []
+
+                async def one() -> None:
+                    results.append(await collect(hub, job.id))
+
+                async with anyio.create_task_group() as streams:
+                    for _ in range(5 * feed_module.STREAM_READ_THREADS):
+                        streams.start_soon(one)
+            release.set()
+    finally:
+        release.set()
+        hub.close()
+    assert results == [full] * (5 * feed_module.STREAM_READ_THREADS)
+    assert 1 < most <= feed_module.STREAM_READ_THREADS
