@@ -29,6 +29,7 @@ SEED = 22
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.conformance
 def test_the_documented_run_reports_no_failure_and_no_warning(tmp_path: Path) -> None:
     key = generate()[1]
     port = free_port()

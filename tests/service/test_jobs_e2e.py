@@ -181,7 +181,8 @@ def test_dataset_job_events_and_prediction_over_http(service: ServiceProcess) ->
             "model": {"type": "mlp", "hidden_layers": [16], "activation": "tanh"},
             "optimizer": {"name": "adam", "learning_rate": 0.05},
             "batch_size": 400,
-            "epochs": 1500,
+            # Long enough (about a second) for several progress events at the test's 0.05 s interval.
+            "epochs": 8000,
             "seed": 0,
         }
         created = client.post("/v1/jobs", json=body)
@@ -198,7 +199,7 @@ def test_dataset_job_events_and_prediction_over_http(service: ServiceProcess) ->
         ids = [event_id for event_id, _, _ in events]
         assert ids == sorted(set(ids))
         progress = [data["epoch"] for _, kind, data in events if kind == "progress"]
-        assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 1500
+        assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 8000
 
         job = wait_for_job(client, job_id)
         assert job["status"] == "succeeded" and events[-1][2]["model_id"] == job["model_id"]
