@@ -67,7 +67,7 @@ class Gate:
         """Admit a request or raise the DomainError that answers it (401, 403, 415, 429)."""
         path: str = scope["path"]
         if path.startswith(API_PREFIX):
-            if scope["method"] in STATE_CHANGING and not _takes_a_body(scope):
+            if scope["method"] in STATE_CHANGING:
                 _refuse_form_bodies(scope)
             if not self.keys:
                 return Admission(self.anonymous, [])
@@ -180,12 +180,13 @@ def _takes_a_body(scope: Scope) -> bool:
 
 def _refuse_form_bodies(scope: Scope) -> None:
     """415 for a form or plain-text body to a route that takes no body: those are the bodies another
-    site's page can send unasked (no CORS preflight)."""
+    site's page can send unasked (no CORS preflight). The media type is looked at first, so that the
+    route is looked up only for such a body, not for every request."""
     content_type = _header(scope, b"content-type")
     if content_type is None:
         return
     media = content_type.split(b";", 1)[0].strip().lower()
-    if media in FORM_MEDIA_TYPES:
+    if media in FORM_MEDIA_TYPES and not _takes_a_body(scope):
         raise UnsupportedMediaType(
             f"{scope['method']} {scope['path']} takes no request body, and refuses a "
             f"{media.decode('latin-1')} one (what a form on another site sends): send none"
