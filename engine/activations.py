@@ -87,8 +87,11 @@ def elu_derivative(z: Array, y: Array, /, alpha: float = 1.0, **_: float) -> Arr
 def sigmoid(z: Array, /, **_: float) -> Array:
     # 1 / (1 + e^-z) is exact in both tails; e^-z only overflows to inf for very negative z,
     # where 1 / inf = 0 is the right answer, so the overflow warning is silenced, not the result.
-    # An explicit float buffer: a ufunc returns a scalar for 0-d input, and out= cannot hold an int.
-    out = np.negative(z, out=np.empty(np.shape(z), dtype=_float_dtype(z)))
+    if type(z) is np.ndarray and z.ndim and z.dtype.kind == "f":
+        out = np.negative(z)  # the common case; the general one below costs a small call a tenth more
+    else:
+        # An explicit float buffer: a ufunc returns a scalar for 0-d input, and out= cannot hold an int.
+        out = np.negative(z, out=np.empty(np.shape(z), dtype=_float_dtype(z)))
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     out += 1
@@ -181,6 +184,10 @@ class Activation:
         The parameters it takes, with their defaults.
     elementwise : bool
         False for softmax, which mixes the entries along the last axis.
+    bounded : bool
+        Both sides of ``output_range`` are finite, and the derivative is computed from φ alone
+        (sigmoid, tanh, softmax): φ and dφ/dz of a finite input are then finite, and computing them
+        raises no floating-point error, so callers need neither check the results nor silence errors.
     """
 
     name: str
@@ -192,6 +199,11 @@ class Activation:
     init: Init
     params: Mapping[str, float] = field(default_factory=dict)
     elementwise: bool = True
+
+    @property
+    def bounded(self) -> bool:
+        low, high = self.output_range
+        return low is not None and high is not None and not self.params
 
 
 ACTIVATIONS: dict[str, Activation] = {

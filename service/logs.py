@@ -26,20 +26,28 @@ ACCESS_LOGGER = "descent.access"
 # Attributes every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
-# (second, its text): one strftime per second rather than per line, as lines come in bursts.
-# A single tuple so that a thread never sees one part updated without the other.
+# (millisecond, its text) and (second, its text): lines come in bursts, so most share the millisecond
+# of the line before, and one strftime per second is enough. Single tuples, so that a thread never
+# sees one part updated without the other.
+_milli_cache: tuple[int, str] = (-1, "")
 _second_cache: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
     """``created`` (seconds since the epoch) as ``2024-05-01T12:00:00.123Z``."""
-    global _second_cache
-    second = int(created)
-    cached_second, text = _second_cache
+    global _milli_cache, _second_cache
+    milli = int(created * 1000)
+    cached_milli, text = _milli_cache
+    if milli == cached_milli:
+        return text
+    second, fraction = divmod(milli, 1000)
+    cached_second, prefix = _second_cache
     if second != cached_second:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second_cache = (second, text)
-    return f"{text}.{int((created - second) * 1000):03d}Z"
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache = (second, prefix)
+    text = f"{prefix}.{fraction:03d}Z"
+    _milli_cache = (milli, text)
+    return text
 
 
 class JSONFormatter(logging.Formatter):
@@ -124,7 +132,9 @@ def log_access(
     global _flush_loop
     if not _access.isEnabledFor(logging.INFO):
         return
-    duration_ms = round(seconds * 1000, 3)
+    # Whole microseconds as milliseconds: the shortest repr of n / 1000 has at most three decimals,
+    # as round(x, 3) would give, at a fifth of its cost.
+    duration_ms = int(seconds * 1e6) / 1000
     if not _only_stderr_handler():
         fields: dict[str, Any] = {
             "method": method,

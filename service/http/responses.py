@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import orjson
+from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from service.errors import InvalidInput
@@ -27,8 +29,35 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
 
 
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
 class JSONResponse(StarletteJSONResponse):
     """``application/json`` rendered by orjson, with NumPy arrays and scalars serialized natively."""
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        if (
+            headers is not None
+            or media_type is not None
+            or background is not None
+            or not 200 <= status_code != 304
+            or status_code == 204
+        ):
+            super().__init__(content, status_code, headers, media_type, background)
+            return
+        # The usual answer, with the two headers Starlette's init_headers would work out: a tenth
+        # of a small compute call's own time less.
+        self.status_code = status_code
+        self.background = None
+        self.body = body = dumps(content)
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON_CONTENT_TYPE]
 
     def render(self, content: Any) -> bytes:
         return dumps(content)

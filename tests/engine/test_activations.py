@@ -220,6 +220,24 @@ def test_every_finite_float32_gives_finite_float32_output(name, z):
     assert np.all(np.isfinite(dy))
 
 
+def test_bounded_are_the_activations_with_a_finite_range_and_no_parameters():
+    assert sorted(name for name in NAMES if ACTIVATIONS[name].bounded) == ["sigmoid", "softmax", "tanh"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(z=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=6), elements=finite64))
+@pytest.mark.parametrize("name", [name for name in NAMES if ACTIVATIONS[name].bounded])
+def test_bounded_activations_raise_no_floating_point_error(name, z):
+    # Callers skip both the error silencing and the finiteness check for these (service.services.compute).
+    act = ACTIVATIONS[name]
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        y = act.function(z)
+        dy = act.derivative(z, y)
+    low, high = act.output_range
+    assert np.all((low <= y) & (y <= high))
+    assert np.all(np.isfinite(dy))
+
+
 # --- shapes ------------------------------------------------------------------------------------
 
 
