@@ -22,6 +22,7 @@ from service.errors import InvalidInput
 from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, request_fingerprint, upload_scope
 from service.services.idempotency import create_once
 from service.store import Claim, DatasetRecord, create_job, encode_npz, load_dataset_arrays, reserve
+from service.vocabulary import MIN_SAMPLES
 from tests.service.conftest import (
     BAD_IDEMPOTENCY_KEYS,
     Client,
@@ -247,6 +248,16 @@ def test_invalid_json_datasets_are_422(
     client: Client, payload: dict[str, Any], fragments: tuple[str]
 ) -> None:
     assert_problem(client.post("/v1/datasets", json=payload), 422, *fragments)
+
+
+def test_the_document_states_the_least_number_of_samples_the_api_checks(client: Client) -> None:
+    schema = client.app.openapi()["components"]["schemas"]["DatasetCreate"]["properties"]
+    assert schema["X"]["minItems"] == MIN_SAMPLES
+    assert [branch["minItems"] for branch in schema["y"]["anyOf"]] == [MIN_SAMPLES] * 3
+    # One row of X is outside the document (X has fewer than minItems rows), and the API refuses it.
+    response = client.post("/v1/datasets", json={"name": "one", "X": [[1.0]], "y": [0, 1]})
+    problem = assert_problem(response, 422, f"X must hold at least {MIN_SAMPLES} samples, got 1")
+    assert problem["errors"] == [{"loc": ["body", "X"], "msg": "must hold at least 2 samples, got 1"}]
 
 
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"1e999"])

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.training import GeneratorSpec
-from service.vocabulary import Task
+from service.vocabulary import MIN_SAMPLES, Task
 
 DATASET_ID_EXAMPLE = "ds_06231f0e9d8c7b6a5f4e3d2c"
 _SHA256_EXAMPLE = "9f2c1e0b7a6d5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3"
@@ -22,12 +22,12 @@ _SHA256_EXAMPLE = "9f2c1e0b7a6d5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e
 # sample (multilabel 0/1, or several regression targets).
 LABELS_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "array", "items": {"type": "number"}, "minItems": 2},
-        {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        {"type": "array", "items": {"type": "number"}, "minItems": MIN_SAMPLES},
+        {"type": "array", "items": {"type": "string"}, "minItems": MIN_SAMPLES},
         {
             "type": "array",
             "items": {"type": "array", "items": {"type": "number"}, "minItems": 1},
-            "minItems": 2,
+            "minItems": MIN_SAMPLES,
         },
     ]
 }
@@ -64,7 +64,10 @@ class DatasetCreate(BaseModel):
     X: Annotated[
         Any,
         ArrayField(
-            2, "Features, shape [n_samples, n_features]; finite numbers.", [[0, 0], [0, 1], [1, 0], [1, 1]]
+            2,
+            f"Features, shape [n_samples, n_features]; finite numbers, at least {MIN_SAMPLES} samples.",
+            [[0, 0], [0, 1], [1, 0], [1, 1]],
+            min_items=MIN_SAMPLES,
         ),
     ] = None
     y: Annotated[

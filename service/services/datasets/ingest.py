@@ -14,7 +14,12 @@ from engine.datasets import make_dataset, task_of
 from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
 from service.services.datasets.labels import Array, Labels, check_class_names, encode_labels
-from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
+from service.services.datasets.limits import (
+    check_dataset_size,
+    check_generator_size,
+    check_min_samples,
+    check_name,
+)
 from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
 from service.store import Claim, DatasetRecord, Store, create_dataset
@@ -109,8 +114,7 @@ def _features(X: Array, x_name: str, settings: Settings) -> Array:
         raise field_error(x_name, f"must hold real numbers, got dtype {X.dtype}")
     n_samples, n_features = X.shape
     check_dataset_size(settings, n_samples, n_features)
-    if n_samples < 2:
-        raise field_error(x_name, f"must hold at least 2 samples, got {n_samples}")
+    check_min_samples(n_samples, x_name)
     if n_features < 1:
         raise field_error(x_name, "must have at least one feature column, got 0")
     X = np.ascontiguousarray(X, dtype=np.float64)
