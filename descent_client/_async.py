@@ -129,9 +129,11 @@ class AsyncDatasets:
         *,
         name: str = "arrays",
         task: str | None = None,
+        label: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncDataset:
-        return await self._create(_calls.dataset_from_arrays(X, y, name, task, idempotency_key))
+        call = _calls.dataset_from_arrays(X, y, idempotency_key, name=name, task=task, label=label)
+        return await self._create(call)
 
     async def generate(
         self,
@@ -143,15 +145,26 @@ class AsyncDatasets:
         n_classes: int | None = None,
         n_features: int | None = None,
         name: str | None = None,
+        task: str | None = None,
+        label: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncDataset:
         spec = {"kind": kind, "n_samples": n_samples, "noise": noise, "seed": seed}
         spec.update({k: v for k, v in {"n_classes": n_classes, "n_features": n_features}.items() if v})
         body = {"name": name or f"{kind}-{n_samples}", "generator": spec}
-        return await self._create(_calls.dataset_json(body, idempotency_key))
+        return await self._create(_calls.dataset_json(body, idempotency_key, task=task, label=label))
 
-    async def from_json(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> AsyncDataset:
-        return await self._create(_calls.dataset_json(body, idempotency_key))
+    async def from_json(
+        self,
+        body: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        label: str | None = None,
+        task: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncDataset:
+        call = _calls.dataset_json(body, idempotency_key, name=name, label=label, task=task)
+        return await self._create(call)
 
     async def from_csv(
         self,
@@ -170,12 +183,12 @@ class AsyncDatasets:
         source: str | Path | bytes,
         *,
         name: str | None = None,
+        label: str | None = None,
         task: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncDataset:
-        return await self._create(
-            _calls.dataset_file(source, "npz", name=name, key=idempotency_key, task=task)
-        )
+        call = _calls.dataset_file(source, "npz", name=name, key=idempotency_key, label=label, task=task)
+        return await self._create(call)
 
     async def _create(self, call: Call) -> AsyncDataset:
         return self._client.bind(AsyncDataset, await self._client.json(call))

@@ -78,10 +78,11 @@ def new_key() -> str:
 # ---- datasets ------------------------------------------------------------------------------------
 
 
-def dataset_from_arrays(X: Any, y: Any, name: str, task: str | None, key: str | None) -> Call:
-    """Arrays go as ``.npz``: exact float bits, compact, and string labels as they are."""
+def dataset_from_arrays(X: Any, y: Any, key: str | None, **query: Any) -> Call:
+    """Arrays go as ``.npz``: exact float bits, compact, and string labels as they are; ``query`` holds
+    the upload's name, label and task."""
     archive = _arrays.npz_bytes(X=_arrays.matrix(X), y=_arrays.labels(y))
-    return _upload(archive, NPZ_MEDIA_TYPE, {"name": name, "task": task}, key)
+    return _upload(archive, NPZ_MEDIA_TYPE, query, key)
 
 
 def dataset_file(
@@ -106,10 +107,16 @@ def _upload(raw: bytes, media: str, query: Mapping[str, Any], key: str | None) -
     return Call("POST", "/v1/datasets", params=params, content=raw, headers=headers, retry="always")
 
 
-def dataset_json(body: Mapping[str, Any], key: str | None) -> Call:
-    """A DatasetCreate body: ``{"name", "X", "y"}`` or ``{"name", "generator"}``."""
+def dataset_json(body: Mapping[str, Any], key: str | None, **query: Any) -> Call:
+    """A DatasetCreate body: ``{"name"?, "X", "y"}`` or ``{"name"?, "generator"}``; ``query`` holds the
+    upload's name, label and task, which take the place of the body's name and task."""
     return _json(
-        "POST", "/v1/datasets", dict(body), headers={"Idempotency-Key": key or new_key()}, retry="always"
+        "POST",
+        "/v1/datasets",
+        dict(body),
+        params={k: v for k, v in query.items() if v is not None},
+        headers={"Idempotency-Key": key or new_key()},
+        retry="always",
     )
 
 

@@ -147,10 +147,16 @@ class Datasets:
         *,
         name: str = "arrays",
         task: str | None = None,
+        label: str | None = None,
         idempotency_key: str | None = None,
     ) -> Dataset:
-        """A dataset from arrays: X (n_samples, n_features), y labels (numbers or strings) or targets."""
-        return self._create(_calls.dataset_from_arrays(X, y, name, task, idempotency_key))
+        """A dataset from arrays: X (n_samples, n_features), y labels (numbers or strings) or targets.
+
+        ``task`` overrides the inferred task; ``label`` names the label column of the dataset's CSV form
+        (default: y), whose features are x0 .. x{D-1}.
+        """
+        call = _calls.dataset_from_arrays(X, y, idempotency_key, name=name, task=task, label=label)
+        return self._create(call)
 
     def generate(
         self,
@@ -162,17 +168,36 @@ class Datasets:
         n_classes: int | None = None,
         n_features: int | None = None,
         name: str | None = None,
+        task: str | None = None,
+        label: str | None = None,
         idempotency_key: str | None = None,
     ) -> Dataset:
-        """A dataset drawn from a seeded generator: linear, xor, circles, moons, spiral or blobs."""
+        """A dataset drawn from a seeded generator: linear, xor, circles, moons, spiral or blobs.
+
+        ``task`` overrides the generator's (e.g. 'regression' on xor's 0/1 labels); ``label`` names the
+        label column of the dataset's CSV form.
+        """
         spec = {"kind": kind, "n_samples": n_samples, "noise": noise, "seed": seed}
         spec.update({k: v for k, v in {"n_classes": n_classes, "n_features": n_features}.items() if v})
         body = {"name": name or f"{kind}-{n_samples}", "generator": spec}
-        return self._create(_calls.dataset_json(body, idempotency_key))
+        return self._create(_calls.dataset_json(body, idempotency_key, task=task, label=label))
 
-    def from_json(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Dataset:
-        """A dataset from a DatasetCreate document: ``{"name", "X", "y"}`` or ``{"name", "generator"}``."""
-        return self._create(_calls.dataset_json(body, idempotency_key))
+    def from_json(
+        self,
+        body: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        label: str | None = None,
+        task: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Dataset:
+        """A dataset from a DatasetCreate document: ``{"name"?, "X", "y"}`` or ``{"name"?, "generator"}``.
+
+        ``name`` and ``task``, when given, take the place of the document's; ``label`` names the label
+        column of the dataset's CSV form.
+        """
+        call = _calls.dataset_json(body, idempotency_key, name=name, label=label, task=task)
+        return self._create(call)
 
     def from_csv(
         self,
@@ -193,11 +218,14 @@ class Datasets:
         source: str | Path | bytes,
         *,
         name: str | None = None,
+        label: str | None = None,
         task: str | None = None,
         idempotency_key: str | None = None,
     ) -> Dataset:
-        """A dataset from an ``.npz`` archive (file or bytes) holding arrays ``X`` and ``y``."""
-        return self._create(_calls.dataset_file(source, "npz", name=name, key=idempotency_key, task=task))
+        """A dataset from an ``.npz`` archive (file or bytes) holding arrays ``X`` and ``y``; ``label``
+        names the label column of its CSV form (default: y)."""
+        call = _calls.dataset_file(source, "npz", name=name, key=idempotency_key, label=label, task=task)
+        return self._create(call)
 
     def _create(self, call: Call) -> Dataset:
         return self._client.bind(Dataset, self._client.json(call))

@@ -17,6 +17,9 @@ TASKS: tuple[Task, ...] = get_args(Task)
 # A class name (a string label) has at most this many characters.
 MAX_CLASS_NAME_LENGTH = 256
 
+# A dataset holds at least this many samples (rows of X), however it is sent or drawn.
+MIN_SAMPLES = 2
+
 # A job is active until it reaches a terminal status, which never changes afterwards.
 RunStatus = Literal["running", "cancelling"]
 ActiveStatus = Literal["queued", RunStatus]

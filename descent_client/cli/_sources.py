@@ -22,6 +22,11 @@ SHORTHAND_HELP = (
     " e.g. 'moons:n=400,noise=0.1,seed=7'"
 )
 
+LABEL_HELP = (
+    "The label column: of a CSV file, the column that holds the labels (default: the last); of other"
+    " sources, the name of the label column in the dataset's CSV form (default: y)."
+)
+
 
 def generator_spec(source: str) -> dict[str, Any] | None:
     """The generator of a shorthand like ``xor`` or ``spiral:n=600,classes=3``; None when it is not one."""
@@ -54,25 +59,26 @@ def upload(
     task: str | None = None,
     key: str | None = None,
 ) -> Dataset:
-    """Create a dataset from a file (.csv, .npz, .json) or a generator shorthand."""
+    """Create a dataset from a file (.csv, .npz, .json) or a generator shorthand.
+
+    ``name``, ``label`` and ``task`` go as the upload's query parameters, which mean the same for every
+    kind of body (a JSON file's own name and task give way to them).
+    """
     path = Path(source)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npz":
-            return client.datasets.from_npz(path, name=name, task=task, idempotency_key=key)
+            return client.datasets.from_npz(path, name=name, label=label, task=task, idempotency_key=key)
         if suffix == ".json":
             import json
 
             body = json.loads(path.read_text("utf-8"))
-            if name is not None:
-                body["name"] = name
-            body.setdefault("name", path.stem)
-            if task is not None:
-                body["task"] = task
-            return client.datasets.from_json(body, idempotency_key=key)
+            if name is None and not (isinstance(body, dict) and "name" in body):
+                name = path.stem
+            return client.datasets.from_json(body, name=name, label=label, task=task, idempotency_key=key)
         return client.datasets.from_csv(path, label=label, name=name, task=task, idempotency_key=key)
     spec = generator_spec(source)
     if spec is None:
         raise click.BadParameter(f"{source!r} is neither a file nor {SHORTHAND_HELP}", param_hint="SOURCE")
     body = {"name": name or f"{spec['kind']}-{spec.get('n_samples', 200)}", "generator": spec}
-    return client.datasets.from_json(body, idempotency_key=key)
+    return client.datasets.from_json(body, label=label, task=task, idempotency_key=key)

@@ -8,7 +8,7 @@ import click
 
 from descent_client.cli._options import common, options
 from descent_client.cli._output import handle_errors, output
-from descent_client.cli._sources import SHORTHAND_HELP, upload
+from descent_client.cli._sources import LABEL_HELP, SHORTHAND_HELP, upload
 
 if TYPE_CHECKING:
     from descent_client import Dataset
@@ -39,9 +39,11 @@ def datasets() -> None:
 @datasets.command("create")
 @click.argument("source")
 @click.option("--name", help="The dataset's name (default: the file's name, or KIND-N for a generator).")
-@click.option("--label", metavar="COLUMN", help="CSV: the label column (default: the last).")
+@click.option("--label", metavar="COLUMN", help=LABEL_HELP)
 @click.option(
-    "--task", type=click.Choice(["binary", "multiclass", "regression"]), help="Override the inferred task."
+    "--task",
+    type=click.Choice(["binary", "multiclass", "regression"]),
+    help="Override the inferred task (or a generator's).",
 )
 @click.option("--idempotency-key", metavar="KEY", help="Sending the same key again returns the same dataset.")
 @common

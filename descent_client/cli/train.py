@@ -104,7 +104,12 @@ def training_config(
 @click.option("--max-runtime", type=float, metavar="SECONDS", help="Time budget; the job fails past it.")
 @click.option("--warm-start", metavar="MODEL_ID", help="Start from this model's weights.")
 @click.option("--name", help="Name of the dataset created from a file or a generator.")
-@click.option("--label", metavar="COLUMN", help="CSV: the label column (default: the last).")
+@click.option(
+    "--label",
+    metavar="COLUMN",
+    help="A dataset file's label column: of a CSV, the column that holds the labels (default: the last);"
+    " of an .npz or JSON file, the name of the label column in the dataset's CSV form (default: y).",
+)
 @click.option(
     "--idempotency-key", metavar="KEY", help="Submitting again with the same key returns the same job."
 )

@@ -13,6 +13,7 @@ its own transaction; a creation that fails releases it, so a refused request doe
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ R = TypeVar("R")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255  # the store's column
-# A key's characters: printable ASCII, space included (a UUID, say).
-KEY_PATTERN = "^[ -~]*$"
+# A key: 1 to MAX_KEY_LENGTH printable ASCII characters (a UUID, say), with no space at either end, which
+# HTTP strips from a header's value (" a " would arrive as "a").
+KEY_PATTERN = f"^[!-~]([ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 _LOC = ["header", HEADER.lower()]  # as field_error writes a header's loc
 DEFAULT_WAIT_S = 10.0
 # A reservation still pending after this long is presumed abandoned (its process died while creating)
@@ -38,13 +41,24 @@ _FIRST_POLL_S, _LAST_POLL_S = 0.02, 0.25
 
 
 def check_key(key: str | None) -> str | None:
-    """The key, or 422 when it is empty, longer than ``MAX_KEY_LENGTH`` or not printable ASCII."""
+    """The key, or 422 unless it matches ``KEY_PATTERN``: 1 to ``MAX_KEY_LENGTH`` printable ASCII
+    characters, the first and the last not a space."""
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
-        msg = f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, got {len(key)} characters"
+    if _KEY.fullmatch(key) is None:
+        msg = (
+            f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, the first and last not a space;"
+            f" got {len(key)} characters{_spaced(key)}"
+        )
         raise field_error(HEADER, msg, source="header")
     return key
+
+
+def _spaced(key: str) -> str:
+    """What is wrong with a key of the right length and characters: a space at its start or end."""
+    if not (1 <= len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()):
+        return ""
+    return ", the first a space" if key.startswith(" ") else ", the last a space"
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,14 @@ def test_datasets_create_from_every_source(descent: Descent, tmp_path: Path) -> 
     (tmp_path / "and.json").write_text(json.dumps({"X": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [0, 0, 0, 1]}))
     json_dataset = descent.json("datasets", "create", str(tmp_path / "and.json"))
     assert (json_dataset["name"], json_dataset["class_counts"]) == ("and", [3, 1])
+    (tmp_path / "drawn.json").write_text(
+        json.dumps({"name": "in-file", "generator": {"kind": "xor", "n_samples": 20}})
+    )
+    flags = ("--name", "flag", "--task", "regression", "--label", "t")
+    drawn = descent.json("datasets", "create", str(tmp_path / "drawn.json"), *flags)
+    assert (drawn["name"], drawn["task"], drawn["source"]["label"]) == ("flag", "regression", "t")
+    shorthand = descent.json("datasets", "create", "xor:n=20", "--task", "regression", "--label", "target")
+    assert (shorthand["task"], shorthand["source"]["columns"]) == ("regression", ["x0", "x1", "target"])
     quiet = descent("datasets", "create", "blobs:n=30,classes=4", "-q").stdout
     assert re.fullmatch(r"ds_\w+\n", quiet)
     failed = descent("datasets", "create", "nothing-here.csv", code=2)

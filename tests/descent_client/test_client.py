@@ -69,6 +69,27 @@ def test_csv_and_npz_files(client: Client, tmp_path: Path) -> None:
     from_npz = client.datasets.from_npz(npz_path, name="sums")
     assert (from_npz.name, from_npz.task, from_npz.classes) == ("sums", "regression", None)
     assert from_npz.data()[0].tolist() == X.tolist()
+    labelled = client.datasets.from_npz(npz_path, label="total")
+    assert (labelled.name, labelled.source) == (
+        "reg",
+        {"kind": "npz", "columns": ["x0", "x1", "total"], "label": "total"},
+    )
+
+
+def test_name_label_and_task_go_with_every_kind_of_dataset(client: Client) -> None:
+    arrays = client.datasets.create([[0.0], [1.0], [2.0]], [0, 1, 2], task="regression", label="count")
+    assert (arrays.task, arrays.source["label"]) == ("regression", "count")
+    drawn = client.datasets.generate("xor", n_samples=20, task="regression", label="target")
+    assert (drawn.name, drawn.task, drawn.source["columns"]) == (
+        "xor-20",
+        "regression",
+        ["x0", "x1", "target"],
+    )
+    document = {"name": "in-body", "X": [[0.0], [1.0]], "y": [0, 1], "task": "binary"}
+    renamed = client.datasets.from_json(document, name="in-query", task="regression")
+    assert (renamed.name, renamed.task) == ("in-query", "regression")
+    with pytest.raises(InvalidInput, match="label 'x0' clashes with feature column"):
+        client.datasets.from_json(document, label="x0")
 
 
 def test_listing_pages_through_every_dataset(client: Client) -> None:

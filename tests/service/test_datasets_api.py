@@ -22,6 +22,7 @@ from service.errors import InvalidInput
 from service.services.datasets import IDEMPOTENCY_SCOPE, ingest_arrays, request_fingerprint, upload_scope
 from service.services.idempotency import create_once
 from service.store import Claim, DatasetRecord, create_job, encode_npz, load_dataset_arrays, reserve
+from service.vocabulary import MIN_SAMPLES
 from tests.service.conftest import (
     BAD_IDEMPOTENCY_KEYS,
     Client,
@@ -249,18 +250,22 @@ def test_invalid_json_datasets_are_422(
     assert_problem(client.post("/v1/datasets", json=payload), 422, *fragments)
 
 
+def test_the_document_states_the_least_number_of_samples_the_api_checks(client: Client) -> None:
+    schema = client.app.openapi()["components"]["schemas"]["DatasetCreate"]["properties"]
+    assert schema["X"]["minItems"] == MIN_SAMPLES
+    assert [branch["minItems"] for branch in schema["y"]["anyOf"]] == [MIN_SAMPLES] * 3
+    # One row of X is outside the document (X has fewer than minItems rows), and the API refuses it.
+    response = client.post("/v1/datasets", json={"X": [[1.0]], "y": [0, 1]})
+    problem = assert_problem(response, 422, f"X must hold at least {MIN_SAMPLES} samples, got 1")
+    assert problem["errors"] == [{"loc": ["body", "X"], "msg": "must hold at least 2 samples, got 1"}]
+
+
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"1e999"])
 def test_non_finite_json_numbers_are_422(client: Client, token: bytes) -> None:
     raw = b'{"name": "nan", "X": [[1.0], [' + token + b']], "y": [0, 1]}'
     assert_problem(
         client.post("/v1/datasets", content=raw, headers={"content-type": "application/json"}), 422
     )
-
-
-def test_a_label_column_is_refused_with_a_json_body(client: Client) -> None:
-    response = client.post("/v1/datasets?label=y", json={"name": "x", "X": [[1], [2]], "y": [0, 1]})
-    body = assert_problem(response, 422, "label")
-    assert body["errors"] == [{"loc": ["query", "label"], "msg": "not used with a JSON body"}]
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
@@ -271,28 +276,116 @@ def test_an_unknown_query_parameter_is_422_naming_it(client: Client, content_typ
     assert problem["errors"] == [{"loc": ["query", "nmae"], "msg": "unknown query parameter"}]
 
 
-def test_name_and_task_in_the_query_apply_to_a_json_body_that_agrees(client: Client) -> None:
-    arrays = {"X": [[1], [2], [3]], "y": [0, 1, 2]}
-    created = client.post("/v1/datasets?name=counts&task=regression", json={"name": "counts", **arrays})
-    assert created.status_code == 201, created.text
-    assert (created.json()["name"], created.json()["task"]) == ("counts", "regression")
-    same = client.post("/v1/datasets?task=regression", json={"name": "c", "task": "regression", **arrays})
-    assert same.status_code == 201, same.text
+def test_label_names_the_label_column_of_a_json_dataset(client: Client) -> None:
+    payload = {"name": "pets", "X": [[4.1, 30], [9.5, 60], [3.8, 25]], "y": ["cat", "dog", "cat"]}
+    body = created(client.post("/v1/datasets?label=species", json=payload))
+    assert body["source"] == {"kind": "json", "columns": ["x0", "x1", "species"], "label": "species"}
+    assert client.get(f"/v1/datasets/{body['id']}").json()["source"] == body["source"]
+    response = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"})
+    assert response.text == "x0,x1,species\r\n4.1,30.0,cat\r\n9.5,60.0,dog\r\n3.8,25.0,cat\r\n"
+    # The CSV form uploads again with its label column named: the same arrays, the same hash.
+    again = created(client.post("/v1/datasets?label=species", content=response.content, headers=CSV_TYPE))
+    assert (again["sha256"], again["classes"]) == (body["sha256"], body["classes"])
+    assert again["source"] == {"kind": "csv", "columns": ["x0", "x1", "species"], "label": "species"}
+
+
+def test_label_names_each_column_of_several_outputs(client: Client) -> None:
+    payload = {"name": "tags", "X": [[1.0], [2.0], [3.0]], "y": [[1, 0], [0, 1], [1, 1]]}
+    body = created(client.post("/v1/datasets?label=tag", json=payload))
+    assert (body["task"], body["source"]["columns"]) == ("multilabel", ["x0", "tag0", "tag1"])
+    text = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"}).text
+    assert text == "x0,tag0,tag1\r\n1.0,1,0\r\n2.0,0,1\r\n3.0,1,1\r\n"
+
+
+def test_a_label_after_the_feature_columns_is_not_a_clash(client: Client) -> None:
+    body = created(client.post("/v1/datasets?label=x2", json={"X": [[1, 2], [3, 4]], "y": [0, 1]}))
+    text = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"}).text
+    assert text.splitlines()[0] == "x0,x1,x2"
 
 
 @pytest.mark.parametrize(
-    ("query", "body", "fragment"),
+    ("label", "y", "fragments"),
     [
-        ("name=other", {"name": "counts", "X": [[1], [2]], "y": [0, 1]}, "'counts'"),
-        ("task=regression", {"name": "c", "X": [[1], [2]], "y": [0, 1], "task": "binary"}, "'binary'"),
-        ("task=binary", {"name": "g", "generator": {"kind": "xor"}}, "generator"),
+        ("x0", [0, 1], ("label 'x0' clashes with feature column(s) x0", "x0 .. x1")),
+        ("x1", [0, 1], ("label 'x1' clashes with feature column(s) x1",)),
+        ("x", [[0, 1], [1, 0]], ("label 'x' (columns x0, x1) clashes with feature column(s) x0, x1",)),
     ],
 )
-def test_name_and_task_in_the_query_that_disagree_with_a_json_body_are_422(
-    client: Client, query: str, body: dict, fragment: str
+def test_a_label_that_clashes_with_a_feature_column_is_422(
+    client: Client, label: str, y: list[Any], fragments: tuple[str, ...]
 ) -> None:
-    problem = assert_problem(client.post(f"/v1/datasets?{query}", json=body), 422, fragment)
-    assert problem["errors"][0]["loc"] == ["query", query.split("=")[0]]
+    before = client.get("/v1/datasets", params={"limit": 500}).json()["items"]
+    response = client.post("/v1/datasets", params={"label": label}, json={"X": [[1, 2], [3, 4]], "y": y})
+    problem = assert_problem(response, 422, *fragments)
+    assert problem["errors"][0]["loc"] == ["query", "label"]
+    assert client.get("/v1/datasets", params={"limit": 500}).json()["items"] == before
+
+
+@pytest.mark.parametrize("label", [" y", "y\t"])
+def test_a_label_with_whitespace_around_it_is_422(client: Client, label: str) -> None:
+    response = client.post("/v1/datasets", params={"label": label}, json={"X": [[1], [2]], "y": [0, 1]})
+    msg = f"label {label!r} begins or ends with whitespace, which a CSV header drops"
+    problem = assert_problem(response, 422, msg)
+    assert problem["errors"] == [{"loc": ["query", "label"], "msg": msg}]
+
+
+def test_npz_upload_with_a_label_column_name(client: Client) -> None:
+    raw = npz_bytes(X=np.array([[1.0], [2.0]]), y=np.array(["a", "b"]))
+    body = created(client.post("/v1/datasets?label=kind&name=pair", content=raw, headers=NPZ_TYPE))
+    assert (body["name"], body["source"]) == (
+        "pair",
+        {"kind": "npz", "columns": ["x0", "kind"], "label": "kind"},
+    )
+    text = client.get(f"/v1/datasets/{body['id']}/data", headers={"accept": "text/csv"}).text
+    assert text == "x0,kind\r\n1.0,a\r\n2.0,b\r\n"
+    assert_problem(client.post("/v1/datasets?label=x0", content=raw, headers=NPZ_TYPE), 422, "'x0' clashes")
+
+
+def test_the_query_name_takes_the_place_of_the_body_name(client: Client) -> None:
+    arrays = {"name": "body-name", "X": [[1], [2]], "y": [0, 1]}
+    assert created(client.post("/v1/datasets?name=query-name", json=arrays))["name"] == "query-name"
+    generator = {"name": "body-name", "generator": {"kind": "xor", "n_samples": 10}}
+    assert created(client.post("/v1/datasets?name=drawn", json=generator))["name"] == "drawn"
+
+
+def test_a_json_body_without_a_name_takes_the_query_name_or_upload(client: Client) -> None:
+    arrays = {"X": [[1], [2]], "y": [0, 1]}
+    assert created(client.post("/v1/datasets?name=from-query", json=arrays))["name"] == "from-query"
+    # As a CSV or .npz upload without a name.
+    assert created(client.post("/v1/datasets", json=arrays))["name"] == "upload"
+    assert created(client.post("/v1/datasets", json={"generator": {"kind": "moons"}}))["name"] == "upload"
+
+
+def test_the_query_task_takes_the_place_of_the_body_task(client: Client) -> None:
+    arrays = {"name": "c", "X": [[1], [2], [3]], "y": [0, 1, 2]}
+    body = created(client.post("/v1/datasets?task=regression", json={**arrays, "task": "multiclass"}))
+    assert (body["task"], body["classes"]) == ("regression", None)
+    assert stored(client, body["id"])[1].tolist() == [0.0, 1.0, 2.0]
+    assert created(client.post("/v1/datasets?task=regression", json=arrays))["task"] == "regression"
+    assert created(client.post("/v1/datasets?task=multiclass", json=arrays))["task"] == "multiclass"
+
+
+def test_the_query_task_applies_to_a_generators_labels(client: Client) -> None:
+    generator = {"kind": "xor", "n_samples": 20, "seed": 3}
+    response = client.post("/v1/datasets?task=regression&label=target", json={"generator": generator})
+    body = created(response)
+    assert (body["task"], body["classes"], body["class_counts"]) == ("regression", None, None)
+    assert body["source"]["generator"]["kind"] == "xor" and body["source"]["label"] == "target"
+    expected_X, expected_y = make_dataset("xor", 20, noise=0.1, rng=np.random.default_rng(3))
+    X, y = stored(client, body["id"])
+    np.testing.assert_array_equal(X, expected_X)
+    assert y.dtype == np.float64 and y.tolist() == expected_y.astype(np.float64).tolist()
+    assert set(y.tolist()) == {0.0, 1.0}
+
+
+def test_a_task_that_a_generators_labels_do_not_fit_is_the_422_of_such_labels(client: Client) -> None:
+    generator = {"kind": "blobs", "n_samples": 30, "seed": 1}
+    response = client.post("/v1/datasets?task=binary", json={"name": "b", "generator": generator})
+    msg = "must hold exactly 2 classes for task 'binary', found 3: [0, 1, 2]"
+    problem = assert_problem(response, 422, f"generator.y {msg}")
+    assert problem["errors"] == [{"loc": ["body", "generator", "y"], "msg": msg}]
+    uploaded = client.post("/v1/datasets?task=binary", json={"X": [[1], [2], [3]], "y": [0, 1, 2]})
+    assert assert_problem(uploaded, 422)["errors"] == [{"loc": ["body", "y"], "msg": msg}]
 
 
 def test_unknown_content_type_is_415(client: Client) -> None:
@@ -566,6 +659,13 @@ def test_same_idempotency_key_with_another_body_is_409(client: Client) -> None:
     created(client.post("/v1/datasets?label=b", content=text, headers=csv_headers))
     assert_problem(
         client.post("/v1/datasets?label=a", content=text, headers=csv_headers), 409, "different request"
+    )
+    # So it does with a JSON body: another label column name is another request.
+    json_headers = {"Idempotency-Key": "json-label-1"}
+    payload = {"X": [[1], [2]], "y": [0, 1]}
+    created(client.post("/v1/datasets?label=a", json=payload, headers=json_headers))
+    assert_problem(
+        client.post("/v1/datasets?label=b", json=payload, headers=json_headers), 409, "different request"
     )
 
 

@@ -35,6 +35,7 @@ from service.services import jobs as api
 from service.services.jobs import creation
 from service.settings import Settings
 from service.store import request_cancel
+from service.vocabulary import MIN_SAMPLES
 from tests.service.conftest import BAD_IDEMPOTENCY_KEYS, assert_bad_cursor, assert_bad_idempotency_key
 from tests.timing import JOB_S, REQUEST_S
 
@@ -309,6 +310,27 @@ async def test_inline_arrays_are_stored_as_a_dataset_the_job_refers_to(client: h
     assert done["status"] == "succeeded"
     predicted = await client.post(f"/v1/models/{done['model_id']}/predict", json={"X": X[:4]})
     assert predicted.json()["predictions"] == ["no", "yes", "yes", "yes"]
+
+
+async def test_inline_data_of_one_sample_is_refused_by_the_dry_run_as_by_the_job(
+    idle: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = idle
+    inline = app.openapi()["components"]["schemas"]["InlineDataset"]["properties"]
+    assert inline["X"]["minItems"] == MIN_SAMPLES
+    assert [branch["minItems"] for branch in inline["y"]["anyOf"]] == [MIN_SAMPLES] * 2
+    body = {
+        "dataset": {"X": [[1.0]], "y": [0.5], "task": "regression"},
+        "model": {"type": "linear_regression"},
+        "epochs": 1,
+    }
+    for query in ("?dry_run=true", ""):
+        response = await client.post(f"/v1/jobs{query}", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [
+            {"loc": ["body", "dataset", "X"], "msg": "must hold at least 2 samples, got 1"}
+        ]
+    assert (await client.get("/v1/datasets")).json()["items"] == []
 
 
 async def test_inline_generator_is_stored_with_its_spec(client: httpx.AsyncClient) -> None:

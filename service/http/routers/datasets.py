@@ -22,7 +22,15 @@ from service.http.media import (
 from service.http.responses import JSONResponse
 from service.http.routers.params import CursorQuery, IdempotencyKeyHeader, LimitQuery
 from service.http.schemas.common import links, problem_responses, request_body
-from service.http.schemas.datasets import DATASET_ID_EXAMPLE, Dataset, DatasetCreate, DatasetData, DatasetPage
+from service.http.schemas.datasets import (
+    DATASET_ID_EXAMPLE,
+    DEFAULT_NAME,
+    LABEL_PATTERN,
+    Dataset,
+    DatasetCreate,
+    DatasetData,
+    DatasetPage,
+)
 from service.services import datasets
 from service.services.pagination import DEFAULT_LIMIT
 from service.vocabulary import Task
@@ -71,6 +79,7 @@ _CREATE_BODY["requestBody"]["description"] = (
     "One of: JSON (`X`/`y` arrays or a `generator`); `text/csv` (UTF-8, a header row, one sample per row,"
     " numeric feature columns; the label column is `?label=`, by default the last); an `.npz` archive"
     " (`numpy.savez`) holding arrays `X` and `y`, as `application/x-npz` or `application/octet-stream`."
+    " The query parameters `name`, `label` and `task` apply to every kind of body."
 )
 _LOCATION = {
     "description": "The dataset's URL.",
@@ -136,8 +145,9 @@ async def create_dataset(
         Query(
             min_length=1,
             max_length=200,
-            description="The dataset's name: CSV and npz uploads take it from here (default 'upload');"
-            " a JSON body names its dataset in its `name` field, which this must then equal.",
+            description="The dataset's name, for every kind of body. A JSON body may name its dataset in"
+            " its `name` field instead: this parameter, when given, takes that field's place. Without"
+            f" either the name is {DEFAULT_NAME!r}.",
             examples=["iris"],
         ),
     ] = None,
@@ -145,16 +155,25 @@ async def create_dataset(
         str | None,
         Query(
             min_length=1,
-            description="CSV uploads: the label column (default: the last column). Not with a JSON"
-            " body, which gives y.",
+            # Documented, and checked by the service, which says what is wrong in words.
+            json_schema_extra={"pattern": LABEL_PATTERN},
+            description="The name of the label column, for every kind of body. CSV: the column that"
+            " holds the labels (default: the last column); it keeps its name. JSON (X and y, or a"
+            " generator) and `.npz`: the name of the label column in the dataset's CSV form"
+            " (`GET /v1/datasets/{id}/data` with `Accept: text/csv`, whose feature columns are x0 …"
+            " x{D-1}; default 'y'), or of its columns `<label>0` … `<label>{k-1}` when each sample has"
+            " k labels or targets; it is shown in the dataset's `source`. A label column that would"
+            " take a feature column's name (such as x0) is a 422.",
             examples=["species"],
         ),
     ] = None,
     task: Annotated[
         Task | None,
         Query(
-            description="Override the inferred task. With a JSON body of X and y it is the body's `task`"
-            " field when that is absent, and must equal it when present; a generator sets its own task.",
+            description="Override the inferred task, for every kind of body: of the labels of a CSV or"
+            " `.npz` upload, of a JSON body's y (in place of the body's `task` field), or of the labels"
+            " a generator draws (e.g. 'regression' makes xor's 0/1 labels targets). Labels that do not"
+            " fit it are a 422, as in the body (e.g. 'binary' for 3 classes).",
             examples=["multiclass"],
         ),
     ] = None,
@@ -177,7 +196,7 @@ async def create_dataset(
     """
     content_type = request.headers.get("content-type")
     kind = _body_kind(content_type)
-    datasets.check_query(kind, request.query_params.keys())
+    datasets.check_query(request.query_params.keys())
     upload = datasets.Upload(
         kind,
         content_type or "",
@@ -247,7 +266,7 @@ _DATA_MEDIA_TYPES = (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE, NPZ_MEDIA_TYPE)
     summary="Get a dataset's arrays",
     responses={
         200: {
-            "description": "X and y: as JSON; as CSV (header row, label column as uploaded) with"
+            "description": "X and y: as JSON; as CSV (header row, label column as uploaded or named) with"
             " `Accept: text/csv`; as an `.npz` archive of arrays `X` and `y` (string labels as a"
             " string array) with `Accept: application/x-npz`, which uploads again as it is.",
             "content": {
@@ -267,7 +286,9 @@ async def dataset_data(
     """The dataset's X and y, y as the original labels (class names, not indices).
 
     `Accept: text/csv` gives CSV: a CSV upload's own header and column order, otherwise columns
-    x0 … x{D-1} then y. Uploading that CSV again gives an identical dataset (same sha256).
+    x0 … x{D-1} then the label column, named by the upload's `?label=` (default y; with several
+    outputs y0 … y{k-1}, or label0 …). Uploading that CSV again with that `?label=` gives an identical
+    dataset (same sha256).
     """
     answer = preferred_media_type(request.headers.get("accept"), _DATA_MEDIA_TYPES)
 

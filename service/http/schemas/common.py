@@ -27,25 +27,32 @@ _VECTOR = {"type": "array", "items": _NUMBER, "minItems": 1}
 _MATRIX = {"type": "array", "items": _VECTOR, "minItems": 1}
 
 
-def array_schema(ndim: int | tuple[int, ...] | None) -> dict[str, Any]:
-    """JSON schema of a numeric array field: 1-D, 2-D, either, or any depth (None, numbers included)."""
+def array_schema(ndim: int | tuple[int, ...] | None, min_items: int = 1) -> dict[str, Any]:
+    """JSON schema of a numeric array field: 1-D, 2-D, either, or any depth (None, numbers included).
+
+    ``min_items`` is the least length of the outer array (e.g. a dataset's samples); inner ones hold at
+    least one number.
+    """
     if ndim is None:
         # NestedNumbers inlined one level (a top-level $ref beside a description confuses pydantic).
         return {"anyOf": NESTED_NUMBERS_SCHEMA["anyOf"]}
     shapes = {1: _VECTOR, 2: _MATRIX}
     dims = (ndim,) if isinstance(ndim, int) else ndim
-    if len(dims) == 1:
-        return dict(shapes[dims[0]])
-    return {"anyOf": [shapes[d] for d in dims]}
+    branches = [{**shapes[d], "minItems": min_items} for d in dims]
+    return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
 
-def ArrayField(ndim: int | tuple[int, ...] | None, description: str, example: Any, **kwargs: Any) -> Any:
+def ArrayField(
+    ndim: int | tuple[int, ...] | None, description: str, example: Any, *, min_items: int = 1, **kwargs: Any
+) -> Any:
     """A ``Field`` for a numeric array converted by ``arrays.to_array``, not by pydantic.
 
     Use as ``x: Annotated[Any, ArrayField(...)]``; pydantic passes the value through untouched
-    (cheap for big arrays) while the docs show the precise array schema.
+    (cheap for big arrays) while the docs show the precise array schema. ``min_items`` is documented
+    only (pydantic's ``min_length`` would write ``minLength``, a string keyword): the service checks it.
     """
-    return Field(description=description, examples=[example], json_schema_extra=array_schema(ndim), **kwargs)
+    schema = array_schema(ndim, min_items)
+    return Field(description=description, examples=[example], json_schema_extra=schema, **kwargs)
 
 
 class ErrorItem(BaseModel):

@@ -13,21 +13,25 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.http.schemas.common import ArrayField, exactly_one_of
 from service.http.schemas.training import GeneratorSpec
-from service.vocabulary import Task
+from service.vocabulary import MIN_SAMPLES, Task
 
 DATASET_ID_EXAMPLE = "ds_06231f0e9d8c7b6a5f4e3d2c"
+# The name of a dataset uploaded without one (neither the `name` query parameter nor a JSON `name`).
+DEFAULT_NAME = "upload"
+# A label column's name: a CSV header's names are read without whitespace around them.
+LABEL_PATTERN = r"^\S([\s\S]*\S)?$"
 _SHA256_EXAMPLE = "9f2c1e0b7a6d5c4b3a29181706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3"
 
 # A label is a number or a string, all labels of one dataset of one kind; or a row of numbers per
 # sample (multilabel 0/1, or several regression targets).
 LABELS_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "array", "items": {"type": "number"}, "minItems": 2},
-        {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        {"type": "array", "items": {"type": "number"}, "minItems": MIN_SAMPLES},
+        {"type": "array", "items": {"type": "string"}, "minItems": MIN_SAMPLES},
         {
             "type": "array",
             "items": {"type": "array", "items": {"type": "number"}, "minItems": 1},
-            "minItems": 2,
+            "minItems": MIN_SAMPLES,
         },
     ]
 }
@@ -59,12 +63,20 @@ class DatasetCreate(BaseModel):
     )
 
     name: str = Field(
-        min_length=1, max_length=200, description="A name to recognise the dataset by.", examples=["xor-400"]
+        DEFAULT_NAME,
+        min_length=1,
+        max_length=200,
+        description="A name to recognise the dataset by. The `name` query parameter, when given, takes"
+        f" its place; without either the name is {DEFAULT_NAME!r}.",
+        examples=["xor-400"],
     )
     X: Annotated[
         Any,
         ArrayField(
-            2, "Features, shape [n_samples, n_features]; finite numbers.", [[0, 0], [0, 1], [1, 0], [1, 1]]
+            2,
+            f"Features, shape [n_samples, n_features]; finite numbers, at least {MIN_SAMPLES} samples.",
+            [[0, 0], [0, 1], [1, 0], [1, 1]],
+            min_items=MIN_SAMPLES,
         ),
     ] = None
     y: Annotated[
@@ -79,7 +91,8 @@ class DatasetCreate(BaseModel):
     ] = None
     task: Task | None = Field(
         None,
-        description="Override the inferred task, e.g. 'regression' on integer targets (X/y data only).",
+        description="Override the inferred task, e.g. 'regression' on integer targets (X/y data only);"
+        " the `task` query parameter, when given, takes its place.",
         examples=["regression"],
     )
     generator: GeneratorSpec | None = Field(
@@ -136,8 +149,9 @@ class Dataset(BaseModel):
         description="When it was stored (RFC 3339, UTC).", examples=["2025-01-31T12:00:00.123456+00:00"]
     )
     source: dict[str, Any] = Field(
-        description="How the data came to be: kind 'json', 'csv' (with its columns and label column),"
-        " 'npz' or 'generator' (with the generator's settings).",
+        description="How the data came to be: kind 'json', 'csv', 'npz' or 'generator' (with the"
+        " generator's settings). A CSV upload, and any upload given `?label=`, has its CSV `columns`"
+        " and the name of its `label` column.",
         examples=[
             {
                 "kind": "generator",

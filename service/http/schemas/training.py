@@ -21,7 +21,7 @@ from service.http.schemas.names import (
     OptimizerName,
     ScheduleName,
 )
-from service.vocabulary import Task
+from service.vocabulary import MIN_SAMPLES, Task
 
 # Strict: JSON types as documented ("epochs": "10" or 10.5 is refused, not coerced).
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -78,7 +78,9 @@ class GeneratorSpec(BaseModel):
         description="linear (regression), xor, circles, moons (binary), spiral, blobs (K classes).",
         examples=["xor"],
     )
-    n_samples: int = Field(200, ge=2, le=1_000_000, description="Number of samples.", examples=[400])
+    n_samples: int = Field(
+        200, ge=MIN_SAMPLES, le=1_000_000, description="Number of samples.", examples=[400]
+    )
     noise: float = Field(
         0.1, ge=0, le=100, description="Noise level (std of the Gaussian noise added).", examples=[0.1]
     )
@@ -102,7 +104,15 @@ class InlineDataset(BaseModel):
         description="Name of the dataset created for the job.",
         examples=["xor-inline"],
     )
-    X: Annotated[Any, ArrayField(2, "Features, shape (n_samples, n_features).", [[0, 0], [1, 1]])] = None
+    X: Annotated[
+        Any,
+        ArrayField(
+            2,
+            f"Features, shape (n_samples, n_features), at least {MIN_SAMPLES} samples.",
+            [[0, 0], [1, 1]],
+            min_items=MIN_SAMPLES,
+        ),
+    ] = None
     y: Annotated[
         Any,
         ArrayField(
@@ -110,6 +120,7 @@ class InlineDataset(BaseModel):
             "Labels or targets, shape (n_samples,); or (n_samples, n_outputs) for several 0/1 labels per"
             " sample (multilabel) or several targets (multi-output regression).",
             [0, 0],
+            min_items=MIN_SAMPLES,
         ),
     ] = None
     generator: GeneratorSpec | None = Field(

@@ -18,7 +18,7 @@ from service.services.datasets.access import dataset_json, delete, list_page, lo
 from service.services.datasets.csv_format import CSVTable, csv_chunks, parse_csv
 from service.services.datasets.ingest import ingest_arrays, ingest_generator
 from service.services.datasets.labels import EncodedLabels, Labels, encode_labels
-from service.services.datasets.limits import check_dataset_size
+from service.services.datasets.limits import check_dataset_size, check_min_samples
 from service.services.datasets.uploads import (
     IDEMPOTENCY_SCOPE,
     Upload,
@@ -37,6 +37,7 @@ __all__ = [
     "Upload",
     "arrays_from_json",
     "check_dataset_size",
+    "check_min_samples",
     "check_query",
     "create",
     "csv_chunks",

@@ -222,24 +222,62 @@ def _is_integer(text: str) -> bool:
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def csv_layout(record: DatasetRecord) -> tuple[list[str], int]:
-    """The CSV header and the label column's position: a CSV upload's own, else x0..x{D-1} then y.
+DEFAULT_LABEL = "y"
 
-    With several outputs the labels (or targets) are the columns y0..y{k-1} after the features.
+
+def feature_columns(n_features: int) -> list[str]:
+    """The CSV names of the features of a dataset that was not a CSV upload: x0 .. x{D-1}."""
+    return [f"x{i}" for i in range(n_features)]
+
+
+def label_columns(label: str, n_outputs: int) -> list[str]:
+    """The CSV names of a dataset's label columns: ``label``, or label0 .. label{k-1} for k outputs."""
+    return [label] if n_outputs == 1 else [f"{label}{j}" for j in range(n_outputs)]
+
+
+def named_columns(label: str, n_features: int, n_outputs: int) -> list[str]:
+    """The CSV header of a dataset that was not a CSV upload, its label column(s) named after ``label``.
+
+    Raises
+    ------
+    InvalidInput
+        422 at the ``label`` query parameter when a label column would take a feature column's name,
+        or when ``label`` begins or ends with whitespace (a CSV header's names are read without it).
     """
-    if record.n_outputs > 1:
-        features = [f"x{i}" for i in range(record.n_features)]
-        return [*features, *(f"y{j}" for j in range(record.n_outputs))], record.n_features
+    if label != label.strip():
+        raise _label_error(f"label {label!r} begins or ends with whitespace, which a CSV header drops")
+    features = feature_columns(n_features)
+    labels = label_columns(label, n_outputs)
+    clashes = sorted(set(features) & set(labels), key=labels.index)
+    if clashes:
+        named = f"label {label!r}" if labels == [label] else f"label {label!r} (columns {', '.join(labels)})"
+        raise _label_error(
+            f"{named} clashes with feature column(s) {', '.join(clashes)}; the features are"
+            f" x0 .. x{n_features - 1}"
+        )
+    return [*features, *labels]
+
+
+def _label_error(msg: str) -> InvalidInput:
+    return InvalidInput(f"query parameter {msg}", errors=[{"loc": ["query", "label"], "msg": msg}])
+
+
+def csv_layout(record: DatasetRecord) -> tuple[list[str], int]:
+    """The CSV header and the position of the (first) label column.
+
+    The header stored with the dataset (``source["columns"]``, with ``source["label"]``): a CSV upload's
+    own, or the one a ``label`` query parameter named. Otherwise x0..x{D-1} then y, or y0..y{k-1} with
+    several outputs.
+    """
     source = record.source or {}
     columns, label = source.get("columns"), source.get("label")
-    if (
-        source.get("kind") == "csv"
-        and isinstance(columns, list)
-        and len(columns) == record.n_features + 1
-        and label in columns
-    ):
-        return [str(c) for c in columns], columns.index(label)
-    return [*(f"x{i}" for i in range(record.n_features)), "y"], record.n_features
+    if isinstance(columns, list) and len(columns) == record.n_features + record.n_outputs:
+        if record.n_outputs > 1:  # label0 .. label{k-1}, after the features
+            return [str(c) for c in columns], record.n_features
+        if label in columns:  # one label column, anywhere (a CSV upload's)
+            return [str(c) for c in columns], columns.index(label)
+    header = [*feature_columns(record.n_features), *label_columns(DEFAULT_LABEL, record.n_outputs)]
+    return header, record.n_features
 
 
 def csv_chunks(record: DatasetRecord, X: Array, labels: Array | list[Any]) -> Iterator[str]:

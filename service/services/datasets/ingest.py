@@ -13,8 +13,14 @@ import numpy as np
 from engine.datasets import make_dataset, task_of
 from service.errors import InvalidInput, field_error, field_loc
 from service.http.schemas.training import GeneratorSpec
+from service.services.datasets.csv_format import named_columns
 from service.services.datasets.labels import Array, Labels, check_class_names, encode_labels
-from service.services.datasets.limits import check_dataset_size, check_generator_size, check_name
+from service.services.datasets.limits import (
+    check_dataset_size,
+    check_generator_size,
+    check_min_samples,
+    check_name,
+)
 from service.services.identity.quotas import check_room, estimate_stored_bytes
 from service.settings import Settings
 from service.store import Claim, DatasetRecord, Store, create_dataset
@@ -30,6 +36,7 @@ def ingest_arrays(
     y: Labels,
     task: str | None,
     source: dict[str, Any],
+    label: str | None = None,
     field_prefix: str = "",
     claim: Claim | None = None,
 ) -> DatasetRecord:
@@ -52,6 +59,10 @@ def ingest_arrays(
         None infers it from y (see :func:`encode_labels`).
     source : dict
         How the data came to be, stored with it (e.g. ``{"kind": "json"}``).
+    label : str, optional
+        The name of the label column of data that is not a CSV upload (which names its own columns in
+        ``source``): stored in ``source`` as ``label``, with ``columns`` x0 .. x{D-1} then ``label`` (or
+        label0 .. label{k-1} for k outputs), the header of the dataset's CSV form.
     field_prefix : str
         Prefix of the field names in error messages, e.g. ``"dataset."`` for data inside a job.
     claim : Claim, optional
@@ -68,8 +79,9 @@ def ingest_arrays(
     PayloadTooLarge
         413 when the rows, features or numbers exceed their limit (named in the detail).
     InvalidInput
-        422 for a bad shape, dtype or name, non-finite values, fewer than 2 samples, or labels that do
-        not fit the task (fewer than 2 classes for classification).
+        422 for a bad shape, dtype or name, non-finite values, fewer than 2 samples, labels that do
+        not fit the task (fewer than 2 classes for classification), or a ``label`` that names a feature
+        column.
     """
     check_name(name)
     X = _features(X, f"{field_prefix}X", settings)
@@ -83,6 +95,9 @@ def ingest_arrays(
         raise field_error(y_name, f"has {n_labels} entries but X has {X.shape[0]} rows")
     check_class_names(y, y_name, settings.max_labels_kb)
     labels = encode_labels(y, task, y_name)
+    if label is not None:
+        n_outputs = 1 if labels.y.ndim == 1 else int(labels.y.shape[1])
+        source = {**source, "columns": named_columns(label, X.shape[1], n_outputs), "label": label}
     check_room(store, settings, datasets=1, nbytes=estimate_stored_bytes(X, labels.y))
     return create_dataset(
         store,
@@ -109,8 +124,7 @@ def _features(X: Array, x_name: str, settings: Settings) -> Array:
         raise field_error(x_name, f"must hold real numbers, got dtype {X.dtype}")
     n_samples, n_features = X.shape
     check_dataset_size(settings, n_samples, n_features)
-    if n_samples < 2:
-        raise field_error(x_name, f"must hold at least 2 samples, got {n_samples}")
+    check_min_samples(n_samples, x_name)
     if n_features < 1:
         raise field_error(x_name, "must have at least one feature column, got 0")
     X = np.ascontiguousarray(X, dtype=np.float64)
@@ -128,6 +142,8 @@ def ingest_generator(
     owner: str,
     name: str,
     spec: GeneratorSpec,
+    task: str | None = None,
+    label: str | None = None,
     field_prefix: str = "",
     claim: Claim | None = None,
 ) -> DatasetRecord:
@@ -141,6 +157,11 @@ def ingest_generator(
     name : str
     spec : GeneratorSpec
         kind, n_samples, noise, n_classes, n_features and seed.
+    task : {"binary", "multiclass", "multilabel", "regression"} or None
+        The task of the drawn labels, as for uploaded labels (see :func:`ingest_arrays`); None takes the
+        generator's (see ``engine.datasets.task_of``).
+    label : str, optional
+        The label column's name (see :func:`ingest_arrays`).
     field_prefix : str
         Prefix of the field names in error messages.
     claim : Claim, optional
@@ -149,18 +170,20 @@ def ingest_generator(
     Returns
     -------
     DatasetRecord
-        Task from the generator's kind; for classification ``classes`` are 0..K-1.
+        Task from the generator's kind unless ``task`` is given; for classification ``classes`` are
+        0..K-1.
 
     Raises
     ------
     InvalidInput
         422 when the generator's settings are inconsistent (e.g. n_classes for 'xor') or ask for more
-        rows, features or numbers than the dataset limits allow (the limit is named).
+        rows, features or numbers than the dataset limits allow (the limit is named), or its labels do
+        not fit ``task`` (e.g. 'binary' for 3 classes).
     """
     where = f"{field_prefix}generator"
     check_generator_size(settings, spec, where)
     try:
-        task = task_of(spec.kind, spec.n_classes)
+        generated_task = task_of(spec.kind, spec.n_classes)
         X, y = make_dataset(
             spec.kind,
             spec.n_samples,
@@ -179,8 +202,10 @@ def ingest_generator(
         name=name,
         X=X,
         y=y,
-        task=task,
+        task=task or generated_task,
         source=source,
-        field_prefix=field_prefix,
+        label=label,
+        # The drawn labels are the generator's y: a task they do not fit is named there.
+        field_prefix=f"{where}.",
         claim=claim,
     )

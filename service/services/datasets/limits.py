@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.errors import PayloadTooLarge, field_error
 from service.http.schemas.training import GeneratorSpec
 from service.settings import Settings
+from service.vocabulary import MIN_SAMPLES
 
 MAX_NAME_LENGTH = 200
 
@@ -29,6 +30,12 @@ def check_dataset_size(settings: Settings, n_samples: int, n_features: int) -> N
             "max_dataset_elements",
             settings.max_dataset_elements,
         )
+
+
+def check_min_samples(n_samples: int, x_name: str) -> None:
+    """422 naming X when it holds fewer than ``MIN_SAMPLES`` samples (rows)."""
+    if n_samples < MIN_SAMPLES:
+        raise field_error(x_name, f"must hold at least {MIN_SAMPLES} samples, got {n_samples}")
 
 
 def check_generator_size(settings: Settings, spec: GeneratorSpec, where: str) -> None:

@@ -14,7 +14,7 @@ from service.errors import InvalidInput, field_error
 from service.http.arrays import to_array
 from service.http.body import JSONBody, parse_json, validate
 from service.http.npz import npz_error, read_npz
-from service.http.schemas.datasets import DatasetCreate
+from service.http.schemas.datasets import DEFAULT_NAME, DatasetCreate
 from service.services.datasets.csv_format import parse_csv
 from service.services.datasets.ingest import ingest_arrays, ingest_generator
 from service.services.datasets.labels import Array, Labels
@@ -24,7 +24,6 @@ from service.settings import Settings
 from service.store import Claim, DatasetRecord, Store, get_dataset
 
 IDEMPOTENCY_SCOPE = "POST /v1/datasets"
-DEFAULT_NAME = "upload"
 EXACT_INTEGER_LIMIT = 2**53
 # The query parameters of POST /v1/datasets.
 UPLOAD_QUERY = ("name", "label", "task")
@@ -45,7 +44,9 @@ class Upload:
     query : list of (str, str)
         Every query parameter (part of the idempotency fingerprint).
     name, label, task : str or None
-        CSV and npz uploads: the dataset's name (default 'upload'), the label column (CSV), the task.
+        The query parameters, for every kind of body: the dataset's name (in place of a JSON body's;
+        default 'upload'), the label column's name (CSV: the column holding the labels; otherwise the
+        name it gets in the dataset's CSV form) and the task (in place of a JSON body's).
     """
 
     kind: str
@@ -57,24 +58,17 @@ class Upload:
     task: str | None = None
 
 
-def check_query(kind: str, given: Collection[str]) -> None:
-    """422 for a query parameter the upload does not take: one not named in :data:`UPLOAD_QUERY` (the
-    query is part of an Idempotency-Key's fingerprint, so a stray one must not pass unnoticed), or
-    ``label`` with a JSON body (it names a CSV column, and a JSON body has none).
+def check_query(given: Collection[str]) -> None:
+    """422 for a query parameter not named in :data:`UPLOAD_QUERY`: the query is part of an
+    Idempotency-Key's fingerprint, so a stray one must not pass unnoticed.
 
-    ``name`` and ``task`` apply to every body; with a JSON body they must agree with its fields
-    (see :func:`create_from_json`).
+    ``name``, ``label`` and ``task`` mean the same for every kind of body (see :class:`Upload`).
     """
     unknown = sorted({key for key in given if key not in UPLOAD_QUERY})
     if unknown:
         raise InvalidInput(
             f"unknown query parameter(s) {unknown}; allowed: {', '.join(UPLOAD_QUERY)}",
             errors=[{"loc": ["query", key], "msg": "unknown query parameter"} for key in unknown],
-        )
-    if kind == "json" and "label" in given:
-        raise InvalidInput(
-            "query parameter label names the label column of a CSV upload; a JSON body gives y",
-            errors=[{"loc": ["query", "label"], "msg": "not used with a JSON body"}],
         )
 
 
@@ -135,7 +129,6 @@ def request_fingerprint(content_type: str, query: Iterable[tuple[str, str]], bod
 def _ingest(
     store: Store, settings: Settings, upload: Upload, owner: str, claim: Claim | None
 ) -> DatasetRecord:
-    name = upload.name or DEFAULT_NAME
     if upload.kind == "json":
         return create_from_json(
             store,
@@ -144,8 +137,10 @@ def _ingest(
             owner=owner,
             claim=claim,
             name=upload.name,
+            label=upload.label,
             task=upload.task,
         )
+    name = upload.name or DEFAULT_NAME
     if upload.kind == "csv":
         return create_from_csv(
             store,
@@ -157,7 +152,16 @@ def _ingest(
             task=upload.task,
             claim=claim,
         )
-    return create_from_npz(store, settings, upload.raw, owner=owner, name=name, task=upload.task, claim=claim)
+    return create_from_npz(
+        store,
+        settings,
+        upload.raw,
+        owner=owner,
+        name=name,
+        label=upload.label,
+        task=upload.task,
+        claim=claim,
+    )
 
 
 # ---- the body formats -----------------------------------------------------------------------------
@@ -171,42 +175,39 @@ def create_from_json(
     owner: str,
     claim: Claim | None = None,
     name: str | None = None,
+    label: str | None = None,
     task: str | None = None,
 ) -> DatasetRecord:
-    """A JSON body: ``{"name", "X", "y", "task"?}`` or ``{"name", "generator"}``.
+    """A JSON body: ``{"name"?, "X", "y", "task"?}`` or ``{"name"?, "generator"}``.
 
-    ``name`` and ``task`` from the query, when given, say what the body says: the same name, and the
-    task of X and y (the body's ``task`` when it has one); a generator sets its own task.
+    ``name`` and ``task`` from the query, when given, take the place of the body's (the task applies to
+    a generator's labels as to uploaded ones); ``label`` names the label column of the CSV form.
     """
     request = validate(DatasetCreate, body)
-    if name is not None and name != request.name:
-        raise _query_disagrees("name", f"the body names the dataset {request.name!r}, the query {name!r}")
+    name = name or request.name
     if request.generator is not None:
-        if task is not None:
-            raise _query_disagrees("task", "a generator sets its dataset's task")
         return ingest_generator(
-            store, settings, owner=owner, name=request.name, spec=request.generator, claim=claim
+            store,
+            settings,
+            owner=owner,
+            name=name,
+            spec=request.generator,
+            task=task,
+            label=label,
+            claim=claim,
         )
-    if task is not None and request.task is not None and task != request.task:
-        raise _query_disagrees("task", f"the body's task is {request.task!r}, the query's {task!r}")
     X, y = arrays_from_json(request.X, request.y, settings, scan_booleans=body.scan_booleans)
     return ingest_arrays(
         store,
         settings,
         owner=owner,
-        name=request.name,
+        name=name,
         X=X,
         y=y,
-        task=request.task or task,
+        task=task or request.task,
         source={"kind": "json"},
+        label=label,
         claim=claim,
-    )
-
-
-def _query_disagrees(parameter: str, detail: str) -> InvalidInput:
-    return InvalidInput(
-        f"query parameter {parameter} disagrees with the JSON body: {detail}",
-        errors=[{"loc": ["query", parameter], "msg": f"disagrees with the body: {detail}"}],
     )
 
 
@@ -305,7 +306,8 @@ def create_from_csv(
     task: str | None,
     claim: Claim | None = None,
 ) -> DatasetRecord:
-    """A ``text/csv`` body (UTF-8, a byte-order mark allowed)."""
+    """A ``text/csv`` body (UTF-8, a byte-order mark allowed); ``label`` picks the label column (default:
+    the last), which keeps its name."""
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     table = parse_csv(text, label=label, settings=settings)
     source = {"kind": "csv", "columns": table.columns, "label": table.label}
@@ -329,10 +331,12 @@ def create_from_npz(
     *,
     owner: str,
     name: str,
+    label: str | None,
     task: str | None,
     claim: Claim | None = None,
 ) -> DatasetRecord:
-    """An ``.npz`` body holding arrays X and y (labels may be a ``str`` array)."""
+    """An ``.npz`` body holding arrays X and y (labels may be a ``str`` array); ``label`` names the label
+    column of the CSV form."""
     arrays = read_npz(raw, max_elements=settings.max_dataset_elements)
     names = sorted(arrays)
     if names != ["X", "y"]:
@@ -346,5 +350,6 @@ def create_from_npz(
         y=arrays["y"],
         task=task,
         source={"kind": "npz"},
+        label=label,
         claim=claim,
     )

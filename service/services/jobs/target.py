@@ -73,6 +73,8 @@ def target_of(store: Store, settings: Settings, config: TrainingConfig, body: JS
     X, y = datasets.arrays_from_json(
         raw["X"], raw["y"], settings, scan_booleans=body.scan_booleans, field_prefix=INLINE_PREFIX
     )
+    # What storing the data would refuse, a dry run refuses too.
+    datasets.check_min_samples(len(X), f"{INLINE_PREFIX}X")
     if len(y) != len(X):
         raise field_error(f"{INLINE_PREFIX}y", f"has {len(y)} entries but {INLINE_PREFIX}X has {len(X)} rows")
     labels = datasets.encode_labels(y, inline.task, f"{INLINE_PREFIX}y")
