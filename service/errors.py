@@ -129,6 +129,12 @@ class Conflict(DomainError):
     status, title, slug = 409, "Conflict", "conflict"
 
 
+class NoSnapshot(Conflict):
+    """409: the job exists but has no snapshot: none written yet, or its model is too large for one."""
+
+    title, slug = "No Snapshot", "no-snapshot"
+
+
 class StaleAttempt(Conflict):
     """A run wrote with an attempt that no longer owns the job; nothing was written.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import NotFound, StorageCorrupted
+from service.errors import NoSnapshot, StorageCorrupted
 from service.http.body import JSONBody, validate
 from service.http.schemas.models import PredictRequest
 from service.runners.artifacts import (
@@ -25,12 +25,12 @@ from service.store import ModelRecord, Snapshot, Store, get_job, load_snapshot
 
 
 def load(store: Store, owner: str | None, job_id: str) -> tuple[LoadedModel, Snapshot]:
-    """The job's latest snapshot as a model; 404 for an unknown job (or not ``owner``'s; None: anyone's)
-    or one without a snapshot yet."""
+    """The job's latest snapshot as a model; 404 for an unknown job (or not ``owner``'s; None: anyone's),
+    409 for a job without a snapshot (the job is there; its state is what stands in the way)."""
     job = get_job(store, job_id, owner=owner)
     snapshot = load_snapshot(store, job.id)
     if snapshot is None:
-        raise NotFound(
+        raise NoSnapshot(
             f"job {job_id!r} has no snapshot yet: its run writes one with each progress write, for models"
             f" of at most {SNAPSHOT_MAX_PARAMETERS} parameters"
         )

@@ -129,7 +129,8 @@ async def test_a_model_over_the_size_limit_writes_no_snapshot(client: httpx.Asyn
     done = await wait_for(client, (await submit(client, body))["id"])
     assert done["status"] == "succeeded"
     response = await client.get(f"/v1/jobs/{done['id']}/snapshot")
-    assert_problem(response, 404, "has no snapshot", f"at most {SNAPSHOT_MAX_PARAMETERS} parameters")
+    assert_problem(response, 409, "has no snapshot", f"at most {SNAPSHOT_MAX_PARAMETERS} parameters")
+    assert response.json()["type"].endswith(":no-snapshot")
 
 
 async def test_no_snapshot_before_the_first_progress_write_nor_for_unknown_jobs(
@@ -138,18 +139,19 @@ async def test_no_snapshot_before_the_first_progress_write_nor_for_unknown_jobs(
     _, client = idle
     dataset = await create_dataset(client)
     job = await submit(client, config(dataset["id"]))
+    # The job is there (a 404 would say it is not): its state is what stands in the way, a 409.
     assert_problem(
-        await client.get(f"/v1/jobs/{job['id']}/snapshot"), 404, f"job {job['id']!r} has no snapshot yet"
+        await client.get(f"/v1/jobs/{job['id']}/snapshot"), 409, f"job {job['id']!r} has no snapshot yet"
     )
     response = await client.post(f"/v1/jobs/{job['id']}/snapshot/predict", json={"X": [[0.0, 0.0]]})
-    assert_problem(response, 404, "has no snapshot yet")
+    assert_problem(response, 409, "has no snapshot yet")
     unknown = "job_0000000000000000000000ff"
     assert_problem(await client.get(f"/v1/jobs/{unknown}/snapshot"), 404, unknown)
-    # The job before the body: a grid whose start, stop and num disagree is still a 404 here.
+    # The job before the body: a grid whose start, stop and num disagree is still a 409 or 404 here.
     grid = {"start": [0.0, 0.0], "stop": [1.0, 1.0], "num": [3]}
-    for job_id in (job["id"], unknown):
+    for job_id, status in ((job["id"], 409), (unknown, 404)):
         response = await client.post(f"/v1/jobs/{job_id}/snapshot/predict", json={"grid": grid})
-        assert_problem(response, 404, job_id)
+        assert_problem(response, status, job_id)
 
 
 async def test_snapshot_predict_validates_its_request(client: httpx.AsyncClient) -> None:

@@ -27,13 +27,14 @@ JobId = Annotated[str, Path(description="The job's id.", examples=["job_0194b2c3
     operation_id="jobs-snapshot",
     response_model=JobSnapshot,
     summary="A job's latest parameters",
-    responses=problem_responses(404, 500, 503),
+    responses=problem_responses(404, 409, 500, 503),
 )
 async def get_snapshot(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Response:
     """The parameters of the job's latest progress write, as a model document, to follow a model while
     it trains (a `progress` event announces each new one). Written at most as often as progress
-    (`DESCENT_PROGRESS_INTERVAL_S`) and for models of at most 100,000 parameters; 404 until the first.
-    After the job ends the last snapshot stays; the job's model holds the final weights.
+    (`DESCENT_PROGRESS_INTERVAL_S`) and for models of at most 100,000 parameters; until the first (or
+    for a larger model) a 409 `no-snapshot`, while an unknown job is a 404. After the job ends the last
+    snapshot stays; the job's model holds the final weights.
     """
     return JSONResponse(await anyio.to_thread.run_sync(snapshots.document, store, owner, job_id))
 
@@ -43,7 +44,7 @@ async def get_snapshot(job_id: JobId, store: StoreDep, owner: ScopeDep) -> Respo
     operation_id="jobs-snapshot-predict",
     response_model=SnapshotPrediction,
     summary="Predict with a job's latest parameters",
-    responses=problem_responses(404, 413, 415, 422, 500, 503),
+    responses=problem_responses(404, 409, 413, 415, 422, 500, 503),
     openapi_extra=request_body(
         PredictRequest,
         {

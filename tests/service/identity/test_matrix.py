@@ -38,7 +38,7 @@ BODIES: dict[str, Any] = {
     "models-predict": {"X": [[0.1, 0.2]]},
     "jobs-snapshot-predict": {"X": [[0.1, 0.2]]},
 }
-# With no worker (DESCENT_WORKERS=0) a job never runs, so it has no snapshot: 404 for its owner too.
+# With no worker (DESCENT_WORKERS=0) a job never runs, so it has no snapshot: 409 for its owner and admins.
 NO_SNAPSHOT = {"jobs-snapshot", "jobs-snapshot-predict"}
 OWNED = {"dataset_id", "job_id", "model_id"}
 _RESULTS: dict[tuple[str, str], int] = {}
@@ -131,7 +131,7 @@ def expected(caller: str, operation_id: str, path: str) -> int:
     if caller == "other owner" and owned:
         return 404
     if operation_id in NO_SNAPSHOT:
-        return 404
+        return 409
     return {
         "datasets-create": 201,
         "jobs-create": 202,

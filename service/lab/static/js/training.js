@@ -119,8 +119,8 @@ export class JobFollower {
         await this.paint(boundary, asked, performance.now());
       }
     } catch (err) {
-      // No snapshot yet (the first progress write comes before the first snapshot): wait for the next.
-      if (err.name !== "AbortError" && err.status !== 404) this.handlers.onError?.(err);
+      // No snapshot yet (409: the first progress write comes before the first snapshot): wait for the next.
+      if (err.name !== "AbortError" && err.status !== 409) this.handlers.onError?.(err);
     } finally {
       this.busy.boundary = false;
       if (this.want.boundary) this.pump();
