@@ -286,6 +286,23 @@ async def test_dry_run_resolves_the_config_and_stores_nothing(
     assert job["config"] == dry["config"]
 
 
+async def test_a_schedule_floor_above_the_learning_rate_is_a_422_not_a_500(
+    idle: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    # Found by a conformance run: the engine refused the settings while the job's memory was estimated.
+    _, client = idle
+    dataset = await create_dataset(client)
+    body = config(
+        dataset["id"],
+        optimizer={"name": "sgd", "learning_rate": 0.1},
+        lr_schedule={"name": "cosine", "min_lr": 6.0},
+    )
+    for dry_run in ("true", "false"):
+        response = await client.post("/v1/jobs", params={"dry_run": dry_run}, json=body)
+        assert_problem(response, 422, "min_lr must be in [0, base_lr=0.1], got 6.0")
+    assert (await client.get("/v1/jobs")).json()["items"] == []
+
+
 async def test_inline_arrays_are_stored_as_a_dataset_the_job_refers_to(client: httpx.AsyncClient) -> None:
     X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 5
     y = ["no", "yes", "yes", "yes"] * 5

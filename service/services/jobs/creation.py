@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import NotFound, StoreUnavailable
+from service.errors import InvalidInput, NotFound, StoreUnavailable
 from service.http.body import JSONBody, validate
 from service.http.schemas.training import TrainingConfig
 from service.runners import Runner
@@ -160,7 +160,12 @@ def _plan(store: Store, settings: Settings, body: JSONBody) -> _Plan:
 def estimate_job(resolved: dict[str, Any], target: Target) -> admission.Estimate:
     """The peak memory a resolved configuration will take on its target (``service.services.admission``)."""
     arch = architecture_for(resolved, target.task, target.n_features, target.n_classes)
-    fit = fit_config(resolved)
+    try:
+        fit = fit_config(resolved)
+    except ValueError as exc:
+        # The engine's own checks of settings that tie fields together (a schedule's min_lr and the
+        # learning rate, say), which the request's schema cannot state.
+        raise InvalidInput(f"training settings: {exc}", errors=[{"loc": ["body"], "msg": str(exc)}]) from None
     return admission.training_job(
         n_samples=target.n_samples,
         n_features=target.n_features,
